@@ -1,0 +1,82 @@
+# fastblock monitor — common tasks. `make help` lists them.
+#
+# Quick start on a fresh machine:
+#   make run    # standalone monitor with its embedded etcd (data and log under ./run)
+#   make test   # fmt check, clippy -D warnings, every test (real etcd, real processes)
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+RUN_DIR ?= run
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help build run cluster cluster-stop test bench lint fmt install deps clean
+
+help: ## Show this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+deps: ## Install what running and testing need (etcd, etcdctl) when missing
+	@if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then \
+		echo "installing etcd-server and etcd-client with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server etcd-client >/dev/null; \
+	fi
+	@etcd --version | head -1
+
+build: ## Build release binaries (target/release/fastblock-mon, fbclient)
+	$(CARGO) build --release --bins
+
+run: deps build ## Run a standalone monitor with embedded etcd (Ctrl-C stops it)
+	@mkdir -p $(RUN_DIR)/standalone
+	@echo "fastblock-mon: gRPC on 127.0.0.1:3333, metrics on http://127.0.0.1:3332/metrics"
+	@echo "data in $(RUN_DIR)/standalone/data, log in $(RUN_DIR)/standalone/monitor.log"
+	@echo "try: ./target/release/fbclient -op=leader"
+	./target/release/fastblock-mon --conf config/monitor.toml \
+		--data-dir $(RUN_DIR)/standalone/data --log-path $(RUN_DIR)/standalone/monitor.log
+
+cluster: deps build ## Start the 3-monitor local cluster of config/cluster/ in the background
+	@mkdir -p $(RUN_DIR)/cluster
+	@for i in 1 2 3; do \
+		./target/release/fastblock-mon --conf config/cluster/monitor$$i.toml \
+			>$(RUN_DIR)/cluster/monitor$$i.stderr 2>&1 & echo $$! > $(RUN_DIR)/cluster/monitor$$i.pid; \
+		echo "monitor$$i started (pid $$!, log $(RUN_DIR)/cluster/monitor$$i.log)"; \
+	done
+	@echo "try: ./target/release/fbclient -op=leader -mon=127.0.0.1:3333,127.0.0.1:3343,127.0.0.1:3353"
+
+cluster-stop: ## Stop the local cluster started by `make cluster`
+	@for i in 1 2 3; do \
+		f=$(RUN_DIR)/cluster/monitor$$i.pid; \
+		[ -f $$f ] && kill -TERM $$(cat $$f) 2>/dev/null; rm -f $$f; \
+	done; true
+
+test: deps ## Check formatting and lints, then run every test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run; \
+	else \
+		$(CARGO) test; \
+	fi
+
+bench: deps ## Run the benchmarks (failover times; figures in docs/benchmarks.md)
+	$(CARGO) bench --bench failover
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+install: build ## Install binaries to $(PREFIX)/bin, the unit and an example config
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/fastblock $(DESTDIR)/etc/systemd/system
+	install -m 0755 target/release/fastblock-mon target/release/fbclient $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 config/fastblock-mon.service $(DESTDIR)/etc/systemd/system/fastblock-mon.service
+	@if [ ! -f $(DESTDIR)/etc/fastblock/monitor.toml ]; then \
+		install -m 0644 config/monitor.toml $(DESTDIR)/etc/fastblock/monitor.toml; \
+	else echo "keeping existing /etc/fastblock/monitor.toml"; fi
+	install -d $(DESTDIR)$(PREFIX)/share/doc/fastblock-monitor
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/fastblock-monitor/
+
+clean: ## Remove build output and ./run
+	$(CARGO) clean
+	rm -rf $(RUN_DIR)

@@ -1,0 +1,1102 @@
+//! `monitor.toml`: the raw file format, defaults, validation, and the resolved [`Config`].
+//!
+//! Every error is one line naming the file, the line and the key, e.g.
+//! `monitor.toml:7: port: 70000 is out of range 1..=65535`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Default gRPC port.
+pub const DEFAULT_PORT: u16 = 3333;
+/// Default HTTP port (/metrics, /healthz, /readyz).
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 3332;
+/// etcd refuses leases shorter than this with its default election timeout.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// etcd's own default `--max-txn-ops`; an external cluster may not allow more.
+pub const ETCD_DEFAULT_MAX_TXN_OPS: u32 = 128;
+/// etcd's own default `--max-request-bytes` (1.5 MiB).
+pub const ETCD_DEFAULT_MAX_REQUEST_BYTES: u64 = 1536 * 1024;
+
+/// A configuration error: one line, naming where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The file the error is in (`<command line>` for flag overrides).
+    pub file: String,
+    /// 1-based line number, when the error is tied to a line.
+    pub line: Option<usize>,
+    /// The key at fault, when there is one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.file.clone();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        out.push_str(": ");
+        if let Some(key) = &self.key {
+            out.push_str(key);
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
+    }
+}
+
+/// The log verbosity of `log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in monitor.toml and understood by `tracing` filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// monitor.toml as written. Only syntax and types are checked here; [`RawConfig::resolve`]
+/// applies defaults and validates meaning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    // Keys of the original monitor.
+    etcd_server: Option<Vec<String>>,
+    etcd_name: Option<String>,
+    etcd_initial_cluster: Option<String>,
+    etcd_advertise_client_urls: Option<Vec<String>>,
+    etcd_advertise_peer_urls: Option<Vec<String>>,
+    etcd_listen_peer_urls: Option<Vec<String>>,
+    etcd_listen_client_urls: Option<Vec<String>>,
+    election_master_key: Option<String>,
+    data_dir: Option<String>,
+    hostname: Option<String>,
+    port: Option<i64>,
+    prometheus_port: Option<i64>,
+    log_path: Option<String>,
+    log_level: Option<LogLevel>,
+    // Ours.
+    address: Option<String>,
+    advertise_address: Option<String>,
+    embedded_etcd: Option<bool>,
+    etcd_binary: Option<String>,
+    etcd_prefix: Option<String>,
+    etcd_initial_cluster_token: Option<String>,
+    etcd_start_timeout: Option<String>,
+    etcd_quota_backend_bytes: Option<i64>,
+    etcd_auto_compaction_retention: Option<String>,
+    etcd_txn_max_ops: Option<i64>,
+    etcd_txn_max_bytes: Option<i64>,
+    etcd_move_raft_leader: Option<bool>,
+    election_lease_ttl: Option<String>,
+}
+
+/// The resolved configuration of one monitor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// This monitor's name: election value, monitor list entry, default etcd member name.
+    pub hostname: String,
+    /// gRPC bind address.
+    pub address: IpAddr,
+    /// gRPC port.
+    pub port: u16,
+    /// What clients redirected to this monitor are told (`host:port`).
+    pub advertise_address: String,
+    /// HTTP port for /metrics, /healthz, /readyz (bound on `address`).
+    pub prometheus_port: u16,
+    /// Log file, in addition to stderr. None: stderr only.
+    pub log_path: Option<PathBuf>,
+    pub log_level: LogLevel,
+    /// Directory for the monitor's own files and the embedded etcd member (`<data_dir>/etcd`).
+    pub data_dir: PathBuf,
+    /// etcd client endpoints the monitor talks to.
+    pub etcd_endpoints: Vec<String>,
+    /// Every key of this cluster lives under this prefix (no trailing slash).
+    pub etcd_prefix: String,
+    /// Name of the election under the prefix.
+    pub election_master_key: String,
+    /// Lease TTL of the leader election.
+    pub election_lease_ttl: Duration,
+    /// Largest number of operations the monitor puts in one etcd transaction.
+    pub txn_max_ops: u32,
+    /// Largest request size the monitor sends in one etcd transaction.
+    pub txn_max_bytes: u64,
+    /// The embedded etcd member; None when `embedded_etcd = false`.
+    pub embedded_etcd: Option<EmbeddedEtcdConfig>,
+}
+
+/// How to run the embedded etcd member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedEtcdConfig {
+    /// The `etcd` executable (looked up on PATH when it has no slash).
+    pub binary: PathBuf,
+    pub name: String,
+    /// The member's data directory, `<data_dir>/etcd`.
+    pub data_dir: PathBuf,
+    /// `name=url,...` exactly as etcd takes it.
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub advertise_client_urls: Vec<Url>,
+    pub advertise_peer_urls: Vec<Url>,
+    pub listen_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    /// Bound on the wait for the member to become healthy (quorum included).
+    pub start_timeout: Duration,
+    pub quota_backend_bytes: u64,
+    /// Periodic auto-compaction retention.
+    pub auto_compaction_retention: Duration,
+    /// `--max-txn-ops` given to etcd: at least what the monitor sends.
+    pub max_txn_ops: u32,
+    /// `--max-request-bytes` given to etcd: what the monitor sends plus headroom.
+    pub max_request_bytes: u64,
+    /// Number of members in `initial_cluster`.
+    pub cluster_size: usize,
+    /// While this monitor leads, move etcd's raft leadership to another member.
+    pub move_raft_leader: bool,
+}
+
+/// Overrides from the command line; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub log_path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text, overrides)
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        let source = Source { file, text };
+        raw.resolve(&source, overrides)
+    }
+
+    /// The gRPC socket address to bind.
+    pub fn grpc_bind(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.address, self.port)
+    }
+
+    /// The HTTP socket address to bind.
+    pub fn http_bind(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.address, self.prometheus_port)
+    }
+
+    /// The HTTP address other monitors and operators reach this monitor's /metrics on.
+    pub fn advertise_http_address(&self) -> String {
+        let host = match self.advertise_address.rsplit_once(':') {
+            Some((host, _)) => host.to_string(),
+            None => self.hostname.clone(),
+        };
+        format!("{host}:{}", self.prometheus_port)
+    }
+}
+
+/// The text being validated, to point errors at lines.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    /// An error about `key`, pointing at the line where the key is written (if it is).
+    fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: line_of_key(self.text, key),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+impl RawConfig {
+    fn resolve(self, src: &Source<'_>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let hostname = match self.hostname {
+            Some(h) => {
+                check_name(&h).map_err(|m| src.error("hostname", m))?;
+                h
+            }
+            None => system_hostname().map_err(|m| src.error("hostname", m))?,
+        };
+        let port = port(src, "port", self.port, DEFAULT_PORT)?;
+        let prometheus_port = port_value(
+            src,
+            "prometheus_port",
+            self.prometheus_port,
+            DEFAULT_PROMETHEUS_PORT,
+        )?;
+        if prometheus_port == port {
+            return Err(src.error("prometheus_port", format!("must differ from port ({port})")));
+        }
+        let address: IpAddr = match &self.address {
+            Some(a) => a
+                .parse()
+                .map_err(|_| src.error("address", format!("'{a}' is not an IP address")))?,
+            None => IpAddr::from([0, 0, 0, 0]),
+        };
+        let advertise_address = match self.advertise_address {
+            Some(a) => {
+                check_host_port(&a).map_err(|m| src.error("advertise_address", m))?;
+                a
+            }
+            None if !address.is_unspecified() => {
+                std::net::SocketAddr::new(address, port).to_string()
+            }
+            None => format!("{hostname}:{port}"),
+        };
+        let election_master_key = self
+            .election_master_key
+            .unwrap_or_else(|| "fastblock_master".to_string());
+        check_name(&election_master_key).map_err(|m| src.error("election_master_key", m))?;
+        if crate::etcd::keys::RESERVED_NAMES.contains(&election_master_key.as_str()) {
+            return Err(src.error(
+                "election_master_key",
+                format!("'{election_master_key}' is reserved for the monitor's own keys"),
+            ));
+        }
+        let etcd_prefix = normalize_prefix(self.etcd_prefix.as_deref().unwrap_or("/fastblock"))
+            .map_err(|m| src.error("etcd_prefix", m))?;
+        let election_lease_ttl = duration(
+            src,
+            "election_lease_ttl",
+            self.election_lease_ttl.as_deref(),
+            "3s",
+        )?;
+        if election_lease_ttl < MIN_LEASE_TTL || election_lease_ttl.subsec_nanos() != 0 {
+            return Err(src.error(
+                "election_lease_ttl",
+                "must be a whole number of seconds, at least 2s (etcd's minimum lease)",
+            ));
+        }
+        let txn_max_ops = match self.etcd_txn_max_ops {
+            None => ETCD_DEFAULT_MAX_TXN_OPS,
+            Some(n) if (16..=100_000).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(src.error(
+                    "etcd_txn_max_ops",
+                    format!("{n} is out of range 16..=100000"),
+                ));
+            }
+        };
+        let txn_max_bytes = match self.etcd_txn_max_bytes {
+            None => 1024 * 1024,
+            Some(n) if (64 * 1024..=64 * 1024 * 1024).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(src.error(
+                    "etcd_txn_max_bytes",
+                    format!("{n} is out of range 65536..=67108864"),
+                ));
+            }
+        };
+        let log_path = overrides
+            .log_path
+            .clone()
+            .or_else(|| self.log_path.map(PathBuf::from));
+        if let Some(p) = &log_path
+            && p.as_os_str().is_empty()
+        {
+            return Err(src.error("log_path", "must not be empty"));
+        }
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| self.data_dir.map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(format!("/var/lib/fastblock/{hostname}")));
+        if data_dir.as_os_str().is_empty() {
+            return Err(src.error("data_dir", "must not be empty"));
+        }
+
+        let embedded = self.embedded_etcd.unwrap_or(true);
+        let etcd_keys_given = [
+            ("etcd_name", self.etcd_name.is_some()),
+            ("etcd_initial_cluster", self.etcd_initial_cluster.is_some()),
+            (
+                "etcd_advertise_client_urls",
+                self.etcd_advertise_client_urls.is_some(),
+            ),
+            (
+                "etcd_advertise_peer_urls",
+                self.etcd_advertise_peer_urls.is_some(),
+            ),
+            (
+                "etcd_listen_peer_urls",
+                self.etcd_listen_peer_urls.is_some(),
+            ),
+            (
+                "etcd_listen_client_urls",
+                self.etcd_listen_client_urls.is_some(),
+            ),
+        ];
+        let embedded_etcd = if embedded {
+            let name = self.etcd_name.unwrap_or_else(|| hostname.clone());
+            check_name(&name).map_err(|m| src.error("etcd_name", m))?;
+            let listen_client_urls = urls(
+                src,
+                "etcd_listen_client_urls",
+                self.etcd_listen_client_urls,
+                "http://127.0.0.1:2379",
+            )?;
+            let listen_peer_urls = urls(
+                src,
+                "etcd_listen_peer_urls",
+                self.etcd_listen_peer_urls,
+                "http://127.0.0.1:2380",
+            )?;
+            let advertise_client_urls = match self.etcd_advertise_client_urls {
+                Some(v) => urls(src, "etcd_advertise_client_urls", Some(v), "")?,
+                None => advertisable(src, "etcd_advertise_client_urls", &listen_client_urls)?,
+            };
+            let advertise_peer_urls = match self.etcd_advertise_peer_urls {
+                Some(v) => urls(src, "etcd_advertise_peer_urls", Some(v), "")?,
+                None => advertisable(src, "etcd_advertise_peer_urls", &listen_peer_urls)?,
+            };
+            let initial_cluster = match self.etcd_initial_cluster {
+                Some(c) => c,
+                None => advertise_peer_urls
+                    .iter()
+                    .map(|u| format!("{name}={}", url_text(u)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let members = parse_initial_cluster(&initial_cluster)
+                .map_err(|m| src.error("etcd_initial_cluster", m))?;
+            let mine: Vec<&Url> = members
+                .iter()
+                .filter(|(n, _)| n == &name)
+                .map(|(_, u)| u)
+                .collect();
+            if mine.is_empty() {
+                return Err(src.error(
+                    "etcd_initial_cluster",
+                    format!("member '{name}' (etcd_name) is not listed"),
+                ));
+            }
+            let mut mine_sorted: Vec<String> = mine.iter().map(|u| url_text(u)).collect();
+            let mut adv_sorted: Vec<String> = advertise_peer_urls.iter().map(url_text).collect();
+            mine_sorted.sort();
+            adv_sorted.sort();
+            if mine_sorted != adv_sorted {
+                return Err(src.error(
+                    "etcd_initial_cluster",
+                    format!(
+                        "member '{name}' is listed with {} but etcd_advertise_peer_urls is {}",
+                        mine_sorted.join(","),
+                        adv_sorted.join(",")
+                    ),
+                ));
+            }
+            let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+            names.dedup();
+            names.sort();
+            names.dedup();
+            Some(EmbeddedEtcdConfig {
+                binary: PathBuf::from(self.etcd_binary.unwrap_or_else(|| "etcd".to_string())),
+                name,
+                data_dir: data_dir.join("etcd"),
+                initial_cluster,
+                initial_cluster_token: self
+                    .etcd_initial_cluster_token
+                    .unwrap_or_else(|| "fastblock".to_string()),
+                advertise_client_urls,
+                advertise_peer_urls,
+                listen_client_urls,
+                listen_peer_urls,
+                start_timeout: duration(
+                    src,
+                    "etcd_start_timeout",
+                    self.etcd_start_timeout.as_deref(),
+                    "60s",
+                )?,
+                quota_backend_bytes: match self.etcd_quota_backend_bytes {
+                    None => 8 * 1024 * 1024 * 1024,
+                    Some(n) if n >= 64 * 1024 * 1024 => n as u64,
+                    Some(n) => {
+                        return Err(src.error(
+                            "etcd_quota_backend_bytes",
+                            format!("{n} is too small (at least 67108864)"),
+                        ));
+                    }
+                },
+                auto_compaction_retention: duration(
+                    src,
+                    "etcd_auto_compaction_retention",
+                    self.etcd_auto_compaction_retention.as_deref(),
+                    "10m",
+                )?,
+                max_txn_ops: txn_max_ops.max(ETCD_DEFAULT_MAX_TXN_OPS),
+                // Room for the transaction's framing on top of the payload budget.
+                max_request_bytes: (txn_max_bytes + 512 * 1024).max(ETCD_DEFAULT_MAX_REQUEST_BYTES),
+                cluster_size: names.len(),
+                move_raft_leader: self.etcd_move_raft_leader.unwrap_or(true),
+            })
+        } else {
+            let etcd_keys_given = etcd_keys_given.into_iter().chain([(
+                "etcd_move_raft_leader",
+                self.etcd_move_raft_leader.is_some(),
+            )]);
+            if let Some((key, _)) = etcd_keys_given.into_iter().find(|(_, given)| *given) {
+                return Err(src.error(
+                    key,
+                    "configures the embedded etcd member, but embedded_etcd = false",
+                ));
+            }
+            None
+        };
+
+        let etcd_endpoints = match self.etcd_server {
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(src.error("etcd_server", "must list at least one endpoint"));
+                }
+                let mut out = Vec::with_capacity(list.len());
+                for e in &list {
+                    out.push(endpoint(e).map_err(|m| src.error("etcd_server", m))?);
+                }
+                out
+            }
+            None => match &embedded_etcd {
+                Some(e) => e.advertise_client_urls.iter().map(url_text).collect(),
+                None => {
+                    return Err(src.error("etcd_server", "is required when embedded_etcd = false"));
+                }
+            },
+        };
+
+        Ok(Config {
+            hostname,
+            address,
+            port,
+            advertise_address,
+            prometheus_port,
+            log_path,
+            log_level: self.log_level.unwrap_or(LogLevel::Info),
+            data_dir,
+            etcd_endpoints,
+            etcd_prefix,
+            election_master_key,
+            election_lease_ttl,
+            txn_max_ops,
+            txn_max_bytes,
+            embedded_etcd,
+        })
+    }
+}
+
+fn port(src: &Source<'_>, key: &str, v: Option<i64>, default: u16) -> Result<u16, ConfigError> {
+    port_value(src, key, v, default)
+}
+
+fn port_value(
+    src: &Source<'_>,
+    key: &str,
+    v: Option<i64>,
+    default: u16,
+) -> Result<u16, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Some(p) => Err(src.error(key, format!("{p} is out of range 1..=65535"))),
+    }
+}
+
+fn duration(
+    src: &Source<'_>,
+    key: &str,
+    v: Option<&str>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = v.unwrap_or(default);
+    let d = humantime::parse_duration(text).map_err(|e| {
+        src.error(
+            key,
+            format!("'{text}' is not a duration like \"10s\" or \"500ms\" ({e})"),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(src.error(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses a list of etcd URLs (or the single default when absent).
+fn urls(
+    src: &Source<'_>,
+    key: &str,
+    v: Option<Vec<String>>,
+    default: &str,
+) -> Result<Vec<Url>, ConfigError> {
+    let list = v.unwrap_or_else(|| vec![default.to_string()]);
+    if list.is_empty() {
+        return Err(src.error(key, "must list at least one URL"));
+    }
+    list.iter()
+        .map(|s| parse_etcd_url(s).map_err(|m| src.error(key, m)))
+        .collect()
+}
+
+/// Listen URLs reused as advertise URLs must name a concrete host.
+fn advertisable(src: &Source<'_>, key: &str, listen: &[Url]) -> Result<Vec<Url>, ConfigError> {
+    for u in listen {
+        if let Some(url::Host::Ipv4(ip)) = u.host()
+            && ip.is_unspecified()
+        {
+            return Err(src.error(
+                key,
+                format!(
+                    "must be set when listening on {} (other members cannot reach 0.0.0.0)",
+                    url_text(u)
+                ),
+            ));
+        }
+    }
+    Ok(listen.to_vec())
+}
+
+/// An etcd URL: http(s)://host:port with nothing after the port.
+pub fn parse_etcd_url(s: &str) -> Result<Url, String> {
+    if !s.contains("://") {
+        return Err(format!(
+            "'{s}' must be a URL with http:// or https://, like http://127.0.0.1:2379"
+        ));
+    }
+    let u = Url::parse(s).map_err(|e| format!("'{s}' is not a URL ({e})"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!("'{s}' must use http:// or https://"));
+    }
+    if u.host().is_none() {
+        return Err(format!("'{s}' has no host"));
+    }
+    if u.port().is_none() {
+        return Err(format!(
+            "'{s}' must give a port, like http://127.0.0.1:2379"
+        ));
+    }
+    if u.path() != "/" && !u.path().is_empty() || u.query().is_some() {
+        return Err(format!("'{s}' must not have a path or query"));
+    }
+    Ok(u)
+}
+
+/// A URL as etcd expects it on its command line: no trailing slash.
+pub fn url_text(u: &Url) -> String {
+    u.as_str().trim_end_matches('/').to_string()
+}
+
+/// An `etcd_server` entry: `host:port` or an http(s) URL. Returns the URL form.
+fn endpoint(s: &str) -> Result<String, String> {
+    if s.contains("://") {
+        return parse_etcd_url(s).map(|u| url_text(&u));
+    }
+    check_host_port(s)?;
+    Ok(format!("http://{s}"))
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{s}' must be host:port"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("'{s}' must be host:port"));
+    }
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(()),
+        _ => Err(format!("'{s}' has a port out of range 1..=65535")),
+    }
+}
+
+/// `name=url,name=url`.
+fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Url)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{part}' is not name=url"))?;
+        check_name(name)?;
+        out.push((name.to_string(), parse_etcd_url(url)?));
+    }
+    if out.is_empty() {
+        return Err("must list at least one member".to_string());
+    }
+    Ok(out)
+}
+
+/// Names end up in etcd keys and command lines: keep them plain.
+fn check_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if s.len() > 63 {
+        return Err(format!("'{s}' is longer than 63 bytes"));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "'{s}' may only contain letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+fn normalize_prefix(p: &str) -> Result<String, String> {
+    if !p.starts_with('/') {
+        return Err(format!("'{p}' must start with '/'"));
+    }
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err("must not be the root '/'".to_string());
+    }
+    if trimmed.contains("//") || trimmed.contains(char::is_whitespace) {
+        return Err(format!("'{p}' must not contain '//' or spaces"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn system_hostname() -> Result<String, String> {
+    let h = nix::unistd::gethostname()
+        .map_err(|e| format!("not set and the system hostname is unavailable ({e})"))?;
+    let h = h.to_string_lossy().to_string();
+    let short = h.split('.').next().unwrap_or_default().to_string();
+    check_name(&short).map_err(|m| format!("not set and the system hostname {m}"))?;
+    Ok(short)
+}
+
+/// Turns a TOML error into one line with the key and line number.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map(|s| s.start);
+    let line = offset.map(|o| line_number(text, o));
+    let key = offset.and_then(|o| key_at(text, o));
+    let raw = e.message().trim();
+    let message = if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let mut m = format!("unknown key '{name}'");
+        if let Some(s) = closest_key(name) {
+            m.push_str(&format!(" (did you mean '{s}'?)"));
+        }
+        return ConfigError {
+            file: file.to_string(),
+            line,
+            key: None,
+            message: m,
+        };
+    } else if raw.starts_with("invalid type") || raw.starts_with("unknown variant") {
+        raw.replace("i64", "an integer")
+            .replace("unknown variant", "unknown value")
+    } else {
+        format!("syntax error: {raw}")
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        key,
+        message: message.lines().next().unwrap_or_default().to_string(),
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "etcd_server",
+    "etcd_name",
+    "etcd_initial_cluster",
+    "etcd_advertise_client_urls",
+    "etcd_advertise_peer_urls",
+    "etcd_listen_peer_urls",
+    "etcd_listen_client_urls",
+    "election_master_key",
+    "data_dir",
+    "hostname",
+    "port",
+    "prometheus_port",
+    "log_path",
+    "log_level",
+    "address",
+    "advertise_address",
+    "embedded_etcd",
+    "etcd_binary",
+    "etcd_prefix",
+    "etcd_initial_cluster_token",
+    "etcd_start_timeout",
+    "etcd_quota_backend_bytes",
+    "etcd_auto_compaction_retention",
+    "etcd_txn_max_ops",
+    "etcd_txn_max_bytes",
+    "etcd_move_raft_leader",
+    "election_lease_ttl",
+];
+
+fn closest_key(name: &str) -> Option<&'static str> {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn line_number(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The `key = ...` assignment that covers `offset` (arrays may span lines).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    for line in before.lines().rev().chain(std::iter::once("")) {
+        if let Some((k, _)) = line.split_once('=') {
+            let k = k.trim();
+            if !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Some(k.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// The line where `key = ...` is written, if it is.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("monitor.toml", text, &Overrides::default())
+    }
+
+    fn err(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    const BASE: &str = "hostname = \"monitor1\"\ndata_dir = \"/tmp/x\"\n";
+
+    #[test]
+    fn standalone_defaults() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.port, 3333);
+        assert_eq!(c.prometheus_port, 3332);
+        assert_eq!(c.advertise_address, "monitor1:3333");
+        assert_eq!(c.etcd_prefix, "/fastblock");
+        assert_eq!(c.election_master_key, "fastblock_master");
+        assert_eq!(c.election_lease_ttl, Duration::from_secs(3));
+        assert_eq!(c.txn_max_ops, 128);
+        assert_eq!(c.etcd_endpoints, vec!["http://127.0.0.1:2379"]);
+        let e = c.embedded_etcd.unwrap();
+        assert_eq!(e.name, "monitor1");
+        assert_eq!(e.initial_cluster, "monitor1=http://127.0.0.1:2380");
+        assert_eq!(e.data_dir, PathBuf::from("/tmp/x/etcd"));
+        assert_eq!(e.cluster_size, 1);
+        assert!(e.max_request_bytes >= ETCD_DEFAULT_MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn example_files_parse() {
+        for f in [
+            "config/monitor.toml",
+            "config/cluster/monitor1.toml",
+            "config/cluster/monitor2.toml",
+            "config/cluster/monitor3.toml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let c =
+                Config::load(&path, &Overrides::default()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            if f.contains("cluster") {
+                assert_eq!(c.embedded_etcd.unwrap().cluster_size, 3, "{f}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = err(&format!("{BASE}prot = 4\n"));
+        assert_eq!(
+            e,
+            "monitor.toml:3: unknown key 'prot' (did you mean 'port'?)"
+        );
+        let e = err("zzzzzzzzzzzz = 1\n");
+        assert_eq!(e, "monitor.toml:1: unknown key 'zzzzzzzzzzzz'");
+    }
+
+    #[test]
+    fn bad_types_name_key_and_line() {
+        let e = err(&format!("{BASE}port = \"abc\"\n"));
+        assert!(e.starts_with("monitor.toml:3: port: invalid type"), "{e}");
+        let e = err(&format!("{BASE}etcd_server = \"127.0.0.1:2379\"\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: etcd_server: invalid type"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}embedded_etcd = 1\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: embedded_etcd: invalid type"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}log_level = \"loud\"\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: log_level: unknown value"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}etcd_listen_peer_urls = [\n  \"http://a:1\",\n  7,\n]\n"
+        ));
+        assert!(
+            e.starts_with("monitor.toml:5: etcd_listen_peer_urls: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = err(&format!("{BASE}port = \n"));
+        assert!(e.starts_with("monitor.toml:3: port: syntax error"), "{e}");
+    }
+
+    #[test]
+    fn ports_out_of_range() {
+        assert_eq!(
+            err(&format!("{BASE}port = 70000\n")),
+            "monitor.toml:3: port: 70000 is out of range 1..=65535"
+        );
+        assert_eq!(
+            err(&format!("{BASE}prometheus_port = 0\n")),
+            "monitor.toml:3: prometheus_port: 0 is out of range 1..=65535"
+        );
+        assert_eq!(
+            err(&format!("{BASE}port = -1\n")),
+            "monitor.toml:3: port: -1 is out of range 1..=65535"
+        );
+        assert_eq!(
+            err(&format!("{BASE}port = 4000\nprometheus_port = 4000\n")),
+            "monitor.toml:4: prometheus_port: must differ from port (4000)"
+        );
+    }
+
+    #[test]
+    fn bad_urls() {
+        assert_eq!(
+            err(&format!(
+                "{BASE}etcd_listen_client_urls = [\"127.0.0.1:2379\"]\n"
+            )),
+            "monitor.toml:3: etcd_listen_client_urls: '127.0.0.1:2379' must be a URL with http:// or https://, like http://127.0.0.1:2379"
+        );
+        let e = err(&format!("{BASE}etcd_advertise_peer_urls = [\"http://\"]\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: etcd_advertise_peer_urls: 'http://' is not a URL"),
+            "{e}"
+        );
+        assert_eq!(
+            err(&format!(
+                "{BASE}etcd_listen_peer_urls = [\"http://10.0.0.1\"]\n"
+            )),
+            "monitor.toml:3: etcd_listen_peer_urls: 'http://10.0.0.1' must give a port, like http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            err(&format!("{BASE}etcd_server = [\"localhost\"]\n")),
+            "monitor.toml:3: etcd_server: 'localhost' must be host:port"
+        );
+        assert_eq!(
+            err(&format!("{BASE}etcd_server = [\"h:99999\"]\n")),
+            "monitor.toml:3: etcd_server: 'h:99999' has a port out of range 1..=65535"
+        );
+        assert_eq!(
+            err(&format!("{BASE}address = \"localhost\"\n")),
+            "monitor.toml:3: address: 'localhost' is not an IP address"
+        );
+    }
+
+    #[test]
+    fn member_missing_from_initial_cluster() {
+        let text = format!(
+            "{BASE}etcd_name = \"monitor9\"\netcd_initial_cluster = \"monitor1=http://127.0.0.1:2380,monitor2=http://127.0.0.2:2380\"\n"
+        );
+        assert_eq!(
+            err(&text),
+            "monitor.toml:4: etcd_initial_cluster: member 'monitor9' (etcd_name) is not listed"
+        );
+    }
+
+    #[test]
+    fn initial_cluster_must_match_advertised_peer_url() {
+        let text = format!(
+            "{BASE}etcd_initial_cluster = \"monitor1=http://127.0.0.1:2390\"\netcd_advertise_peer_urls = [\"http://127.0.0.1:2380\"]\n"
+        );
+        assert_eq!(
+            err(&text),
+            "monitor.toml:3: etcd_initial_cluster: member 'monitor1' is listed with http://127.0.0.1:2390 but etcd_advertise_peer_urls is http://127.0.0.1:2380"
+        );
+        let text = format!("{BASE}etcd_initial_cluster = \"monitor1\"\n");
+        assert_eq!(
+            err(&text),
+            "monitor.toml:3: etcd_initial_cluster: 'monitor1' is not name=url"
+        );
+    }
+
+    #[test]
+    fn unspecified_listen_needs_advertise() {
+        let e = err(&format!(
+            "{BASE}etcd_listen_client_urls = [\"http://0.0.0.0:2379\"]\n"
+        ));
+        assert_eq!(
+            e,
+            "monitor.toml: etcd_advertise_client_urls: must be set when listening on http://0.0.0.0:2379 (other members cannot reach 0.0.0.0)"
+        );
+    }
+
+    #[test]
+    fn durations_and_ttl() {
+        assert_eq!(
+            err(&format!("{BASE}election_lease_ttl = \"1s\"\n")),
+            "monitor.toml:3: election_lease_ttl: must be a whole number of seconds, at least 2s (etcd's minimum lease)"
+        );
+        let e = err(&format!("{BASE}etcd_start_timeout = \"soon\"\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: etcd_start_timeout: 'soon' is not a duration"),
+            "{e}"
+        );
+        let c = parse(&format!("{BASE}election_lease_ttl = \"5s\"\n")).unwrap();
+        assert_eq!(c.election_lease_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn names_and_prefix() {
+        assert_eq!(
+            err("hostname = \"a b\"\n"),
+            "monitor.toml:1: hostname: 'a b' may only contain letters, digits, '-', '_' and '.'"
+        );
+        assert_eq!(
+            err(&format!("{BASE}etcd_prefix = \"fastblock\"\n")),
+            "monitor.toml:3: etcd_prefix: 'fastblock' must start with '/'"
+        );
+        assert_eq!(
+            parse(&format!("{BASE}etcd_prefix = \"/fb/\"\n"))
+                .unwrap()
+                .etcd_prefix,
+            "/fb"
+        );
+        assert_eq!(
+            err(&format!("{BASE}election_master_key = \"\"\n")),
+            "monitor.toml:3: election_master_key: must not be empty"
+        );
+        assert_eq!(
+            err(&format!("{BASE}election_master_key = \"cluster\"\n")),
+            "monitor.toml:3: election_master_key: 'cluster' is reserved for the monitor's own keys"
+        );
+    }
+
+    #[test]
+    fn external_mode() {
+        assert_eq!(
+            err(&format!("{BASE}embedded_etcd = false\n")),
+            "monitor.toml: etcd_server: is required when embedded_etcd = false"
+        );
+        assert_eq!(
+            err(&format!(
+                "{BASE}embedded_etcd = false\netcd_server = [\"127.0.0.1:2379\"]\netcd_name = \"x\"\n"
+            )),
+            "monitor.toml:5: etcd_name: configures the embedded etcd member, but embedded_etcd = false"
+        );
+        let c = parse(&format!(
+            "{BASE}embedded_etcd = false\netcd_server = [\"127.0.0.1:2379\", \"https://10.0.0.2:2379\"]\n"
+        ))
+        .unwrap();
+        assert!(c.embedded_etcd.is_none());
+        assert_eq!(
+            c.etcd_endpoints,
+            vec!["http://127.0.0.1:2379", "https://10.0.0.2:2379"]
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            data_dir: Some(PathBuf::from("/elsewhere")),
+            log_path: Some(PathBuf::from("/tmp/m.log")),
+        };
+        let c = Config::parse("monitor.toml", BASE, &o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/elsewhere"));
+        assert_eq!(c.log_path, Some(PathBuf::from("/tmp/m.log")));
+        assert_eq!(
+            c.embedded_etcd.unwrap().data_dir,
+            PathBuf::from("/elsewhere/etcd")
+        );
+    }
+
+    #[test]
+    fn advertise_defaults_to_bound_ip() {
+        let c = parse(&format!("{BASE}address = \"127.0.0.5\"\nport = 4000\n")).unwrap();
+        assert_eq!(c.advertise_address, "127.0.0.5:4000");
+        assert_eq!(c.advertise_http_address(), "127.0.0.5:3332");
+    }
+
+    #[test]
+    fn known_keys_match_the_struct() {
+        // Every key in KNOWN_KEYS must be accepted by the parser (the suggestion list must not
+        // drift from the struct).
+        for k in KNOWN_KEYS {
+            let text = format!("{k} = 1\n");
+            let e = parse(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!e.contains("unknown key"), "{k}: {e}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Wires one monitor process together and runs it until SIGTERM/SIGINT.
+//!
+//! Start: bind the gRPC and HTTP ports (fail fast if taken), start serving (standby answers),
+//! start the embedded etcd member and wait for it, then campaign. Stop, in this order: resign
+//! leadership, stop serving, stop the embedded etcd member.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::commit::TxnLimits;
+use crate::config::Config;
+use crate::etcd::embedded::EmbeddedEtcd;
+use crate::etcd::{KeyLayout, Store};
+use crate::leadership::{ElectionSettings, Leadership};
+use crate::logging::LogFile;
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::proto::monitor::monitor_server::MonitorServer;
+use crate::proto::store::MonitorRecord;
+use crate::service::MonitorService;
+use crate::{VERSION, etcd, http, observer, term, timing};
+
+/// Runs the monitor until it is told to stop. Errors are start-up failures.
+pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    metrics
+        .info
+        .with_label_values(&[VERSION, &config.hostname])
+        .set(1);
+
+    let grpc_listener = TcpListener::bind(config.grpc_bind())
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {} (port)", config.grpc_bind()))?;
+    let http_listener = TcpListener::bind(config.http_bind())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {} (prometheus_port)",
+                config.http_bind()
+            )
+        })?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone(), log_file);
+
+    let keys = KeyLayout::new(&config.etcd_prefix, &config.election_master_key);
+    let client = etcd::connect(&config.etcd_endpoints)
+        .await
+        .context("cannot create the etcd client")?;
+    let me = MonitorRecord {
+        name: config.hostname.clone(),
+        grpc_address: config.advertise_address.clone(),
+        http_address: config.advertise_http_address(),
+        version: VERSION.to_string(),
+        started_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    };
+
+    let background = CancellationToken::new();
+    let view = observer::spawn(client.clone(), keys.clone(), background.clone());
+    let node = Arc::new(Node::new(me.clone(), metrics.clone(), view));
+    let (health, health_service) = tonic_health::server::health_reporter();
+
+    let grpc_stop = CancellationToken::new();
+    let grpc = tokio::spawn(serve_grpc(
+        grpc_listener,
+        node.clone(),
+        health_service,
+        grpc_stop.clone(),
+    ));
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(http::serve(http_listener, node.clone(), http_stop.clone()));
+    tracing::info!(
+        name = %config.hostname,
+        grpc = %config.grpc_bind(),
+        http = %config.http_bind(),
+        advertise = %config.advertise_address,
+        "listening"
+    );
+
+    let embedded = match &config.embedded_etcd {
+        Some(cfg) => {
+            match EmbeddedEtcd::start(cfg.clone(), metrics.clone(), shutdown.clone()).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    grpc_stop.cancel();
+                    http_stop.cancel();
+                    background.cancel();
+                    return Err(anyhow::Error::new(e).context("embedded etcd"));
+                }
+            }
+        }
+        None => {
+            tracing::info!(endpoints = ?config.etcd_endpoints, "using an external etcd cluster");
+            None
+        }
+    };
+
+    let store = Store::new(client.clone(), keys.clone(), metrics.clone());
+    let leadership = Leadership::spawn(
+        client.clone(),
+        ElectionSettings {
+            keys: keys.clone(),
+            lease_ttl: config.election_lease_ttl,
+            me,
+        },
+        metrics.clone(),
+    );
+    let raft_leader_url = config
+        .embedded_etcd
+        .as_ref()
+        .filter(|e| e.move_raft_leader && e.cluster_size > 1)
+        .and_then(|e| e.advertise_client_urls.first())
+        .map(crate::config::url_text);
+    let terms_stop = CancellationToken::new();
+    let terms = tokio::spawn(term::run_terms(
+        node.clone(),
+        store,
+        TxnLimits {
+            max_ops: config.txn_max_ops as usize,
+            max_bytes: config.txn_max_bytes as usize,
+        },
+        raft_leader_url,
+        leadership.role(),
+        health,
+        terms_stop.clone(),
+    ));
+    notify_systemd(sd_notify::NotifyState::Ready);
+    tracing::info!("monitor started; campaigning for leadership");
+
+    shutdown.cancelled().await;
+    tracing::info!("stopping: resigning leadership");
+    notify_systemd(sd_notify::NotifyState::Stopping);
+    if tokio::time::timeout(Duration::from_secs(5), leadership.resign_and_stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("resigning took longer than 5s; continuing the stop");
+    }
+    terms_stop.cancel();
+    let _ = terms.await;
+
+    tracing::info!("stopping: closing the gRPC and HTTP servers");
+    grpc_stop.cancel();
+    http_stop.cancel();
+    background.cancel();
+    match tokio::time::timeout(timing::SHUTDOWN_DRAIN, grpc).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+        Err(_) => tracing::warn!("in-flight gRPC calls did not finish in time"),
+        _ => {}
+    }
+    let _ = tokio::time::timeout(timing::SHUTDOWN_DRAIN, http).await;
+
+    if let Some(e) = embedded {
+        tracing::info!("stopping: embedded etcd");
+        e.stop().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    node: Arc<Node>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(MonitorServer::new(MonitorService::new(node)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
+        .await
+        .context("gRPC server")
+}
+
+/// SIGTERM/SIGINT start a graceful stop (a second one exits at once); SIGHUP reopens the log.
+fn spawn_signal_handler(shutdown: CancellationToken, log_file: Option<Arc<LogFile>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = handlers else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = hup.recv() => {
+                    if let Some(f) = &log_file {
+                        match f.reopen() {
+                            Ok(()) => tracing::info!(path = %f.path().display(), "log file reopened"),
+                            Err(e) => tracing::error!(error = %e, "cannot reopen the log file"),
+                        }
+                    }
+                    continue;
+                }
+            }
+            if shutdown.is_cancelled() {
+                tracing::warn!("second stop signal: exiting now");
+                std::process::exit(130);
+            }
+            shutdown.cancel();
+        }
+    });
+}
+
+fn notify_systemd(state: sd_notify::NotifyState) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(&[state])
+    {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}

@@ -1,0 +1,28 @@
+//! fastblock-monitor: the metadata monitor of the fastblock distributed block store.
+//!
+//! `AGENTS.md` at the repository root maps every module to its purpose; README.md explains the
+//! architecture. In one line: gRPC handlers (`service`) turn requests into commands for the
+//! pure core (`cluster`), the commit pipeline (`commit`) writes them to etcd under the leader
+//! fence, and readers see immutable snapshots.
+
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod commit;
+pub mod config;
+pub mod daemon;
+pub mod etcd;
+pub mod failpoint;
+pub mod http;
+pub mod leadership;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod observer;
+pub mod proto;
+pub mod service;
+pub mod term;
+pub mod timing;
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

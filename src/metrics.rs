@@ -1,0 +1,223 @@
+//! Prometheus metrics of the monitor. One [`Metrics`] value (cheap to clone) is shared by every
+//! component; names follow Prometheus conventions (`fastblock_` prefix, `_total` counters,
+//! `_seconds` histograms). README.md ("Metrics") lists them with their meaning.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Why a leadership term ended or began; the `reason` label of leadership changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadershipChange {
+    /// This monitor won the election.
+    Elected,
+    /// This monitor resigned (graceful stop).
+    Resigned,
+    /// No successful keep-alive within the lease TTL.
+    LeaseDeadline,
+    /// etcd reported the lease gone.
+    LeaseExpired,
+    /// The election key vanished or changed.
+    KeyLost,
+    /// A write was rejected by the leader fence.
+    Fenced,
+}
+
+impl LeadershipChange {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadershipChange::Elected => "elected",
+            LeadershipChange::Resigned => "resigned",
+            LeadershipChange::LeaseDeadline => "lease_deadline",
+            LeadershipChange::LeaseExpired => "lease_expired",
+            LeadershipChange::KeyLost => "key_lost",
+            LeadershipChange::Fenced => "fenced",
+        }
+    }
+}
+
+/// Handles on every metric.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// 1 while this monitor is the serving leader.
+    pub leader: IntGauge,
+    /// Leader epoch of the current term (0 when not leader).
+    pub leader_epoch: IntGauge,
+    /// Leadership terms started and ended, by reason.
+    pub leadership_changes: IntCounterVec,
+    /// Latency of commit transactions.
+    pub etcd_txn_seconds: Histogram,
+    /// Failed commit transactions, by reason (fenced, error).
+    pub etcd_txn_failures: IntCounterVec,
+    /// Commands per commit batch.
+    pub commit_batch_commands: Histogram,
+    /// 1 while the embedded etcd child runs.
+    pub etcd_up: IntGauge,
+    /// Restarts of the embedded etcd child after it died.
+    pub etcd_restarts: IntCounter,
+    /// Always 1; labels carry the version and name.
+    pub info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let leader = IntGauge::new(
+            "fastblock_leader",
+            "1 while this monitor is the serving leader, else 0",
+        )
+        .expect("valid metric");
+        let leader_epoch = IntGauge::new(
+            "fastblock_leader_epoch",
+            "Leader epoch (etcd create revision of the election key) of this monitor's term; 0 when not leader",
+        )
+        .expect("valid metric");
+        let leadership_changes = IntCounterVec::new(
+            Opts::new(
+                "fastblock_leadership_changes_total",
+                "Leadership terms of this monitor started (reason=elected) and ended (other reasons)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let etcd_txn_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "fastblock_etcd_txn_duration_seconds",
+                "Latency of the leader's fenced commit transactions",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        let etcd_txn_failures = IntCounterVec::new(
+            Opts::new(
+                "fastblock_etcd_txn_failures_total",
+                "Commit transactions that failed: reason=fenced (leader fence rejected the write) or error (etcd error or timeout)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let commit_batch_commands = Histogram::with_opts(
+            HistogramOpts::new(
+                "fastblock_commit_batch_commands",
+                "Commands committed together in one transaction (group commit)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )
+        .expect("valid metric");
+        let etcd_up = IntGauge::new(
+            "fastblock_embedded_etcd_up",
+            "1 while the embedded etcd child process runs (0 in external mode)",
+        )
+        .expect("valid metric");
+        let etcd_restarts = IntCounter::new(
+            "fastblock_embedded_etcd_restarts_total",
+            "Times the embedded etcd child died and was restarted",
+        )
+        .expect("valid metric");
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "fastblock_monitor_info",
+                "Always 1; labels describe this monitor",
+            ),
+            &["version", "name"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(leader_epoch.clone()),
+            Box::new(leadership_changes.clone()),
+            Box::new(etcd_txn_seconds.clone()),
+            Box::new(etcd_txn_failures.clone()),
+            Box::new(commit_batch_commands.clone()),
+            Box::new(etcd_up.clone()),
+            Box::new(etcd_restarts.clone()),
+            Box::new(info.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        // Pre-create label values so dashboards see zeros instead of missing series.
+        for r in [
+            LeadershipChange::Elected,
+            LeadershipChange::Resigned,
+            LeadershipChange::LeaseDeadline,
+            LeadershipChange::LeaseExpired,
+            LeadershipChange::KeyLost,
+            LeadershipChange::Fenced,
+        ] {
+            leadership_changes.with_label_values(&[r.as_str()]);
+        }
+        for r in ["fenced", "error"] {
+            etcd_txn_failures.with_label_values(&[r]);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(pc)).expect("process collector");
+        }
+        Metrics {
+            registry,
+            leader,
+            leader_epoch,
+            leadership_changes,
+            etcd_txn_seconds,
+            etcd_txn_failures,
+            commit_batch_commands,
+            etcd_up,
+            etcd_restarts,
+            info,
+        }
+    }
+
+    /// Counts a leadership change.
+    pub fn leadership_change(&self, reason: LeadershipChange) {
+        self.leadership_changes
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_registered_metrics() {
+        let m = Metrics::new();
+        m.leader.set(1);
+        m.leadership_change(LeadershipChange::Fenced);
+        let text = m.render();
+        assert!(text.contains("fastblock_leader 1"), "{text}");
+        assert!(
+            text.contains("fastblock_leadership_changes_total{reason=\"fenced\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastblock_etcd_txn_failures_total{reason=\"error\"} 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! What the gRPC and HTTP handlers of one monitor process share: who this monitor is, what it
+//! knows about the others, and — only while it is the serving leader — the cluster state.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+
+use crate::commit::Serving;
+use crate::metrics::Metrics;
+use crate::observer::MonitorView;
+use crate::proto::store::MonitorRecord;
+
+/// Shared context of one monitor process.
+pub struct Node {
+    /// This monitor's registration.
+    pub me: MonitorRecord,
+    pub metrics: Metrics,
+    view: watch::Receiver<MonitorView>,
+    serving: ArcSwapOption<Serving>,
+}
+
+impl Node {
+    pub fn new(me: MonitorRecord, metrics: Metrics, view: watch::Receiver<MonitorView>) -> Node {
+        Node {
+            me,
+            metrics,
+            view,
+            serving: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The serving state, while this monitor leads with a valid lease.
+    pub fn serving(&self) -> Option<Arc<Serving>> {
+        self.serving.load_full().filter(|s| s.term.is_valid())
+    }
+
+    /// Starts (Some) or stops (None) serving as leader.
+    pub fn set_serving(&self, serving: Option<Arc<Serving>>) {
+        self.serving.store(serving);
+    }
+
+    /// The latest view of the monitors.
+    pub fn view(&self) -> MonitorView {
+        self.view.borrow().clone()
+    }
+
+    /// The leader's advertised address, or "" when unknown (for NOT_LEADER hints).
+    pub fn leader_hint(&self) -> String {
+        self.view
+            .borrow()
+            .leader
+            .as_ref()
+            .map(|l| l.record.grpc_address.clone())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,117 @@
+//! Runs each leadership term: load the state (fenced, consistent), serve it through the commit
+//! pipeline, and stop serving the moment the term ends.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterState;
+use crate::commit::{self, PipelineExit, TxnLimits};
+use crate::etcd::{Store, StoreError, raft_leader};
+use crate::leadership::{LeaderTerm, Role};
+use crate::node::Node;
+use crate::timing;
+
+/// The gRPC service whose health status says "this monitor serves as leader".
+pub const MONITOR_SERVICE: &str = "fastblock.monitor.v1.Monitor";
+
+/// Runs terms as the election starts them, until `stop`. `raft_leader_url` is our embedded
+/// member's client URL when raft leadership should be kept off it while we lead.
+pub async fn run_terms(
+    node: Arc<Node>,
+    store: Store,
+    limits: TxnLimits,
+    raft_leader_url: Option<String>,
+    mut role: watch::Receiver<Role>,
+    health: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    health
+        .set_service_status(MONITOR_SERVICE, tonic_health::ServingStatus::NotServing)
+        .await;
+    loop {
+        let term = tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = role.wait_for(|r| matches!(r, Role::Leader(_))) => match changed {
+                Ok(r) => match &*r {
+                    Role::Leader(t) => t.clone(),
+                    Role::Standby => continue,
+                },
+                Err(_) => return,
+            },
+        };
+        if let Some(url) = &raft_leader_url {
+            tokio::spawn(raft_leader::keep_elsewhere(
+                url.clone(),
+                term.ended().clone(),
+            ));
+        }
+        run_term(&node, &store, limits, &term, &health).await;
+        // Wait for the election to publish the end of this term before looking again.
+        let _ = role
+            .wait_for(|r| !matches!(r, Role::Leader(t) if t.epoch == term.epoch))
+            .await;
+    }
+}
+
+async fn run_term(
+    node: &Node,
+    store: &Store,
+    limits: TxnLimits,
+    term: &LeaderTerm,
+    health: &tonic_health::server::HealthReporter,
+) {
+    let Some(state) = load(store, term).await else {
+        return;
+    };
+    let (serving, pipeline) = commit::start(term.clone(), state);
+    node.set_serving(Some(serving));
+    node.metrics.leader.set(1);
+    node.metrics.leader_epoch.set(term.epoch.0 as i64);
+    health
+        .set_service_status(MONITOR_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+    tracing::info!(epoch = %term.epoch, "serving as leader");
+
+    let exit = pipeline
+        .run(store.clone(), limits, node.metrics.clone())
+        .await;
+
+    node.set_serving(None);
+    node.metrics.leader.set(0);
+    node.metrics.leader_epoch.set(0);
+    health
+        .set_service_status(MONITOR_SERVICE, tonic_health::ServingStatus::NotServing)
+        .await;
+    if exit == PipelineExit::Fenced {
+        term.report_fenced();
+    }
+}
+
+/// Loads the state for the term, retrying etcd errors while the term lasts.
+async fn load(store: &Store, term: &LeaderTerm) -> Option<ClusterState> {
+    let mut backoff = timing::ETCD_RETRY_MIN;
+    loop {
+        if !term.is_valid() {
+            return None;
+        }
+        let error = match store.load(&term.fence).await {
+            Ok(records) => match ClusterState::from_records(records) {
+                Ok(state) => return Some(state),
+                Err(e) => StoreError::Corrupt(e.to_string()),
+            },
+            Err(StoreError::Fenced) => {
+                term.report_fenced();
+                return None;
+            }
+            Err(e) => e,
+        };
+        tracing::error!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot load cluster state");
+        tokio::select! {
+            _ = term.ended().cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(timing::ETCD_RETRY_MAX);
+    }
+}

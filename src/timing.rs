@@ -1,0 +1,40 @@
+//! Every timing constant that is not a config key, with the budget that relates them.
+//!
+//! Leadership budget (lease TTL `T`, default 3 s, from `election_lease_ttl`):
+//! - keep-alive every `T/3`; each keep-alive may take at most `T/3` before it counts as failed,
+//!   so two consecutive failures still leave `T/3` before the local deadline;
+//! - the local deadline is `start of the last successful keep-alive + T`, which is never later
+//!   than etcd's own expiry of the lease, so a monitor cut off from etcd stops acting as leader
+//!   before another monitor can win;
+//! - crash failover is therefore at most `T` (lease expiry) + one etcd revoke tick (500 ms)
+//!   + the new leader's state load.
+
+use std::time::Duration;
+
+/// Keep-alives per lease TTL.
+pub const KEEPALIVES_PER_TTL: u32 = 3;
+
+/// Timeout of one etcd request that is not a long-lived stream (reads, txns, grants).
+pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pause between attempts when etcd cannot be reached.
+pub const ETCD_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between attempts when etcd cannot be reached.
+pub const ETCD_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// First restart delay of a crashed embedded etcd; doubles per crash up to the max.
+pub const ETCD_RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest restart delay of a crashed embedded etcd.
+pub const ETCD_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// An embedded etcd that stayed up this long resets the back-off.
+pub const ETCD_STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How long a stopping etcd gets after SIGTERM before SIGKILL.
+pub const ETCD_STOP_GRACE: Duration = Duration::from_secs(10);
+/// Interval of health probes while waiting for the embedded member.
+pub const ETCD_HEALTH_POLL: Duration = Duration::from_millis(200);
+
+/// Interval at which the leader tracker re-reads the election when its watch is broken.
+pub const LEADER_TRACKER_RETRY: Duration = Duration::from_millis(500);
+
+/// How long a graceful stop waits for in-flight RPCs after resigning.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);

@@ -1,0 +1,231 @@
+//! Three monitors on loopback ports: one etcd cluster, exactly one leader, standby hints and
+//! health, graceful handover by resignation, and crash failover by lease expiry.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{ClusterOptions, TestCluster, wait_until};
+use fastblock_monitor::client::leader_hint;
+use fastblock_monitor::proto::monitor::{ClusterFlag, SetFlagRequest};
+use fastblock_monitor::service::status::reason;
+use nix::sys::signal::Signal;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const LONG: Duration = Duration::from_secs(90);
+const TTL: u64 = 6;
+
+fn etcdctl(c: &TestCluster, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", c.etcd_endpoints()))
+        .args(args)
+        .args(["-w", "json"])
+        .output()
+        .expect("etcdctl (Debian package etcd-client) must be installed");
+    assert!(
+        out.status.success(),
+        "etcdctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("etcdctl JSON")
+}
+
+async fn monitor_health(addr: &str) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let r = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "fastblock.monitor.v1.Monitor".to_string(),
+        })
+        .await
+        .unwrap();
+    r.into_inner().status
+}
+
+async fn reflected_services(addr: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
+    let mut c = TestCluster::new(
+        3,
+        ClusterOptions {
+            lease_ttl_secs: TTL,
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    let leader = c.wait_leader(&[0, 1, 2], LONG);
+    let leader_addr = c.monitors[leader].grpc.clone();
+
+    // ONE etcd cluster of three members, not three clusters of one.
+    let members = etcdctl(&c, &["member", "list"]);
+    let mut names: Vec<String> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["m1", "m2", "m3"]);
+    let statuses = etcdctl(&c, &["endpoint", "status"]);
+    let cluster_ids: std::collections::BTreeSet<u64> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Status"]["header"]["cluster_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        cluster_ids.len(),
+        1,
+        "all endpoints in one cluster: {statuses}"
+    );
+
+    // Exactly one leader: the standbys are ready and name it.
+    let standbys: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    wait_until(LONG, "standbys ready and pointing at the leader", || {
+        standbys.iter().all(|&i| {
+            c.readyz(i).is_some_and(|v| {
+                v["role"] == "standby" && v["ready"] == true && v["leader"] == leader_addr.as_str()
+            })
+        })
+    });
+    for i in 0..3 {
+        let r = c.client(i).get_leader().await.unwrap();
+        assert_eq!(
+            r.leader.as_ref().unwrap().address,
+            leader_addr,
+            "as seen by m{}",
+            i + 1
+        );
+        assert_eq!(r.monitors.len(), 3);
+        assert_eq!(r.answered_by, c.monitors[i].name);
+    }
+    assert_eq!(
+        monitor_health(&leader_addr).await,
+        ServingStatus::Serving as i32
+    );
+    let standby = standbys[0];
+    let standby_addr = c.monitors[standby].grpc.clone();
+    assert_eq!(
+        monitor_health(&standby_addr).await,
+        ServingStatus::NotServing as i32
+    );
+    let services = reflected_services(&standby_addr).await;
+    assert!(
+        services.contains(&"fastblock.monitor.v1.Monitor".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"grpc.health.v1.Health".to_string()),
+        "{services:?}"
+    );
+
+    // A leader-only call on a standby: UNAVAILABLE, NOT_LEADER, and the leader's address.
+    let err = c
+        .client(standby)
+        .raw(&standby_addr)
+        .unwrap()
+        .set_flag(SetFlagRequest {
+            flag: ClusterFlag::Noout as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert_eq!(reason(&err).as_deref(), Some("NOT_LEADER"));
+    assert_eq!(
+        err.metadata()
+            .get("x-fastblock-leader")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        leader_addr
+    );
+    assert_eq!(leader_hint(&err).as_deref(), Some(leader_addr.as_str()));
+    // The client library follows the hint.
+    let mut via_standby = c.client(standby);
+    let r = via_standby.set_flag(ClusterFlag::Noout).await.unwrap();
+    assert_eq!(r.osdmap_epoch, 1);
+    let first_epoch = r.leader_epoch;
+    drop(via_standby.raw(&leader_addr));
+    via_standby = c.cluster_client();
+
+    // Graceful stop of the leader: it resigns, so a standby leads long before the lease (6s)
+    // could have expired.
+    c.signal(leader, Signal::SIGTERM);
+    let started = Instant::now();
+    let second = c.wait_leader(&standbys, Duration::from_secs(TTL / 2));
+    eprintln!("graceful handover took {:?}", started.elapsed());
+    assert!(c.wait_exit(leader, Duration::from_secs(30)).success());
+    let r = via_standby
+        .set_flag(ClusterFlag::Norebalance)
+        .await
+        .unwrap();
+    assert!(r.leader_epoch > first_epoch, "epochs only grow");
+    assert_eq!(r.osdmap_epoch, 2, "state carried over");
+    let second_epoch = r.leader_epoch;
+
+    // Bring the stopped monitor back (its member rejoins) so the etcd cluster keeps quorum.
+    c.start(leader);
+    wait_until(LONG, "the restarted monitor to be a ready standby", || {
+        c.readyz(leader)
+            .is_some_and(|v| v["role"] == "standby" && v["ready"] == true)
+    });
+
+    // Crash of the leader: another leads once the lease expires.
+    c.kill9(second);
+    let started = Instant::now();
+    let remaining: Vec<usize> = (0..3).filter(|&i| i != second).collect();
+    let third = c.wait_leader(&remaining, Duration::from_secs(TTL + 15));
+    eprintln!(
+        "crash failover took {:?} (lease TTL {TTL}s)",
+        started.elapsed()
+    );
+    assert_ne!(third, second);
+    let r = c
+        .cluster_client()
+        .set_flag(ClusterFlag::Noin)
+        .await
+        .unwrap();
+    assert!(r.leader_epoch > second_epoch);
+    assert_eq!(r.osdmap_epoch, 3);
+    assert_eq!(
+        r.flags,
+        vec![
+            ClusterFlag::Noout as i32,
+            ClusterFlag::Norebalance as i32,
+            ClusterFlag::Noin as i32
+        ]
+    );
+}
