@@ -6,14 +6,24 @@
 //! consistent on its own) when a transaction would exceed the op or byte limit. Callers hear
 //! back and readers see the new snapshot only after the transaction committed; a failed commit
 //! leaves the published state untouched.
+//!
+//! A command may also carry a *prelude* (new records nothing refers to yet, such as the PG
+//! chunks of a pool being created) and a *cleanup* (records nothing refers to any more). The
+//! prelude travels in the command's own transaction when it fits, otherwise in transactions of
+//! its own just before; the cleanup is deleted right after. A leader that dies in between
+//! leaves only unreferenced records, which the next leader's load finds and deletes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::{ClusterError, ClusterState, Command, Outcome, encode_record};
+use crate::cluster::failure::FailureDetector;
+use crate::cluster::iostats::IoStats;
+use crate::cluster::{
+    Applied, ClusterError, ClusterState, Command, Outcome, RecordKey, encode_record,
+};
 use crate::etcd::{EncodedOp, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
 use crate::metrics::Metrics;
@@ -60,6 +70,12 @@ pub struct Serving {
     pub term: LeaderTerm,
     state: ArcSwap<ClusterState>,
     proposals: mpsc::Sender<Proposal>,
+    /// Counts published snapshots; background tasks wait on it to react to commits.
+    commits: watch::Sender<u64>,
+    /// Heartbeat bookkeeping of this term (no etcd write per heartbeat).
+    pub detector: Mutex<FailureDetector>,
+    /// Client I/O statistics of this term.
+    pub iostats: Mutex<IoStats>,
 }
 
 impl Serving {
@@ -77,6 +93,18 @@ impl Serving {
             .map_err(|_| ProposeError::NotLeader)?;
         answer.await.unwrap_or(Err(ProposeError::NotLeader))
     }
+
+    /// Changes every time a new snapshot is published.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    fn publish(&self, state: &ClusterState) {
+        let mut published = state.clone();
+        published.begin_group();
+        self.state.store(Arc::new(published));
+        self.commits.send_modify(|n| *n += 1);
+    }
 }
 
 /// How a pipeline ended.
@@ -88,13 +116,21 @@ pub enum PipelineExit {
     Fenced,
 }
 
+/// How long client I/O rates are averaged over.
+pub const IO_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Creates the serving state of a term and the pipeline that will run it.
 pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let (commits, _) = watch::channel(0);
+    let now = std::time::Instant::now();
     let serving = Arc::new(Serving {
         term,
         state: ArcSwap::from_pointee(state),
         proposals: tx,
+        commits,
+        detector: Mutex::new(FailureDetector::new(now)),
+        iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
     });
     (serving.clone(), Pipeline { serving, queue: rx })
 }
@@ -105,10 +141,39 @@ pub struct Pipeline {
     queue: mpsc::Receiver<Proposal>,
 }
 
+/// A commit that did not go through, and what to tell the callers waiting on it.
+struct Failed {
+    exit: PipelineExit,
+    error: ProposeError,
+}
+
 impl Pipeline {
-    /// Runs until the term ends or a commit fails.
-    pub async fn run(mut self, store: Store, limits: TxnLimits, metrics: Metrics) -> PipelineExit {
+    /// Runs until the term ends or a commit fails. `garbage` (unreferenced records found by the
+    /// load) is deleted first.
+    pub async fn run(
+        mut self,
+        store: Store,
+        limits: TxnLimits,
+        metrics: Metrics,
+        garbage: Vec<RecordKey>,
+    ) -> PipelineExit {
         let ended = self.serving.term.ended().clone();
+        if !garbage.is_empty() {
+            tracing::info!(
+                records = garbage.len(),
+                "deleting records left by an interrupted change"
+            );
+            let ops: Vec<EncodedOp> = garbage
+                .iter()
+                .map(|k| EncodedOp {
+                    key: store.keys().record(k),
+                    value: None,
+                })
+                .collect();
+            if let Err(f) = self.write_all(&ops, &store, limits).await {
+                return f.exit;
+            }
+        }
         loop {
             let first = tokio::select! {
                 _ = ended.cancelled() => return PipelineExit::TermEnded,
@@ -145,65 +210,68 @@ impl Pipeline {
         let mut group = Group::default();
         let mut pending = batch.into_iter();
         while let Some(p) = pending.next() {
-            let before = state.clone();
-            let (outcome, ops) = match stage(&mut state, &p.command, keys) {
-                Ok(staged) => staged,
-                Err(e) => {
+            let mut retried = false;
+            loop {
+                let before = state.clone();
+                let staged = match state.apply(&p.command) {
+                    Ok(applied) => Staged::encode(&state, &applied, keys),
+                    Err(e) => {
+                        let _ = p.reply.send(Err(ProposeError::Rejected(e)));
+                        break;
+                    }
+                };
+                let outcome = staged.outcome.clone();
+                if group.fits(&staged.all(), limits) {
+                    group.add(staged.all(), staged.cleanup, p.reply, outcome);
+                    break;
+                }
+                if !group.is_empty() && !retried {
+                    // Seal the group without this command, then apply it again in a new one.
                     state = before;
-                    let _ = p.reply.send(Err(ProposeError::Rejected(e)));
+                    let sealed = std::mem::take(&mut group);
+                    if let Err(f) = self.commit(sealed, &state, store, limits, metrics).await {
+                        fail_all(p, pending);
+                        return Err(f);
+                    }
+                    state.begin_group();
+                    retried = true;
                     continue;
                 }
-            };
-            if group.fits(&ops, limits) {
-                group.add(ops, p.reply, outcome);
-                continue;
-            }
-            state = before;
-            if group.is_empty() {
-                reply_too_large(p, &ops);
-                continue;
-            }
-            // Seal the group without this command, then start a new group with it.
-            let sealed = std::mem::take(&mut group);
-            if let Err(exit) = self.commit(sealed, &state, store, metrics).await {
-                fail_all(p, pending);
-                return Err(exit);
-            }
-            state.begin_group();
-            let before = state.clone();
-            match stage(&mut state, &p.command, keys) {
-                Ok((outcome, ops)) if group.fits(&ops, limits) => group.add(ops, p.reply, outcome),
-                Ok((_, ops)) => {
+                if !group.fits(&staged.ops, limits) {
                     state = before;
-                    reply_too_large(p, &ops);
+                    let _ = p.reply.send(Err(ProposeError::TooLarge {
+                        ops: staged.ops.len(),
+                        bytes: staged.ops.iter().map(EncodedOp::size).sum(),
+                    }));
+                    break;
                 }
-                Err(e) => {
-                    state = before;
-                    let _ = p.reply.send(Err(ProposeError::Rejected(e)));
+                // The prelude does not fit beside the command: write it first, on its own.
+                if let Err(f) = self.write_all(&staged.prelude, store, limits).await {
+                    let _ = p.reply.send(Err(f.error));
+                    for rest in pending {
+                        let _ = rest.reply.send(Err(ProposeError::NotLeader));
+                    }
+                    return Err(f.exit);
                 }
+                group.add(staged.ops, staged.cleanup, p.reply, outcome);
+                break;
             }
         }
         if !group.is_empty() {
-            self.commit(group, &state, store, metrics).await?;
+            self.commit(group, &state, store, limits, metrics).await?;
         }
         Ok(())
     }
 
-    /// Commits one group, then publishes `state` and answers its callers.
-    ///
-    /// A transaction holds only puts and deletes of absolute values under the fence, and this
-    /// pipeline is the only writer, so sending the same transaction again is idempotent even if
-    /// an earlier attempt was applied. Failed attempts are therefore retried for as long as the
-    /// term lasts (etcd drops proposals during a raft leader change, for instance); callers hear
-    /// "outcome unknown" only if the term ends after an attempt whose fate is unknown.
+    /// Commits one group, then publishes `state`, answers its callers, and deletes its cleanup.
     async fn commit(
         &self,
         group: Group,
         state: &ClusterState,
         store: &Store,
+        limits: TxnLimits,
         metrics: &Metrics,
     ) -> Result<(), PipelineExit> {
-        let term = &self.serving.term;
         let ops: Vec<EncodedOp> = group
             .ops
             .iter()
@@ -212,24 +280,98 @@ impl Pipeline {
                 value: v.clone(),
             })
             .collect();
+        let written = if ops.is_empty() {
+            // Only no-op commands: nothing to write, but answer as the leader only.
+            if self.serving.term.is_valid() {
+                Ok(())
+            } else {
+                Err(Failed {
+                    exit: PipelineExit::TermEnded,
+                    error: ProposeError::NotLeader,
+                })
+            }
+        } else {
+            self.write(&ops, store).await
+        };
+        match written {
+            Ok(()) => {
+                metrics
+                    .commit_batch_commands
+                    .observe(group.waiting.len() as f64);
+                self.serving.publish(state);
+                for (reply, outcome) in group.waiting {
+                    let _ = reply.send(Ok(outcome));
+                }
+                self.write_all(&group.cleanup, store, limits)
+                    .await
+                    .map_err(|f| f.exit)
+            }
+            Err(f) => {
+                for (reply, _) in group.waiting {
+                    let _ = reply.send(Err(f.error.clone()));
+                }
+                Err(f.exit)
+            }
+        }
+    }
+
+    /// Writes `ops` in as many transactions as the limits require (records nobody refers to:
+    /// a prelude or a cleanup).
+    async fn write_all(
+        &self,
+        ops: &[EncodedOp],
+        store: &Store,
+        limits: TxnLimits,
+    ) -> Result<(), Failed> {
+        for txn in split(ops, limits) {
+            self.write(&txn, store).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one fenced transaction.
+    ///
+    /// A transaction holds only puts and deletes of absolute values under the fence, and this
+    /// pipeline is the only writer, so sending the same transaction again is idempotent even if
+    /// an earlier attempt was applied. Failed attempts are therefore retried for as long as the
+    /// term lasts (etcd drops proposals during a raft leader change, for instance); callers hear
+    /// "outcome unknown" only if the term ends after an attempt whose fate is unknown.
+    async fn write(&self, ops: &[EncodedOp], store: &Store) -> Result<(), Failed> {
+        let term = &self.serving.term;
         let mut uncertain = false;
         let mut backoff = timing::ETCD_RETRY_MIN;
-        let result = loop {
+        loop {
             if !term.is_valid() {
-                break Err(PipelineExit::TermEnded);
-            }
-            if ops.is_empty() {
-                // Only no-op commands: nothing to write, but answer as the leader only.
-                break Ok(());
+                return Err(Failed {
+                    exit: PipelineExit::TermEnded,
+                    error: if uncertain {
+                        ProposeError::Indeterminate(
+                            "etcd did not confirm the commit before this monitor stopped leading"
+                                .to_string(),
+                        )
+                    } else {
+                        ProposeError::NotLeader
+                    },
+                });
             }
             if !uncertain {
                 failpoint::pause(failpoint::COMMIT_BEFORE_TXN).await;
             }
-            match store.commit(&term.fence, &ops).await {
-                Ok(()) => break Ok(()),
+            match store.commit(&term.fence, ops).await {
+                Ok(()) => return Ok(()),
                 Err(StoreError::Fenced) => {
                     tracing::error!(epoch = %term.epoch, "commit rejected by the leader fence; stepping down");
-                    break Err(PipelineExit::Fenced);
+                    return Err(Failed {
+                        exit: PipelineExit::Fenced,
+                        error: if uncertain {
+                            ProposeError::Indeterminate(
+                                "another monitor took over while the commit was being retried"
+                                    .to_string(),
+                            )
+                        } else {
+                            ProposeError::NotLeader
+                        },
+                    });
                 }
                 Err(e) => {
                     uncertain = true;
@@ -241,61 +383,72 @@ impl Pipeline {
                     backoff = (backoff * 2).min(timing::ETCD_RETRY_MAX);
                 }
             }
-        };
-        match result {
-            Ok(()) => {
-                metrics
-                    .commit_batch_commands
-                    .observe(group.waiting.len() as f64);
-                let mut published = state.clone();
-                published.begin_group();
-                self.serving.state.store(Arc::new(published));
-                for (reply, outcome) in group.waiting {
-                    let _ = reply.send(Ok(outcome));
-                }
-                Ok(())
-            }
-            Err(exit) => {
-                let err = if uncertain {
-                    ProposeError::Indeterminate(
-                        "etcd did not confirm the commit before this monitor stopped leading"
-                            .to_string(),
-                    )
-                } else {
-                    ProposeError::NotLeader
-                };
-                for (reply, _) in group.waiting {
-                    let _ = reply.send(Err(err.clone()));
-                }
-                Err(exit)
-            }
         }
     }
 }
 
-/// Applies `cmd` and encodes the records it touched.
-fn stage(
-    state: &mut ClusterState,
-    cmd: &Command,
-    keys: &KeyLayout,
-) -> Result<(Outcome, Vec<EncodedOp>), ClusterError> {
-    let applied = state.apply(cmd)?;
-    let ops = applied
-        .touched
-        .iter()
-        .map(|key| EncodedOp {
-            key: keys.record(key),
-            value: state.record(key).map(|r| encode_record(&r)),
-        })
-        .collect();
-    Ok((applied.outcome, ops))
+/// One applied command, encoded.
+struct Staged {
+    outcome: Outcome,
+    /// The command's own records (its group transaction).
+    ops: Vec<EncodedOp>,
+    /// Records that may be written before (new, unreferenced).
+    prelude: Vec<EncodedOp>,
+    /// Records to delete after (unreferenced).
+    cleanup: Vec<EncodedOp>,
 }
 
-fn reply_too_large(p: Proposal, ops: &[EncodedOp]) {
-    let _ = p.reply.send(Err(ProposeError::TooLarge {
-        ops: ops.len(),
-        bytes: ops.iter().map(EncodedOp::size).sum(),
-    }));
+impl Staged {
+    fn encode(state: &ClusterState, applied: &Applied, keys: &KeyLayout) -> Staged {
+        let record = |key: &RecordKey| EncodedOp {
+            key: keys.record(key),
+            value: state.record(key).map(|r| encode_record(&r)),
+        };
+        let mut prelude: Vec<EncodedOp> = applied.prelude.iter().map(record).collect();
+        let mut cleanup: Vec<EncodedOp> = applied.cleanup.iter().map(record).collect();
+        for (key, value) in &applied.blobs {
+            let op = EncodedOp {
+                key: keys.blob(key),
+                value: value.clone(),
+            };
+            if op.value.is_some() {
+                prelude.push(op);
+            } else {
+                cleanup.push(op);
+            }
+        }
+        Staged {
+            outcome: applied.outcome.clone(),
+            ops: applied.touched.iter().map(record).collect(),
+            prelude,
+            cleanup,
+        }
+    }
+
+    /// The prelude and the command's records together (one transaction when they fit).
+    fn all(&self) -> Vec<EncodedOp> {
+        self.prelude.iter().chain(&self.ops).cloned().collect()
+    }
+}
+
+/// Splits writes into transactions within the limits.
+fn split(ops: &[EncodedOp], limits: TxnLimits) -> Vec<Vec<EncodedOp>> {
+    let mut out: Vec<Vec<EncodedOp>> = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        let fits = out
+            .last()
+            .is_some_and(|t| t.len() < limits.max_ops && bytes + op.size() <= limits.max_bytes);
+        if !fits {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += op.size();
+        if let Some(t) = out.last_mut() {
+            t.push(op.clone());
+        }
+    }
+    out
 }
 
 /// Answers proposals that were not committed because the term ended: nothing of theirs was
@@ -307,13 +460,17 @@ fn fail_all(current: Proposal, rest: impl Iterator<Item = Proposal>) {
     }
 }
 
+type Reply = oneshot::Sender<Result<Outcome, ProposeError>>;
+
 /// The writes and waiting callers of one transaction.
 #[derive(Default)]
 struct Group {
     /// etcd key → value (None: delete). A key written twice keeps the last value.
     ops: BTreeMap<String, Option<Vec<u8>>>,
     bytes: usize,
-    waiting: Vec<(oneshot::Sender<Result<Outcome, ProposeError>>, Outcome)>,
+    /// Deleted after the transaction committed.
+    cleanup: Vec<EncodedOp>,
+    waiting: Vec<(Reply, Outcome)>,
 }
 
 impl Group {
@@ -325,15 +482,15 @@ impl Group {
     fn fits(&self, ops: &[EncodedOp], limits: TxnLimits) -> bool {
         let mut count = self.ops.len();
         let mut bytes = self.bytes;
+        let mut seen = std::collections::HashSet::new();
         for op in ops {
             match self.ops.get(&op.key) {
-                Some(old) => {
-                    bytes = bytes + op.size() - old_size(&op.key, old);
-                }
-                None => {
+                Some(old) => bytes = bytes + op.size() - old_size(&op.key, old),
+                None if seen.insert(&op.key) => {
                     count += 1;
                     bytes += op.size();
                 }
+                None => bytes += op.size(),
             }
         }
         count <= limits.max_ops && bytes <= limits.max_bytes
@@ -342,7 +499,8 @@ impl Group {
     fn add(
         &mut self,
         ops: Vec<EncodedOp>,
-        reply: oneshot::Sender<Result<Outcome, ProposeError>>,
+        cleanup: Vec<EncodedOp>,
+        reply: Reply,
         outcome: Outcome,
     ) {
         for op in ops {
@@ -352,6 +510,7 @@ impl Group {
             self.bytes += op.size();
             self.ops.insert(op.key, op.value);
         }
+        self.cleanup.extend(cleanup);
         self.waiting.push((reply, outcome));
     }
 }
@@ -385,7 +544,7 @@ mod tests {
 
     fn add(g: &mut Group, ops: Vec<EncodedOp>) {
         let (tx, _rx) = oneshot::channel();
-        g.add(ops, tx, outcome());
+        g.add(ops, Vec::new(), tx, outcome());
     }
 
     #[test]
@@ -429,5 +588,19 @@ mod tests {
         add(&mut g, Vec::new());
         assert!(!g.is_empty(), "a no-op command still waits for its answer");
         assert!(g.ops.is_empty());
+    }
+
+    #[test]
+    fn split_respects_both_limits() {
+        let limits = TxnLimits {
+            max_ops: 2,
+            max_bytes: 300,
+        };
+        let ops: Vec<EncodedOp> = (0..5).map(|i| op(&format!("k{i}"), 100)).collect();
+        let txns = split(&ops, limits);
+        assert_eq!(txns.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let big: Vec<EncodedOp> = (0..3).map(|i| op(&format!("k{i}"), 200)).collect();
+        assert_eq!(split(&big, limits).len(), 3, "bytes split too");
+        assert!(split(&[], limits).is_empty());
     }
 }

@@ -109,6 +109,8 @@ struct RawConfig {
     etcd_txn_max_bytes: Option<i64>,
     etcd_move_raft_leader: Option<bool>,
     election_lease_ttl: Option<String>,
+    osd_down_after: Option<String>,
+    osd_out_after: Option<String>,
 }
 
 /// The resolved configuration of one monitor.
@@ -143,6 +145,10 @@ pub struct Config {
     pub txn_max_bytes: u64,
     /// The embedded etcd member; None when `embedded_etcd = false`.
     pub embedded_etcd: Option<EmbeddedEtcdConfig>,
+    /// Failure detection: down after this long without a heartbeat.
+    pub osd_down_after: Duration,
+    /// Failure detection: out after this long down.
+    pub osd_out_after: Duration,
 }
 
 /// How to run the embedded etcd member.
@@ -493,7 +499,12 @@ impl RawConfig {
             },
         };
 
+        let osd_down_after =
+            duration(src, "osd_down_after", self.osd_down_after.as_deref(), "10s")?;
+        let osd_out_after = duration(src, "osd_out_after", self.osd_out_after.as_deref(), "30s")?;
         Ok(Config {
+            osd_down_after,
+            osd_out_after,
             hostname,
             address,
             port,
@@ -755,6 +766,8 @@ const KNOWN_KEYS: &[&str] = &[
     "etcd_txn_max_bytes",
     "etcd_move_raft_leader",
     "election_lease_ttl",
+    "osd_down_after",
+    "osd_out_after",
 ];
 
 fn closest_key(name: &str) -> Option<&'static str> {

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::failure::FailureTimings;
 use crate::commit::TxnLimits;
 use crate::config::Config;
 use crate::etcd::embedded::EmbeddedEtcd;
@@ -24,6 +25,9 @@ use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
 use crate::service::MonitorService;
 use crate::{VERSION, etcd, http, observer, term, timing};
+
+/// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
+const MAX_REQUEST: usize = 64 << 20;
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
@@ -65,7 +69,15 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
 
     let background = CancellationToken::new();
     let view = observer::spawn(client.clone(), keys.clone(), background.clone());
-    let node = Arc::new(Node::new(me.clone(), metrics.clone(), view));
+    let store = Store::new(client.clone(), keys.clone(), metrics.clone());
+    let expected_monitors = config.embedded_etcd.as_ref().map_or(0, |e| e.cluster_size);
+    let node = Arc::new(Node::new(
+        me.clone(),
+        metrics.clone(),
+        store.clone(),
+        expected_monitors,
+        view,
+    ));
     let (health, health_service) = tonic_health::server::health_reporter();
 
     let grpc_stop = CancellationToken::new();
@@ -103,7 +115,6 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         }
     };
 
-    let store = Store::new(client.clone(), keys.clone(), metrics.clone());
     let leadership = Leadership::spawn(
         client.clone(),
         ElectionSettings {
@@ -120,14 +131,21 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         .and_then(|e| e.advertise_client_urls.first())
         .map(crate::config::url_text);
     let terms_stop = CancellationToken::new();
-    let terms = tokio::spawn(term::run_terms(
-        node.clone(),
-        store,
-        TxnLimits {
+    let settings = term::TermSettings {
+        limits: TxnLimits {
             max_ops: config.txn_max_ops as usize,
             max_bytes: config.txn_max_bytes as usize,
         },
+        failure: FailureTimings {
+            down_after: config.osd_down_after,
+            out_after: config.osd_out_after,
+        },
         raft_leader_url,
+    };
+    let terms = tokio::spawn(term::run_terms(
+        node.clone(),
+        store,
+        settings,
         leadership.role(),
         health,
         terms_stop.clone(),
@@ -179,10 +197,16 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("gRPC reflection")?;
+    let monitor = MonitorServer::new(MonitorService::new(node))
+        .max_decoding_message_size(MAX_REQUEST)
+        .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
+        // Full maps of large clusters are tens of MiB: do not crawl through 64 KiB windows.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20))
         .add_service(health)
         .add_service(reflection)
-        .add_service(MonitorServer::new(MonitorService::new(node)))
+        .add_service(monitor)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
         .await
         .context("gRPC server")

@@ -7,6 +7,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 
 use crate::commit::Serving;
+use crate::etcd::Store;
 use crate::metrics::Metrics;
 use crate::observer::MonitorView;
 use crate::proto::store::MonitorRecord;
@@ -16,15 +17,27 @@ pub struct Node {
     /// This monitor's registration.
     pub me: MonitorRecord,
     pub metrics: Metrics,
+    /// Reads of values kept outside the cluster state (OSD config texts).
+    pub store: Store,
+    /// Monitors the cluster is configured with (embedded members), 0 when unknown.
+    pub expected_monitors: usize,
     view: watch::Receiver<MonitorView>,
     serving: ArcSwapOption<Serving>,
 }
 
 impl Node {
-    pub fn new(me: MonitorRecord, metrics: Metrics, view: watch::Receiver<MonitorView>) -> Node {
+    pub fn new(
+        me: MonitorRecord,
+        metrics: Metrics,
+        store: Store,
+        expected_monitors: usize,
+        view: watch::Receiver<MonitorView>,
+    ) -> Node {
         Node {
             me,
             metrics,
+            store,
+            expected_monitors,
             view,
             serving: ArcSwapOption::empty(),
         }

@@ -1,28 +1,37 @@
 //! Runs each leadership term: load the state (fenced, consistent), serve it through the commit
-//! pipeline, and stop serving the moment the term ends.
+//! pipeline with the term's background tasks (failure detection, reconciliation, raft leader
+//! placement), and stop serving the moment the term ends.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterState;
+use crate::cluster::failure::FailureTimings;
+use crate::cluster::{ClusterState, RecordKey};
 use crate::commit::{self, PipelineExit, TxnLimits};
 use crate::etcd::{Store, StoreError, raft_leader};
 use crate::leadership::{LeaderTerm, Role};
 use crate::node::Node;
-use crate::timing;
+use crate::{failure_check, reconcile, timing};
 
 /// The gRPC service whose health status says "this monitor serves as leader".
 pub const MONITOR_SERVICE: &str = "fastblock.monitor.v1.Monitor";
 
-/// Runs terms as the election starts them, until `stop`. `raft_leader_url` is our embedded
-/// member's client URL when raft leadership should be kept off it while we lead.
+/// What every term needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct TermSettings {
+    pub limits: TxnLimits,
+    pub failure: FailureTimings,
+    /// Our embedded member's client URL when raft leadership should be kept off it.
+    pub raft_leader_url: Option<String>,
+}
+
+/// Runs terms as the election starts them, until `stop`.
 pub async fn run_terms(
     node: Arc<Node>,
     store: Store,
-    limits: TxnLimits,
-    raft_leader_url: Option<String>,
+    settings: TermSettings,
     mut role: watch::Receiver<Role>,
     health: tonic_health::server::HealthReporter,
     stop: CancellationToken,
@@ -41,13 +50,13 @@ pub async fn run_terms(
                 Err(_) => return,
             },
         };
-        if let Some(url) = &raft_leader_url {
+        if let Some(url) = &settings.raft_leader_url {
             tokio::spawn(raft_leader::keep_elsewhere(
                 url.clone(),
                 term.ended().clone(),
             ));
         }
-        run_term(&node, &store, limits, &term, &health).await;
+        run_term(&node, &store, &settings, &term, &health).await;
         // Wait for the election to publish the end of this term before looking again.
         let _ = role
             .wait_for(|r| !matches!(r, Role::Leader(t) if t.epoch == term.epoch))
@@ -58,14 +67,21 @@ pub async fn run_terms(
 async fn run_term(
     node: &Node,
     store: &Store,
-    limits: TxnLimits,
+    settings: &TermSettings,
     term: &LeaderTerm,
     health: &tonic_health::server::HealthReporter,
 ) {
-    let Some(state) = load(store, term).await else {
+    let Some((state, garbage)) = load(store, term).await else {
         return;
     };
     let (serving, pipeline) = commit::start(term.clone(), state);
+    let tasks = term.ended().child_token();
+    tokio::spawn(failure_check::run(
+        serving.clone(),
+        settings.failure,
+        tasks.clone(),
+    ));
+    tokio::spawn(reconcile::run(serving.clone(), tasks.clone()));
     node.set_serving(Some(serving));
     node.metrics.leader.set(1);
     node.metrics.leader_epoch.set(term.epoch.0 as i64);
@@ -75,9 +91,15 @@ async fn run_term(
     tracing::info!(epoch = %term.epoch, "serving as leader");
 
     let exit = pipeline
-        .run(store.clone(), limits, node.metrics.clone())
+        .run(
+            store.clone(),
+            settings.limits,
+            node.metrics.clone(),
+            garbage,
+        )
         .await;
 
+    tasks.cancel();
     node.set_serving(None);
     node.metrics.leader.set(0);
     node.metrics.leader_epoch.set(0);
@@ -89,8 +111,9 @@ async fn run_term(
     }
 }
 
-/// Loads the state for the term, retrying etcd errors while the term lasts.
-async fn load(store: &Store, term: &LeaderTerm) -> Option<ClusterState> {
+/// Loads the state for the term, retrying etcd errors while the term lasts. Also returns the
+/// unreferenced records the load found.
+async fn load(store: &Store, term: &LeaderTerm) -> Option<(ClusterState, Vec<RecordKey>)> {
     let mut backoff = timing::ETCD_RETRY_MIN;
     loop {
         if !term.is_valid() {
@@ -98,7 +121,7 @@ async fn load(store: &Store, term: &LeaderTerm) -> Option<ClusterState> {
         }
         let error = match store.load(&term.fence).await {
             Ok(records) => match ClusterState::from_records(records) {
-                Ok(state) => return Some(state),
+                Ok(loaded) => return Some(loaded),
                 Err(e) => StoreError::Corrupt(e.to_string()),
             },
             Err(StoreError::Fenced) => {

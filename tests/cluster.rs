@@ -3,6 +3,12 @@
 
 mod common;
 
+fn flag(
+    f: fastblock_monitor::proto::monitor::ClusterFlag,
+) -> fastblock_monitor::proto::monitor::SetFlagRequest {
+    fastblock_monitor::proto::monitor::SetFlagRequest { flag: f as i32 }
+}
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -121,15 +127,24 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
             })
         })
     });
+    // Registrations are eventually visible everywhere: wait for every monitor to list all three.
     for i in 0..3 {
-        let r = c.client(i).get_leader().await.unwrap();
+        let client = c.client(i);
+        let deadline = Instant::now() + LONG;
+        let r = loop {
+            let r = client.get_leader().await.unwrap();
+            if r.monitors.len() == 3 {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "m{} lists {:?}", i + 1, r.monitors);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(
             r.leader.as_ref().unwrap().address,
             leader_addr,
             "as seen by m{}",
             i + 1
         );
-        assert_eq!(r.monitors.len(), 3);
         assert_eq!(r.answered_by, c.monitors[i].name);
     }
     assert_eq!(
@@ -175,7 +190,10 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
     assert_eq!(leader_hint(&err).as_deref(), Some(leader_addr.as_str()));
     // The client library follows the hint.
     let mut via_standby = c.client(standby);
-    let r = via_standby.set_flag(ClusterFlag::Noout).await.unwrap();
+    let r = via_standby
+        .set_flag(flag(ClusterFlag::Noout))
+        .await
+        .unwrap();
     assert_eq!(r.osdmap_epoch, 1);
     let first_epoch = r.leader_epoch;
     drop(via_standby.raw(&leader_addr));
@@ -189,7 +207,7 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
     eprintln!("graceful handover took {:?}", started.elapsed());
     assert!(c.wait_exit(leader, Duration::from_secs(30)).success());
     let r = via_standby
-        .set_flag(ClusterFlag::Norebalance)
+        .set_flag(flag(ClusterFlag::Norebalance))
         .await
         .unwrap();
     assert!(r.leader_epoch > first_epoch, "epochs only grow");
@@ -215,7 +233,7 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
     assert_ne!(third, second);
     let r = c
         .cluster_client()
-        .set_flag(ClusterFlag::Noin)
+        .set_flag(flag(ClusterFlag::Noin))
         .await
         .unwrap();
     assert!(r.leader_epoch > second_epoch);

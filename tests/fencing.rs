@@ -4,6 +4,12 @@
 
 mod common;
 
+fn flag(
+    f: fastblock_monitor::proto::monitor::ClusterFlag,
+) -> fastblock_monitor::proto::monitor::SetFlagRequest {
+    fastblock_monitor::proto::monitor::SetFlagRequest { flag: f as i32 }
+}
+
 use std::time::Duration;
 
 use common::{ClusterOptions, TestCluster, wait_until};
@@ -51,7 +57,7 @@ async fn a_frozen_leaders_pending_write_is_rejected_by_the_fence() {
     let new = c.wait_leader(&others, LONG);
     let r = c
         .client(new)
-        .set_flag(ClusterFlag::Norebalance)
+        .set_flag(flag(ClusterFlag::Norebalance))
         .await
         .unwrap();
     assert_eq!(r.osdmap_epoch, 1);
@@ -83,10 +89,12 @@ async fn a_frozen_leaders_pending_write_is_rejected_by_the_fence() {
         .await
         .unwrap();
     let kv = &resp.kvs()[0];
-    let Record::OsdMapMeta { epoch, flags } =
-        decode_record(&RecordKey::OsdMapMeta, kv.value()).unwrap();
-    assert_eq!(epoch.0, 1);
-    assert_eq!(flags.to_string(), "norebalance");
+    let Record::OsdMapMeta(meta) = decode_record(&RecordKey::OsdMapMeta, kv.value()).unwrap()
+    else {
+        panic!("not an osdmap meta record");
+    };
+    assert_eq!(meta.epoch.0, 1);
+    assert_eq!(meta.flags.to_string(), "norebalance");
     assert_eq!(kv.version(), 1, "written exactly once");
     assert!(c.is_serving_leader(new));
 }

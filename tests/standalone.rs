@@ -3,6 +3,12 @@
 
 mod common;
 
+fn flag(
+    f: fastblock_monitor::proto::monitor::ClusterFlag,
+) -> fastblock_monitor::proto::monitor::SetFlagRequest {
+    fastblock_monitor::proto::monitor::SetFlagRequest { flag: f as i32 }
+}
+
 use std::time::Duration;
 
 use common::{ClusterOptions, TestCluster, die_with_parent, process_alive, run_bin, wait_until};
@@ -81,7 +87,11 @@ async fn kill9_takes_etcd_along_and_a_restart_copes_with_a_leftover_member() {
     let mut c = TestCluster::new(1, ClusterOptions::default());
     c.start_all();
     c.wait_leader(&[0], LONG);
-    let r = c.client(0).set_flag(ClusterFlag::Noout).await.unwrap();
+    let r = c
+        .client(0)
+        .set_flag(flag(ClusterFlag::Noout))
+        .await
+        .unwrap();
     assert_eq!(r.osdmap_epoch, 1);
 
     let etcd = c.etcd_pid(0).expect("etcd child");
@@ -136,7 +146,7 @@ async fn kill9_takes_etcd_along_and_a_restart_copes_with_a_leftover_member() {
     // State survived, and the epoch went on from where it was.
     let r = c
         .client(0)
-        .set_flag(ClusterFlag::Norebalance)
+        .set_flag(flag(ClusterFlag::Norebalance))
         .await
         .unwrap();
     assert_eq!(r.osdmap_epoch, 2);
@@ -151,7 +161,10 @@ async fn etcd_killed_under_a_running_monitor_is_restarted_and_leadership_recover
     let mut c = TestCluster::new(1, ClusterOptions::default());
     c.start_all();
     c.wait_leader(&[0], LONG);
-    c.client(0).set_flag(ClusterFlag::Noout).await.unwrap();
+    c.client(0)
+        .set_flag(flag(ClusterFlag::Noout))
+        .await
+        .unwrap();
     let etcd = c.etcd_pid(0).expect("etcd child");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(etcd as i32), Signal::SIGKILL).unwrap();
 
@@ -162,7 +175,7 @@ async fn etcd_killed_under_a_running_monitor_is_restarted_and_leadership_recover
         c.metric(0, "fastblock_embedded_etcd_restarts_total") == Some(1.0)
     });
     c.wait_leader(&[0], LONG);
-    let r = c.client(0).set_flag(ClusterFlag::Noin).await.unwrap();
+    let r = c.client(0).set_flag(flag(ClusterFlag::Noin)).await.unwrap();
     assert_eq!(
         r.flags,
         vec![ClusterFlag::Noout as i32, ClusterFlag::Noin as i32]
@@ -242,7 +255,7 @@ async fn two_monitors_share_an_external_etcd() {
     );
     let r = c
         .cluster_client()
-        .set_flag(ClusterFlag::Noout)
+        .set_flag(flag(ClusterFlag::Noout))
         .await
         .unwrap();
     assert_eq!(r.osdmap_epoch, 1);
@@ -250,7 +263,11 @@ async fn two_monitors_share_an_external_etcd() {
     c.signal(leader, Signal::SIGTERM);
     assert_eq!(c.wait_leader(&[other], LONG), other);
     assert!(c.wait_exit(leader, LONG).success());
-    let r = c.client(other).set_flag(ClusterFlag::Noin).await.unwrap();
+    let r = c
+        .client(other)
+        .set_flag(flag(ClusterFlag::Noin))
+        .await
+        .unwrap();
     assert_eq!(r.osdmap_epoch, 2);
     drop(c);
     let _ = etcd.kill();

@@ -139,7 +139,7 @@ impl MonitorClient {
         &self,
         address: &str,
     ) -> Result<api::GetLeaderResponse, ClientError> {
-        let mut c = RawClient::new(self.channel(address)?);
+        let mut c = raw_client(self.channel(address)?);
         let mut req = tonic::Request::new(api::GetLeaderRequest {});
         req.set_timeout(self.options.attempt_timeout);
         c.get_leader(req)
@@ -148,35 +148,9 @@ impl MonitorClient {
             .map_err(ClientError::Status)
     }
 
-    /// Sets a cluster flag on the leader.
-    pub async fn set_flag(
-        &self,
-        flag: api::ClusterFlag,
-    ) -> Result<api::FlagsResponse, ClientError> {
-        self.call_leader(|mut c| async move {
-            c.set_flag(api::SetFlagRequest { flag: flag as i32 })
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await
-    }
-
-    /// Clears a cluster flag on the leader.
-    pub async fn unset_flag(
-        &self,
-        flag: api::ClusterFlag,
-    ) -> Result<api::FlagsResponse, ClientError> {
-        self.call_leader(|mut c| async move {
-            c.unset_flag(api::UnsetFlagRequest { flag: flag as i32 })
-                .await
-                .map(|r| r.into_inner())
-        })
-        .await
-    }
-
-    /// The raw generated client for the monitor at `address` (for calls not wrapped here).
+    /// The raw generated client for the monitor at `address` (no leader following).
     pub fn raw(&self, address: &str) -> Result<RawClient<Channel>, ClientError> {
-        Ok(RawClient::new(self.channel(address)?))
+        Ok(raw_client(self.channel(address)?))
     }
 
     /// Calls monitors in turn until one answers (any answer but "unreachable").
@@ -220,7 +194,7 @@ impl MonitorClient {
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let attempt = self.options.attempt_timeout.min(remaining);
-            let client = RawClient::new(self.channel(&address)?);
+            let client = raw_client(self.channel(&address)?);
             match tokio::time::timeout(attempt, call(client)).await {
                 Ok(Ok(v)) => {
                     if leader_only {
@@ -277,6 +251,63 @@ impl MonitorClient {
     }
 }
 
+/// Largest answer accepted: a full map of a large cluster is tens of MiB.
+const MAX_RESPONSE: usize = 1 << 30;
+
+fn raw_client(channel: Channel) -> RawClient<Channel> {
+    RawClient::new(channel)
+        .max_decoding_message_size(MAX_RESPONSE)
+        .max_encoding_message_size(usize::MAX)
+}
+
+/// Leader-following wrappers of every leader-only call, named like the RPCs.
+macro_rules! leader_calls {
+    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+        impl MonitorClient {
+            $(
+                #[doc = concat!("Calls `", stringify!($name), "` on the leader, following NOT_LEADER hints.")]
+                pub async fn $name(&self, request: $req) -> Result<$resp, ClientError> {
+                    self.call_leader(move |mut c| {
+                        let request = request.clone();
+                        async move { c.$name(request).await.map(tonic::Response::into_inner) }
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+leader_calls! {
+    apply_id(api::ApplyIdRequest) -> api::ApplyIdResponse;
+    boot(api::BootRequest) -> api::BootResponse;
+    osd_stop(api::OsdStopRequest) -> api::OsdStopResponse;
+    heartbeat(api::HeartbeatRequest) -> api::HeartbeatResponse;
+    osd_out(api::OsdOutRequest) -> api::OsdChangeResponse;
+    osd_in(api::OsdInRequest) -> api::OsdChangeResponse;
+    set_osd_location(api::SetOsdLocationRequest) -> api::OsdChangeResponse;
+    set_osd_weight(api::SetOsdWeightRequest) -> api::OsdChangeResponse;
+    purge_osd(api::PurgeOsdRequest) -> api::OsdChangeResponse;
+    osd_config(api::OsdConfigRequest) -> api::OsdConfigResponse;
+    get_osd_map(api::GetOsdMapRequest) -> api::GetOsdMapResponse;
+    get_pg_map(api::GetPgMapRequest) -> api::GetPgMapResponse;
+    get_cluster_map(api::GetClusterMapRequest) -> api::GetClusterMapResponse;
+    get_pg_osd_info(api::GetPgOsdInfoRequest) -> api::GetPgOsdInfoResponse;
+    list_pools(api::ListPoolsRequest) -> api::ListPoolsResponse;
+    create_pool(api::CreatePoolRequest) -> api::CreatePoolResponse;
+    delete_pool(api::DeletePoolRequest) -> api::DeletePoolResponse;
+    create_image(api::CreateImageRequest) -> api::ImageResponse;
+    remove_image(api::RemoveImageRequest) -> api::RemoveImageResponse;
+    resize_image(api::ResizeImageRequest) -> api::ImageResponse;
+    get_image_info(api::GetImageInfoRequest) -> api::ImageResponse;
+    leader_be_elected(api::LeaderBeElectedRequest) -> api::PgChangeResponse;
+    pg_member_change_finish(api::PgMemberChangeFinishRequest) -> api::PgChangeResponse;
+    set_flag(api::SetFlagRequest) -> api::FlagsResponse;
+    unset_flag(api::UnsetFlagRequest) -> api::FlagsResponse;
+    get_cluster_status(api::GetClusterStatusRequest) -> api::GetClusterStatusResponse;
+    data_statistics(api::DataStatisticsRequest) -> api::DataStatisticsResponse;
+}
+
 fn endpoint(address: &str, options: &ClientOptions) -> Result<Endpoint, ClientError> {
     let uri = if address.contains("://") {
         address.to_string()
@@ -286,7 +317,9 @@ fn endpoint(address: &str, options: &ClientOptions) -> Result<Endpoint, ClientEr
     Ok(Endpoint::from_shared(uri)
         .map_err(|_| ClientError::BadAddress(address.to_string()))?
         .connect_timeout(options.connect_timeout)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20)))
 }
 
 /// The leader address from a NOT_LEADER answer (header first, then ErrorInfo metadata).

@@ -1,14 +1,41 @@
-//! The pure core: cluster state, the commands that change it, and the records it is stored as.
-//! No async, no etcd, no clock reads; everything here is unit-testable in milliseconds.
+//! The pure core: cluster state, the commands that change it, placement, and the records it is
+//! stored as. No async, no etcd, no clock reads; everything here is unit-testable in
+//! milliseconds.
 
+mod command;
 mod error;
+pub mod failure;
 mod flags;
+mod image;
+mod image_ops;
+pub mod iostats;
+mod osd;
+mod osd_ops;
+pub mod placement;
+mod pool;
+mod pool_ops;
 mod records;
 mod state;
+pub mod topology;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
+pub use command::{BootArgs, Command, Outcome, PoolArgs, ShardArg};
 pub use error::ClusterError;
 pub use flags::{ClusterFlag, Flags};
-pub use records::{DecodeError, Record, RecordKey, decode_record, encode_record};
-pub use state::{Applied, ClusterState, Command, LoadError, Outcome};
-pub use types::{Epoch, LeaderEpoch};
+pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
+pub use osd::{DEFAULT_ROOT, DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
+pub use osd_ops::parse_uuid;
+pub use pool::{
+    FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, PG_CHUNK, Pg, PgState, PgTable, Pool,
+    Target, chunk_of,
+};
+pub use pool_ops::REFRESH_BATCH;
+pub use records::{
+    Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone, decode_record,
+    encode_record,
+};
+pub use state::{Applied, BlobKey, ClusterState, LoadError};
+pub use types::{BootInstance, Epoch, ImageId, LeaderEpoch, OsdId, PgId, PoolId, Weight};

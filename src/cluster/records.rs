@@ -1,39 +1,141 @@
 //! Records: the units the cluster state is stored as in etcd (one key each), and their
 //! protobuf encoding. The key strings are built by `etcd::keys`.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use prost::Message;
 
-use super::Flags;
-use super::types::Epoch;
+use super::flags::Flags;
+use super::image::Image;
+use super::osd::{DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
+use super::pool::{FailureDomain, Pg, PgState, Target};
+use super::types::{BootInstance, Epoch, ImageId, OsdId, PoolId, Weight};
 use crate::proto::store as pb;
 
 /// Identifies one stored record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RecordKey {
-    /// The osdmap's epoch and the cluster flags.
+    /// The osdmap's epoch, flags and core count.
     OsdMapMeta,
+    /// Id counters.
+    Counters,
+    Osd(OsdId),
+    /// A pool's settings and pgmap epoch.
+    Pool(PoolId),
+    /// A chunk of a pool's PG table.
+    PgChunk(PoolId, u32),
+    Image(PoolId, ImageId),
+    /// The tombstone of a deleted pool.
+    Tombstone(PoolId),
+}
+
+/// The osdmap-wide settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OsdMapMeta {
+    pub epoch: Epoch,
+    pub flags: Flags,
+    /// Shards per OSD; None until the first boot.
+    pub core_num: Option<u32>,
+}
+
+/// Id counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub next_pool_id: u32,
+    pub next_image_id: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            next_pool_id: 1,
+            next_image_id: 1,
+        }
+    }
+}
+
+/// A pool's settings as stored (its PGs are stored in chunks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub id: PoolId,
+    pub name: String,
+    pub size: u32,
+    pub pg_count: u32,
+    pub failure_domain: FailureDomain,
+    pub root: String,
+    pub epoch: Epoch,
+}
+
+/// A deleted pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub pool: PoolId,
+    pub name: String,
+    pub deleted_epoch: Epoch,
 }
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    OsdMapMeta { epoch: Epoch, flags: Flags },
+    OsdMapMeta(OsdMapMeta),
+    Counters(Counters),
+    Osd(Arc<Osd>),
+    Pool(PoolSettings),
+    PgChunk(Vec<Pg>),
+    Image(Arc<Image>),
+    Tombstone(Tombstone),
 }
 
 /// A stored value that does not decode.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode {key:?}: {source}")]
+#[error("cannot decode {key:?}: {reason}")]
 pub struct DecodeError {
     pub key: RecordKey,
-    pub source: prost::DecodeError,
+    pub reason: String,
 }
 
 /// Encodes a record as its protobuf value.
 pub fn encode_record(record: &Record) -> Vec<u8> {
     match record {
-        Record::OsdMapMeta { epoch, flags } => pb::OsdMapMeta {
-            epoch: epoch.0,
-            flags: flags.bits(),
+        Record::OsdMapMeta(m) => pb::OsdMapMeta {
+            epoch: m.epoch.0,
+            flags: m.flags.bits(),
+            core_num: m.core_num.unwrap_or(0),
+        }
+        .encode_to_vec(),
+        Record::Counters(c) => pb::Counters {
+            next_pool_id: c.next_pool_id,
+            next_image_id: c.next_image_id,
+        }
+        .encode_to_vec(),
+        Record::Osd(o) => osd_to_pb(o).encode_to_vec(),
+        Record::Pool(p) => pb::PoolRecord {
+            id: p.id.0,
+            name: p.name.clone(),
+            size: p.size,
+            pg_count: p.pg_count,
+            failure_domain: p.failure_domain.to_i32(),
+            root: p.root.clone(),
+            epoch: p.epoch.0,
+        }
+        .encode_to_vec(),
+        Record::PgChunk(pgs) => pb::PgChunkRecord {
+            pgs: pgs.iter().map(pg_to_pb).collect(),
+        }
+        .encode_to_vec(),
+        Record::Image(i) => pb::ImageRecord {
+            id: i.id.0,
+            pool_id: i.pool.0,
+            name: i.name.clone(),
+            size: i.size,
+            object_size: i.object_size,
+        }
+        .encode_to_vec(),
+        Record::Tombstone(t) => pb::PoolTombstone {
+            pool_id: t.pool.0,
+            name: t.name.clone(),
+            deleted_epoch: t.deleted_epoch.0,
         }
         .encode_to_vec(),
     }
@@ -41,18 +143,259 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
 
 /// Decodes the value stored under `key`.
 pub fn decode_record(key: &RecordKey, value: &[u8]) -> Result<Record, DecodeError> {
-    let err = |source| DecodeError {
-        key: key.clone(),
-        source,
-    };
-    match key {
+    let err = |reason: String| DecodeError { key: *key, reason };
+    let pe = |e: prost::DecodeError| err(e.to_string());
+    Ok(match key {
         RecordKey::OsdMapMeta => {
-            let m = pb::OsdMapMeta::decode(value).map_err(err)?;
-            Ok(Record::OsdMapMeta {
+            let m = pb::OsdMapMeta::decode(value).map_err(pe)?;
+            Record::OsdMapMeta(OsdMapMeta {
                 epoch: Epoch(m.epoch),
                 flags: Flags::from_bits(m.flags),
+                core_num: (m.core_num > 0).then_some(m.core_num),
             })
         }
+        RecordKey::Counters => {
+            let c = pb::Counters::decode(value).map_err(pe)?;
+            Record::Counters(Counters {
+                next_pool_id: c.next_pool_id.max(1),
+                next_image_id: c.next_image_id.max(1),
+            })
+        }
+        RecordKey::Osd(id) => {
+            let r = pb::OsdRecord::decode(value).map_err(pe)?;
+            if r.id != id.0 {
+                return Err(err(format!("record holds osd {}", r.id)));
+            }
+            Record::Osd(Arc::new(osd_from_pb(r).map_err(err)?))
+        }
+        RecordKey::Pool(id) => {
+            let r = pb::PoolRecord::decode(value).map_err(pe)?;
+            if r.id != id.0 {
+                return Err(err(format!("record holds pool {}", r.id)));
+            }
+            Record::Pool(PoolSettings {
+                id: PoolId(r.id),
+                name: r.name,
+                size: r.size,
+                pg_count: r.pg_count,
+                failure_domain: FailureDomain::from_i32(r.failure_domain)
+                    .ok_or_else(|| err(format!("failure domain {}", r.failure_domain)))?,
+                root: r.root,
+                epoch: Epoch(r.epoch),
+            })
+        }
+        RecordKey::PgChunk(..) => {
+            let r = pb::PgChunkRecord::decode(value).map_err(pe)?;
+            Record::PgChunk(r.pgs.into_iter().map(pg_from_pb).collect())
+        }
+        RecordKey::Image(pool, id) => {
+            let r = pb::ImageRecord::decode(value).map_err(pe)?;
+            if r.id != id.0 || r.pool_id != pool.0 {
+                return Err(err(format!(
+                    "record holds image {} of pool {}",
+                    r.id, r.pool_id
+                )));
+            }
+            Record::Image(Arc::new(Image {
+                id: ImageId(r.id),
+                pool: PoolId(r.pool_id),
+                name: r.name,
+                size: r.size,
+                object_size: r.object_size,
+            }))
+        }
+        RecordKey::Tombstone(pool) => {
+            let r = pb::PoolTombstone::decode(value).map_err(pe)?;
+            if r.pool_id != pool.0 {
+                return Err(err(format!("record holds pool {}", r.pool_id)));
+            }
+            Record::Tombstone(Tombstone {
+                pool: PoolId(r.pool_id),
+                name: r.name,
+                deleted_epoch: Epoch(r.deleted_epoch),
+            })
+        }
+    })
+}
+
+fn osd_to_pb(o: &Osd) -> pb::OsdRecord {
+    let (liveness, boot_instance, liveness_since, down_reason) = match o.liveness {
+        Liveness::New => (pb::LivenessKind::New, 0, 0, pb::DownReasonKind::Stopped),
+        Liveness::Up { instance, since } => (
+            pb::LivenessKind::Up,
+            instance.0,
+            since.0,
+            pb::DownReasonKind::Stopped,
+        ),
+        Liveness::HeldDown { instance } => (
+            pb::LivenessKind::HeldDown,
+            instance.0,
+            0,
+            pb::DownReasonKind::Stopped,
+        ),
+        Liveness::Down {
+            instance,
+            since,
+            reason,
+        } => (
+            pb::LivenessKind::Down,
+            instance.map_or(0, |i| i.0),
+            since.0,
+            match reason {
+                DownReason::Stopped => pb::DownReasonKind::Stopped,
+                DownReason::NoHeartbeat => pb::DownReasonKind::NoHeartbeat,
+            },
+        ),
+    };
+    let (is_in, out_reason, membership_since) = match o.membership {
+        Membership::In { since } => (true, pb::OutReasonKind::New, since.0),
+        Membership::Out { reason, since } => (
+            false,
+            match reason {
+                OutReason::New => pb::OutReasonKind::New,
+                OutReason::Manual => pb::OutReasonKind::Manual,
+                OutReason::Auto => pb::OutReasonKind::Auto,
+                OutReason::DeferredByNoIn => pb::OutReasonKind::DeferredByNoIn,
+            },
+            since.0,
+        ),
+    };
+    pb::OsdRecord {
+        id: o.id.0,
+        uuid: o.uuid.hyphenated().to_string(),
+        address: o.address.map(|a| a.to_string()).unwrap_or_default(),
+        host: o.location.host.clone(),
+        rack: o.location.rack.clone().unwrap_or_default(),
+        root: o.location.root.clone(),
+        weight_milli: o.weight.0,
+        size: o.size,
+        core_num: o.core_num,
+        shards: o
+            .shards
+            .iter()
+            .map(|s| pb::ShardRecord {
+                core_id: s.core_id,
+                port: u32::from(s.port),
+                raw_port: u32::from(s.raw_port),
+            })
+            .collect(),
+        liveness: liveness as i32,
+        boot_instance,
+        liveness_since,
+        down_reason: down_reason as i32,
+        r#in: is_in,
+        out_reason: out_reason as i32,
+        membership_since,
+        config_hash: o.config_hash,
+        last_change: o.last_change.0,
+    }
+}
+
+fn osd_from_pb(r: pb::OsdRecord) -> Result<Osd, String> {
+    let instance = (r.boot_instance != 0).then_some(BootInstance(r.boot_instance));
+    let need_instance = || instance.ok_or_else(|| "booted OSD without a boot instance".to_string());
+    let liveness = match pb::LivenessKind::try_from(r.liveness) {
+        Ok(pb::LivenessKind::New) => Liveness::New,
+        Ok(pb::LivenessKind::Up) => Liveness::Up {
+            instance: need_instance()?,
+            since: Epoch(r.liveness_since),
+        },
+        Ok(pb::LivenessKind::HeldDown) => Liveness::HeldDown {
+            instance: need_instance()?,
+        },
+        Ok(pb::LivenessKind::Down) => Liveness::Down {
+            instance,
+            since: Epoch(r.liveness_since),
+            reason: match pb::DownReasonKind::try_from(r.down_reason) {
+                Ok(pb::DownReasonKind::NoHeartbeat) => DownReason::NoHeartbeat,
+                _ => DownReason::Stopped,
+            },
+        },
+        Err(_) => return Err(format!("unknown liveness {}", r.liveness)),
+    };
+    let membership = if r.r#in {
+        Membership::In {
+            since: Epoch(r.membership_since),
+        }
+    } else {
+        Membership::Out {
+            reason: match pb::OutReasonKind::try_from(r.out_reason) {
+                Ok(pb::OutReasonKind::New) => OutReason::New,
+                Ok(pb::OutReasonKind::Manual) => OutReason::Manual,
+                Ok(pb::OutReasonKind::Auto) => OutReason::Auto,
+                Ok(pb::OutReasonKind::DeferredByNoIn) => OutReason::DeferredByNoIn,
+                Err(_) => return Err(format!("unknown out reason {}", r.out_reason)),
+            },
+            since: Epoch(r.membership_since),
+        }
+    };
+    let address: Option<IpAddr> = if r.address.is_empty() {
+        None
+    } else {
+        Some(
+            r.address
+                .parse()
+                .map_err(|_| format!("bad address {}", r.address))?,
+        )
+    };
+    Ok(Osd {
+        id: OsdId(r.id),
+        uuid: r.uuid.parse().map_err(|_| format!("bad uuid {}", r.uuid))?,
+        address,
+        location: Location {
+            host: r.host,
+            rack: (!r.rack.is_empty()).then_some(r.rack),
+            root: r.root,
+        },
+        weight: Weight(r.weight_milli),
+        size: r.size,
+        core_num: r.core_num,
+        shards: r
+            .shards
+            .into_iter()
+            .map(|s| Shard {
+                core_id: s.core_id,
+                port: s.port as u16,
+                raw_port: s.raw_port as u16,
+            })
+            .collect::<Vec<_>>()
+            .into(),
+        liveness,
+        membership,
+        config_hash: r.config_hash,
+        last_change: Epoch(r.last_change),
+    })
+}
+
+fn pg_to_pb(p: &Pg) -> pb::PgRecord {
+    pb::PgRecord {
+        members: p.members.iter().map(|m| m.0).collect(),
+        target_members: p
+            .target
+            .as_ref()
+            .map(|t| t.members.iter().map(|m| m.0).collect())
+            .unwrap_or_default(),
+        core: p.core,
+        target_core: p.target.as_ref().map_or(0, |t| t.core),
+        state: p.state.0,
+        version: p.version.0,
+        leader: p.leader.map_or(0, |l| l.0),
+        change_failures: p.change_failures,
+    }
+}
+
+fn pg_from_pb(r: pb::PgRecord) -> Pg {
+    Pg {
+        members: r.members.into_iter().map(OsdId).collect(),
+        target: (!r.target_members.is_empty()).then(|| Target {
+            members: r.target_members.into_iter().map(OsdId).collect(),
+            core: r.target_core,
+        }),
+        core: r.core,
+        state: PgState(r.state),
+        version: Epoch(r.version),
+        leader: (r.leader != 0).then_some(OsdId(r.leader)),
+        change_failures: r.change_failures,
     }
 }
 
@@ -60,14 +403,105 @@ pub fn decode_record(key: &RecordKey, value: &[u8]) -> Result<Record, DecodeErro
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip() {
-        let r = Record::OsdMapMeta {
-            epoch: Epoch(42),
-            flags: Flags::from_bits(0b110),
-        };
+    fn round_trip(key: RecordKey, r: Record) {
         let bytes = encode_record(&r);
-        assert_eq!(decode_record(&RecordKey::OsdMapMeta, &bytes).unwrap(), r);
-        assert!(decode_record(&RecordKey::OsdMapMeta, &[0xff, 0xff]).is_err());
+        assert_eq!(decode_record(&key, &bytes).unwrap(), r, "{key:?}");
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        round_trip(
+            RecordKey::OsdMapMeta,
+            Record::OsdMapMeta(OsdMapMeta {
+                epoch: Epoch(42),
+                flags: Flags::from_bits(0b110),
+                core_num: Some(4),
+            }),
+        );
+        round_trip(
+            RecordKey::Counters,
+            Record::Counters(Counters {
+                next_pool_id: 7,
+                next_image_id: 99,
+            }),
+        );
+        let mut osd = Osd::new(OsdId(3), uuid::Uuid::from_u128(0xabc), Epoch(2));
+        osd.address = Some("10.0.0.1".parse().unwrap());
+        osd.location.rack = Some("r1".to_string());
+        osd.shards = vec![Shard {
+            core_id: 1,
+            port: 8000,
+            raw_port: 9000,
+        }]
+        .into();
+        osd.liveness = Liveness::Down {
+            instance: Some(BootInstance(5)),
+            since: Epoch(9),
+            reason: DownReason::NoHeartbeat,
+        };
+        osd.membership = Membership::Out {
+            reason: OutReason::Auto,
+            since: Epoch(10),
+        };
+        round_trip(RecordKey::Osd(OsdId(3)), Record::Osd(Arc::new(osd.clone())));
+        osd.liveness = Liveness::Up {
+            instance: BootInstance(6),
+            since: Epoch(11),
+        };
+        osd.membership = Membership::In { since: Epoch(11) };
+        round_trip(RecordKey::Osd(OsdId(3)), Record::Osd(Arc::new(osd)));
+        round_trip(
+            RecordKey::Pool(PoolId(1)),
+            Record::Pool(PoolSettings {
+                id: PoolId(1),
+                name: "rbd".to_string(),
+                size: 3,
+                pg_count: 64,
+                failure_domain: FailureDomain::Rack,
+                root: "default".to_string(),
+                epoch: Epoch(3),
+            }),
+        );
+        round_trip(
+            RecordKey::PgChunk(PoolId(1), 0),
+            Record::PgChunk(vec![Pg {
+                members: vec![OsdId(1), OsdId(2)],
+                target: Some(Target {
+                    members: vec![OsdId(1), OsdId(3)],
+                    core: 2,
+                }),
+                core: 1,
+                state: PgState::ACTIVE.with(PgState::REMAPPED),
+                version: Epoch(4),
+                leader: Some(OsdId(1)),
+                change_failures: 2,
+            }]),
+        );
+        round_trip(
+            RecordKey::Image(PoolId(1), ImageId(5)),
+            Record::Image(Arc::new(Image {
+                id: ImageId(5),
+                pool: PoolId(1),
+                name: "vm".to_string(),
+                size: 1 << 30,
+                object_size: 4 << 20,
+            })),
+        );
+        round_trip(
+            RecordKey::Tombstone(PoolId(2)),
+            Record::Tombstone(Tombstone {
+                pool: PoolId(2),
+                name: "old".to_string(),
+                deleted_epoch: Epoch(8),
+            }),
+        );
+    }
+
+    #[test]
+    fn mismatched_or_corrupt_records_are_refused() {
+        let osd = Osd::new(OsdId(3), uuid::Uuid::from_u128(1), Epoch(1));
+        let bytes = encode_record(&Record::Osd(Arc::new(osd)));
+        assert!(decode_record(&RecordKey::Osd(OsdId(4)), &bytes).is_err());
+        assert!(decode_record(&RecordKey::OsdMapMeta, &[0xff, 0xff, 0xff]).is_err());
     }
 }

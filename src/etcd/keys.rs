@@ -1,7 +1,7 @@
 //! The etcd key layout. Every key the monitor reads or writes is built here; docs/key-layout.md
 //! describes the same layout for operators.
 
-use crate::cluster::RecordKey;
+use crate::cluster::{BlobKey, ImageId, OsdId, PoolId, RecordKey};
 
 /// Sub-trees under the prefix that an election name must not shadow.
 pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors"];
@@ -47,11 +47,17 @@ impl KeyLayout {
         format!("{}/cluster/", self.prefix)
     }
 
-    /// The etcd key of a cluster record.
+    /// The etcd key of a cluster record. Ids are zero-padded so keys sort by id.
     pub fn record(&self, key: &RecordKey) -> String {
         let p = self.cluster_prefix();
         match key {
             RecordKey::OsdMapMeta => format!("{p}osdmap"),
+            RecordKey::Counters => format!("{p}counters"),
+            RecordKey::Osd(id) => format!("{p}osd/{:010}", id.0),
+            RecordKey::Pool(id) => format!("{p}pool/{:010}", id.0),
+            RecordKey::PgChunk(pool, i) => format!("{p}pg/{:010}/{i:06}", pool.0),
+            RecordKey::Image(pool, id) => format!("{p}image/{:010}/{:020}", pool.0, id.0),
+            RecordKey::Tombstone(id) => format!("{p}deleted-pool/{:010}", id.0),
         }
     }
 
@@ -59,9 +65,39 @@ impl KeyLayout {
     /// Unknown keys yield None (they are reported and skipped by the loader).
     pub fn parse_record(&self, key: &str) -> Option<RecordKey> {
         let rest = key.strip_prefix(&self.cluster_prefix())?;
-        match rest {
-            "osdmap" => Some(RecordKey::OsdMapMeta),
-            _ => None,
+        let mut parts = rest.split('/');
+        let kind = parts.next()?;
+        let a = parts.next();
+        let b = parts.next();
+        if parts.next().is_some() {
+            return None;
+        }
+        let num = |s: Option<&str>| s.filter(|s| !s.is_empty())?.parse::<u64>().ok();
+        let parsed = match (kind, a, b) {
+            ("osdmap", None, None) => RecordKey::OsdMapMeta,
+            ("counters", None, None) => RecordKey::Counters,
+            ("osd", Some(_), None) => RecordKey::Osd(OsdId(u32::try_from(num(a)?).ok()?)),
+            ("pool", Some(_), None) => RecordKey::Pool(PoolId(u32::try_from(num(a)?).ok()?)),
+            ("pg", Some(_), Some(_)) => RecordKey::PgChunk(
+                PoolId(u32::try_from(num(a)?).ok()?),
+                u32::try_from(num(b)?).ok()?,
+            ),
+            ("image", Some(_), Some(_)) => {
+                RecordKey::Image(PoolId(u32::try_from(num(a)?).ok()?), ImageId(num(b)?))
+            }
+            ("deleted-pool", Some(_), None) => {
+                RecordKey::Tombstone(PoolId(u32::try_from(num(a)?).ok()?))
+            }
+            _ => return None,
+        };
+        // Only the canonical spelling counts (fixed width, no signs).
+        (self.record(&parsed) == key).then_some(parsed)
+    }
+
+    /// The etcd key of a value kept outside the cluster state (not loaded by a new leader).
+    pub fn blob(&self, key: &BlobKey) -> String {
+        match key {
+            BlobKey::OsdConfig(id) => format!("{}/osdconfig/{:010}", self.prefix, id.0),
         }
     }
 }
@@ -87,11 +123,48 @@ mod tests {
         let k = KeyLayout::new("/fastblock", "fastblock_master");
         assert_eq!(k.election_name(), "/fastblock/fastblock_master");
         assert_eq!(k.monitor("m1"), "/fastblock/monitors/m1");
-        let key = k.record(&RecordKey::OsdMapMeta);
-        assert_eq!(key, "/fastblock/cluster/osdmap");
-        assert_eq!(k.parse_record(&key), Some(RecordKey::OsdMapMeta));
-        assert_eq!(k.parse_record("/fastblock/cluster/zzz"), None);
-        assert_eq!(k.parse_record("/other/cluster/osdmap"), None);
+        let cases = [
+            (RecordKey::OsdMapMeta, "/fastblock/cluster/osdmap"),
+            (RecordKey::Counters, "/fastblock/cluster/counters"),
+            (
+                RecordKey::Osd(OsdId(42)),
+                "/fastblock/cluster/osd/0000000042",
+            ),
+            (
+                RecordKey::Pool(PoolId(7)),
+                "/fastblock/cluster/pool/0000000007",
+            ),
+            (
+                RecordKey::PgChunk(PoolId(7), 12),
+                "/fastblock/cluster/pg/0000000007/000012",
+            ),
+            (
+                RecordKey::Image(PoolId(7), ImageId(3)),
+                "/fastblock/cluster/image/0000000007/00000000000000000003",
+            ),
+            (
+                RecordKey::Tombstone(PoolId(9)),
+                "/fastblock/cluster/deleted-pool/0000000009",
+            ),
+        ];
+        for (key, text) in cases {
+            assert_eq!(k.record(&key), text);
+            assert_eq!(k.parse_record(text), Some(key), "{text}");
+        }
+        for bad in [
+            "/fastblock/cluster/zzz",
+            "/other/cluster/osdmap",
+            "/fastblock/cluster/osd/42",
+            "/fastblock/cluster/osd/x",
+            "/fastblock/cluster/pg/0000000007",
+            "/fastblock/cluster/osd/0000000042/1",
+        ] {
+            assert_eq!(k.parse_record(bad), None, "{bad}");
+        }
+        assert_eq!(
+            k.blob(&BlobKey::OsdConfig(OsdId(5))),
+            "/fastblock/osdconfig/0000000005"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
 use super::keys::{KeyLayout, prefix_end};
-use crate::cluster::{LeaderEpoch, Record, RecordKey, decode_record};
+use crate::cluster::{BlobKey, LeaderEpoch, OsdId, Record, RecordKey, decode_record};
 use crate::metrics::Metrics;
 use crate::timing;
 
@@ -140,6 +140,16 @@ impl Store {
             page = with_timeout(kv.get(next, Some(options))).await?;
         }
         Ok(records)
+    }
+
+    /// The config text an OSD reported at boot (kept outside the cluster state).
+    pub async fn osd_config(&self, id: OsdId) -> Result<Option<String>, StoreError> {
+        let key = self.keys.blob(&BlobKey::OsdConfig(id));
+        let resp = with_timeout(self.client.clone().get(key, None)).await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).to_string()))
     }
 
     /// Commits `ops` in one fenced transaction.

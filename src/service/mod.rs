@@ -1,6 +1,103 @@
 //! The gRPC services: thin handlers that validate, call the core, and map errors to Status.
+//! Handlers are grouped by concern in `osds.rs`, `maps.rs`, `pools.rs` and `cluster.rs`; the
+//! trait implementation below only dispatches to them.
 
-mod monitor;
+mod cluster;
+mod convert;
+mod maps;
+mod osds;
+mod pools;
 pub mod status;
 
-pub use monitor::MonitorService;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::cluster::{Command, Outcome};
+use crate::commit::Serving;
+use crate::node::Node;
+use crate::proto::monitor as api;
+use crate::proto::monitor::monitor_server::Monitor;
+
+/// Handlers of the monitor API.
+pub struct MonitorService {
+    node: Arc<Node>,
+    maps: maps::MapCache,
+}
+
+impl MonitorService {
+    pub fn new(node: Arc<Node>) -> MonitorService {
+        MonitorService {
+            node,
+            maps: maps::MapCache::default(),
+        }
+    }
+
+    /// The serving leader state, or NOT_LEADER with a hint.
+    fn leader(&self) -> Result<Arc<Serving>, Status> {
+        self.node
+            .serving()
+            .ok_or_else(|| status::not_leader(&self.node.leader_hint()))
+    }
+
+    /// Proposes a command on the leader and waits for it to commit.
+    async fn propose(&self, serving: &Serving, command: Command) -> Result<Outcome, Status> {
+        serving
+            .propose(command)
+            .await
+            .map_err(|e| status::propose_error(&e, &self.node.leader_hint()))
+    }
+}
+
+/// An outcome of the wrong kind for the command: a bug, reported as INTERNAL.
+fn unexpected(outcome: Outcome) -> Status {
+    status::error(
+        tonic::Code::Internal,
+        "INTERNAL",
+        format!("unexpected outcome {outcome:?}"),
+    )
+}
+
+macro_rules! dispatch {
+    ($($method:ident($req:ty) -> $resp:ty;)*) => {
+        #[tonic::async_trait]
+        impl Monitor for MonitorService {
+            $(
+                async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    self.$method(request.into_inner()).await.map(Response::new)
+                }
+            )*
+        }
+    };
+}
+
+dispatch! {
+    get_leader(api::GetLeaderRequest) -> api::GetLeaderResponse;
+    apply_id(api::ApplyIdRequest) -> api::ApplyIdResponse;
+    boot(api::BootRequest) -> api::BootResponse;
+    osd_stop(api::OsdStopRequest) -> api::OsdStopResponse;
+    heartbeat(api::HeartbeatRequest) -> api::HeartbeatResponse;
+    osd_out(api::OsdOutRequest) -> api::OsdChangeResponse;
+    osd_in(api::OsdInRequest) -> api::OsdChangeResponse;
+    set_osd_location(api::SetOsdLocationRequest) -> api::OsdChangeResponse;
+    set_osd_weight(api::SetOsdWeightRequest) -> api::OsdChangeResponse;
+    purge_osd(api::PurgeOsdRequest) -> api::OsdChangeResponse;
+    osd_config(api::OsdConfigRequest) -> api::OsdConfigResponse;
+    get_osd_map(api::GetOsdMapRequest) -> api::GetOsdMapResponse;
+    get_pg_map(api::GetPgMapRequest) -> api::GetPgMapResponse;
+    get_cluster_map(api::GetClusterMapRequest) -> api::GetClusterMapResponse;
+    get_pg_osd_info(api::GetPgOsdInfoRequest) -> api::GetPgOsdInfoResponse;
+    list_pools(api::ListPoolsRequest) -> api::ListPoolsResponse;
+    create_pool(api::CreatePoolRequest) -> api::CreatePoolResponse;
+    delete_pool(api::DeletePoolRequest) -> api::DeletePoolResponse;
+    create_image(api::CreateImageRequest) -> api::ImageResponse;
+    remove_image(api::RemoveImageRequest) -> api::RemoveImageResponse;
+    resize_image(api::ResizeImageRequest) -> api::ImageResponse;
+    get_image_info(api::GetImageInfoRequest) -> api::ImageResponse;
+    leader_be_elected(api::LeaderBeElectedRequest) -> api::PgChangeResponse;
+    pg_member_change_finish(api::PgMemberChangeFinishRequest) -> api::PgChangeResponse;
+    set_flag(api::SetFlagRequest) -> api::FlagsResponse;
+    unset_flag(api::UnsetFlagRequest) -> api::FlagsResponse;
+    get_cluster_status(api::GetClusterStatusRequest) -> api::GetClusterStatusResponse;
+    data_statistics(api::DataStatisticsRequest) -> api::DataStatisticsResponse;
+}

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::cluster::ClusterError;
+use crate::cluster::placement::PlacementError;
 use crate::commit::ProposeError;
 
 /// ErrorInfo domain of every error of this service.
@@ -45,11 +46,61 @@ pub fn not_leader(leader: &str) -> Status {
     status
 }
 
-/// The reason name of a refused command.
-pub fn cluster_error(e: &ClusterError) -> Status {
+/// The gRPC code and ErrorInfo reason of a refused command. docs/api.md lists the same table.
+pub fn cluster_error_code(e: &ClusterError) -> (Code, &'static str) {
+    use ClusterError as E;
+    use Code as C;
     match e {
-        ClusterError::UnknownFlag(_) => error(Code::InvalidArgument, "INVALID_FLAG", e.to_string()),
+        E::UnknownFlag(_) => (C::InvalidArgument, "INVALID_FLAG"),
+        E::InvalidUuid(_) => (C::InvalidArgument, "INVALID_UUID"),
+        E::OsdNotFound(_) => (C::NotFound, "OSD_NOT_FOUND"),
+        E::UuidMismatch { .. } => (C::FailedPrecondition, "OSD_UUID_MISMATCH"),
+        E::InvalidAddress(_) => (C::InvalidArgument, "INVALID_ADDRESS"),
+        E::InvalidPort { .. } => (C::InvalidArgument, "INVALID_PORT"),
+        E::InvalidCoreNum => (C::InvalidArgument, "INVALID_CORE_NUM"),
+        E::CoreNumMismatch { .. } => (C::FailedPrecondition, "CORE_NUM_MISMATCH"),
+        E::InvalidShards(_) => (C::InvalidArgument, "INVALID_SHARDS"),
+        E::InvalidBootInstance => (C::InvalidArgument, "INVALID_BOOT_INSTANCE"),
+        E::InvalidLocation { .. } => (C::InvalidArgument, "INVALID_LOCATION"),
+        E::OsdAlreadyUp(_) => (C::FailedPrecondition, "OSD_ALREADY_UP"),
+        E::OsdNotBooted(_) => (C::FailedPrecondition, "OSD_NOT_BOOTED"),
+        E::StaleBootInstance(_) => (C::FailedPrecondition, "STALE_BOOT_INSTANCE"),
+        E::OsdIsDown(_) => (C::FailedPrecondition, "OSD_DOWN"),
+        E::OsdNotDownAndOut(_) => (C::FailedPrecondition, "OSD_NOT_DOWN_AND_OUT"),
+        E::OsdHasPgs { .. } => (C::FailedPrecondition, "OSD_HAS_PGS"),
+        E::InvalidWeight => (C::InvalidArgument, "INVALID_WEIGHT"),
+        E::InvalidPoolName(_) => (C::InvalidArgument, "INVALID_POOL_NAME"),
+        E::PoolNameExists(_) => (C::AlreadyExists, "POOL_NAME_EXISTS"),
+        E::InvalidPgSize(_) => (C::InvalidArgument, "INVALID_PG_SIZE"),
+        E::InvalidPgCount(_) => (C::InvalidArgument, "INVALID_PG_COUNT"),
+        E::UnknownFailureDomain(_) => (C::InvalidArgument, "UNKNOWN_FAILURE_DOMAIN"),
+        E::Placement(PlacementError::NoEnoughOsd { .. }) => {
+            (C::FailedPrecondition, "NO_ENOUGH_OSD")
+        }
+        E::Placement(PlacementError::FailureDomainNotSatisfied { .. }) => {
+            (C::FailedPrecondition, "FAILURE_DOMAIN_NEED_NOT_SATISFIED")
+        }
+        E::UnknownPoolName(_) => (C::NotFound, "UNKNOWN_POOL_NAME"),
+        E::PoolNotFound(_) => (C::NotFound, "POOL_NOT_FOUND"),
+        E::InvalidImageName => (C::InvalidArgument, "INVALID_IMAGE_NAME"),
+        E::ImageNameTooLong(_) => (C::InvalidArgument, "IMAGE_NAME_TOO_LONG"),
+        E::ImageExists(_) => (C::AlreadyExists, "IMAGE_EXISTS"),
+        E::ImageNotFound(_) => (C::NotFound, "IMAGE_NOT_FOUND"),
+        E::InvalidImageSize(_) => (C::InvalidArgument, "INVALID_IMAGE_SIZE"),
+        E::InvalidObjectSize(_) => (C::InvalidArgument, "INVALID_OBJECT_SIZE"),
+        E::ShrinkNotAllowed { .. } => (C::FailedPrecondition, "IMAGE_SHRINK_NOT_ALLOWED"),
+        E::PgNotFound { .. } => (C::NotFound, "PG_NOT_FOUND"),
+        E::InvalidMembers(_) => (C::InvalidArgument, "INVALID_MEMBERS"),
+        E::LeaderNotMember { .. } => (C::InvalidArgument, "LEADER_NOT_MEMBER"),
+        E::PgNotRemapped { .. } => (C::FailedPrecondition, "PG_NOT_REMAPPED"),
+        E::MembersMismatch { .. } => (C::FailedPrecondition, "PG_MEMBERS_MISMATCH"),
     }
+}
+
+/// A refused command as a status.
+pub fn cluster_error(e: &ClusterError) -> Status {
+    let (code, reason) = cluster_error_code(e);
+    error(code, reason, e.to_string())
 }
 
 /// Maps a failed proposal; `leader` is the hint for NOT_LEADER.

@@ -1,0 +1,122 @@
+//! Image commands: create, remove, resize. Image ids come from a persisted counter and are never
+//! reused, across restarts and failovers.
+
+use std::sync::Arc;
+
+use super::command::Outcome;
+use super::error::ClusterError;
+use super::image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME, MIN_OBJECT_SIZE, SIZE_ALIGNMENT};
+use super::records::RecordKey;
+use super::state::{Applied, ClusterState};
+use super::types::{ImageId, PoolId};
+
+/// The largest object size: 1 GiB.
+pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
+
+fn check_size(size: u64) -> Result<(), ClusterError> {
+    if size == 0 || size % SIZE_ALIGNMENT != 0 {
+        return Err(ClusterError::InvalidImageSize(size));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), ClusterError> {
+    if name.is_empty() {
+        return Err(ClusterError::InvalidImageName);
+    }
+    if name.len() > MAX_IMAGE_NAME {
+        return Err(ClusterError::ImageNameTooLong(name.len()));
+    }
+    Ok(())
+}
+
+impl ClusterState {
+    fn pool_id_by_name(&self, pool: &str) -> Result<PoolId, ClusterError> {
+        self.pool_by_name
+            .get(pool)
+            .copied()
+            .ok_or_else(|| ClusterError::UnknownPoolName(pool.to_string()))
+    }
+
+    pub(super) fn create_image(
+        &mut self,
+        pool: &str,
+        name: &str,
+        size: u64,
+        object_size: u64,
+    ) -> Result<Applied, ClusterError> {
+        let pool = self.pool_id_by_name(pool)?;
+        check_name(name)?;
+        if self.image_by_name.contains_key(&(pool, name.to_string())) {
+            return Err(ClusterError::ImageExists(name.to_string()));
+        }
+        check_size(size)?;
+        let object_size = if object_size == 0 {
+            DEFAULT_OBJECT_SIZE
+        } else {
+            object_size
+        };
+        if !object_size.is_power_of_two()
+            || !(MIN_OBJECT_SIZE..=MAX_OBJECT_SIZE).contains(&object_size)
+        {
+            return Err(ClusterError::InvalidObjectSize(object_size));
+        }
+        let id = ImageId(self.counters.next_image_id);
+        self.counters.next_image_id += 1;
+        let image = Image {
+            id,
+            pool,
+            name: name.to_string(),
+            size,
+            object_size,
+        };
+        self.image_by_name.insert((pool, image.name.clone()), id);
+        self.images.insert((pool, id), Arc::new(image.clone()));
+        let mut applied = Applied::new(Outcome::Image(image));
+        applied.touched = vec![RecordKey::Image(pool, id), RecordKey::Counters];
+        Ok(applied)
+    }
+
+    pub(super) fn remove_image(&mut self, pool: &str, name: &str) -> Result<Applied, ClusterError> {
+        let pool = self.pool_id_by_name(pool)?;
+        let id = self
+            .image_by_name
+            .remove(&(pool, name.to_string()))
+            .ok_or_else(|| ClusterError::ImageNotFound(name.to_string()))?;
+        self.images.remove(&(pool, id));
+        let mut applied = Applied::new(Outcome::ImageRemoved(id));
+        applied.touched = vec![RecordKey::Image(pool, id)];
+        Ok(applied)
+    }
+
+    pub(super) fn resize_image(
+        &mut self,
+        pool: &str,
+        name: &str,
+        size: u64,
+        allow_shrink: bool,
+    ) -> Result<Applied, ClusterError> {
+        let pool = self.pool_id_by_name(pool)?;
+        let current = self
+            .image(pool, name)
+            .cloned()
+            .ok_or_else(|| ClusterError::ImageNotFound(name.to_string()))?;
+        check_size(size)?;
+        if size < current.size && !allow_shrink {
+            return Err(ClusterError::ShrinkNotAllowed {
+                name: name.to_string(),
+                from: current.size,
+                to: size,
+            });
+        }
+        let mut image = (*current).clone();
+        image.size = size;
+        let mut applied = Applied::new(Outcome::Image(image.clone()));
+        if size != current.size {
+            self.images
+                .insert((pool, image.id), Arc::new(image.clone()));
+            applied.touched = vec![RecordKey::Image(pool, image.id)];
+        }
+        Ok(applied)
+    }
+}

@@ -1,0 +1,540 @@
+//! Osdmap commands: ids, boot, stop, failure-detector transitions, out/in, topology labels,
+//! weights, purge, and cluster flags (with the replay of what a flag deferred).
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use super::command::{BootArgs, Outcome};
+use super::error::ClusterError;
+use super::flags::ClusterFlag;
+use super::osd::{DownReason, Liveness, Membership, Osd, OutReason, Shard};
+use super::records::RecordKey;
+use super::state::{Applied, BlobKey, ClusterState};
+use super::types::{BootInstance, OsdId, Weight};
+
+/// The longest host, rack or root name, in bytes.
+pub const MAX_LABEL: usize = 255;
+/// The largest OSD config text kept, in bytes.
+pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
+
+/// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
+pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
+    match Uuid::parse_str(s.trim()) {
+        Ok(u) if !u.is_nil() => Ok(u),
+        _ => Err(ClusterError::InvalidUuid(s.to_string())),
+    }
+}
+
+/// A topology label: 1..=255 bytes, no whitespace or control characters.
+pub fn check_label(field: &'static str, value: &str) -> Result<(), ClusterError> {
+    let bad = |reason: &str| {
+        Err(ClusterError::InvalidLocation {
+            field,
+            reason: reason.to_string(),
+        })
+    };
+    if value.is_empty() {
+        return bad("must not be empty");
+    }
+    if value.len() > MAX_LABEL {
+        return bad("is longer than 255 bytes");
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
+fn config_hash(text: &str) -> u64 {
+    // 0 means "never reported"; a real hash of 0 is remapped.
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes()).max(1)
+}
+
+impl ClusterState {
+    fn existing_osd(&self, id: OsdId) -> Result<Osd, ClusterError> {
+        self.osds
+            .get(&id)
+            .map(|o| (**o).clone())
+            .ok_or(ClusterError::OsdNotFound(id))
+    }
+
+    fn osd_outcome(&self) -> Outcome {
+        Outcome::OsdMap {
+            osdmap_epoch: self.meta.epoch,
+        }
+    }
+
+    pub(super) fn apply_id(&mut self, uuid: &str) -> Result<Applied, ClusterError> {
+        let uuid = parse_uuid(uuid)?;
+        if let Some(id) = self.osd_by_uuid.get(&uuid) {
+            return Ok(Applied::new(Outcome::AppliedId {
+                id: *id,
+                osdmap_epoch: self.meta.epoch,
+            }));
+        }
+        // The smallest unused positive id.
+        let mut id = 1u32;
+        for existing in self.osds.keys() {
+            if existing.0 != id {
+                break;
+            }
+            id += 1;
+        }
+        let id = OsdId(id);
+        let mut applied = Applied::new(Outcome::AppliedId {
+            id,
+            osdmap_epoch: self.meta.epoch,
+        });
+        let osd = Osd::new(id, uuid, self.meta.epoch);
+        self.put_osd(osd, &mut applied.touched);
+        self.osd_by_uuid.insert(uuid, id);
+        applied.outcome = Outcome::AppliedId {
+            id,
+            osdmap_epoch: self.meta.epoch,
+        };
+        Ok(applied)
+    }
+
+    pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(a.id)?;
+        let uuid = parse_uuid(&a.uuid)?;
+        if uuid != osd.uuid {
+            return Err(ClusterError::UuidMismatch {
+                id: a.id,
+                given: a.uuid.clone(),
+            });
+        }
+        if a.instance == 0 {
+            return Err(ClusterError::InvalidBootInstance);
+        }
+        if a.core_num == 0 {
+            return Err(ClusterError::InvalidCoreNum);
+        }
+        if let Some(cluster) = self.meta.core_num
+            && cluster != a.core_num
+        {
+            return Err(ClusterError::CoreNumMismatch {
+                cluster,
+                given: a.core_num,
+            });
+        }
+        let address: IpAddr = a
+            .address
+            .parse()
+            .map_err(|_| ClusterError::InvalidAddress(a.address.clone()))?;
+        let shards = check_shards(a)?;
+        check_label("host", &a.host)?;
+        if !a.rack.is_empty() {
+            check_label("rack", &a.rack)?;
+        }
+        if !a.root.is_empty() {
+            check_label("root", &a.root)?;
+        }
+        if a.config.len() > MAX_CONFIG_TEXT {
+            return Err(ClusterError::InvalidShards(format!(
+                "config text is {} bytes; the limit is {MAX_CONFIG_TEXT}",
+                a.config.len()
+            )));
+        }
+        let instance = BootInstance(a.instance);
+        let flags = self.meta.flags;
+        if let Liveness::Up {
+            instance: current, ..
+        } = osd.liveness
+            && current != instance
+        {
+            return Err(ClusterError::OsdAlreadyUp(a.id));
+        }
+
+        let before = osd.clone();
+        osd.address = Some(address);
+        osd.size = a.size;
+        osd.core_num = a.core_num;
+        osd.shards = shards.into();
+        osd.location.host = a.host.clone();
+        if !a.rack.is_empty() {
+            osd.location.rack = Some(a.rack.clone());
+        }
+        if !a.root.is_empty() {
+            osd.location.root = a.root.clone();
+        }
+        let hash = config_hash(&a.config);
+        let config_changed = hash != osd.config_hash;
+        osd.config_hash = hash;
+        let held_down = flags.contains(ClusterFlag::NoUp);
+        let mut applied = Applied::new(Outcome::Booted {
+            osdmap_epoch: self.meta.epoch,
+            held_down,
+        });
+        let already_up = matches!(osd.liveness, Liveness::Up { instance: i, .. } if i == instance);
+        if !already_up {
+            let epoch = self.pending_osdmap_epoch();
+            osd.liveness = if held_down {
+                Liveness::HeldDown { instance }
+            } else {
+                Liveness::Up {
+                    instance,
+                    since: epoch,
+                }
+            };
+            if !held_down {
+                osd.membership = membership_on_up(osd.membership, flags, epoch);
+            }
+        }
+        if osd != before {
+            self.meta.core_num.get_or_insert(a.core_num);
+            self.put_osd(osd, &mut applied.touched);
+        }
+        if config_changed {
+            applied.blobs.push((
+                BlobKey::OsdConfig(a.id),
+                Some(a.config.clone().into_bytes()),
+            ));
+        }
+        applied.outcome = Outcome::Booted {
+            osdmap_epoch: self.meta.epoch,
+            held_down,
+        };
+        Ok(applied)
+    }
+
+    pub(super) fn osd_stop(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        let mut applied = Applied::new(self.osd_outcome());
+        let epoch = self.pending_osdmap_epoch();
+        let next = match osd.liveness {
+            Liveness::New => return Err(ClusterError::OsdNotBooted(id)),
+            Liveness::Up { .. } | Liveness::HeldDown { .. } => Liveness::Down {
+                instance: None,
+                since: epoch,
+                reason: DownReason::Stopped,
+            },
+            Liveness::Down { since, .. } => Liveness::Down {
+                instance: None,
+                since,
+                reason: DownReason::Stopped,
+            },
+        };
+        if next != osd.liveness {
+            osd.liveness = next;
+            self.put_osd(osd, &mut applied.touched);
+        }
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn mark_down(&mut self, ids: &[OsdId]) -> Applied {
+        let mut applied = Applied::new(self.osd_outcome());
+        if self.meta.flags.contains(ClusterFlag::NoDown) {
+            return applied;
+        }
+        for id in ids {
+            let Some(mut osd) = self.osds.get(id).map(|o| (**o).clone()) else {
+                continue;
+            };
+            if let Liveness::Up { instance, .. } = osd.liveness {
+                let epoch = self.pending_osdmap_epoch();
+                osd.liveness = Liveness::Down {
+                    instance: Some(instance),
+                    since: epoch,
+                    reason: DownReason::NoHeartbeat,
+                };
+                self.put_osd(osd, &mut applied.touched);
+            }
+        }
+        applied.outcome = self.osd_outcome();
+        applied
+    }
+
+    pub(super) fn mark_up(&mut self, id: OsdId, instance: u64) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        let instance = BootInstance(instance);
+        let mut applied = Applied::new(self.osd_outcome());
+        match osd.liveness {
+            Liveness::Up { instance: i, .. } if i == instance => {}
+            Liveness::Down {
+                instance: Some(i), ..
+            } if i == instance => {
+                if !self.meta.flags.contains(ClusterFlag::NoUp) {
+                    let epoch = self.pending_osdmap_epoch();
+                    osd.liveness = Liveness::Up {
+                        instance,
+                        since: epoch,
+                    };
+                    osd.membership = membership_on_up(osd.membership, self.meta.flags, epoch);
+                    self.put_osd(osd, &mut applied.touched);
+                }
+            }
+            Liveness::New | Liveness::Down { instance: None, .. } => {
+                return Err(ClusterError::OsdNotBooted(id));
+            }
+            _ => return Err(ClusterError::StaleBootInstance(id)),
+        }
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn mark_out(&mut self, ids: &[OsdId]) -> Applied {
+        let mut applied = Applied::new(self.osd_outcome());
+        if self.meta.flags.contains(ClusterFlag::NoOut) {
+            return applied;
+        }
+        for id in ids {
+            let Some(mut osd) = self.osds.get(id).map(|o| (**o).clone()) else {
+                continue;
+            };
+            if osd.is_in() && !osd.is_up() {
+                let since = self.pending_osdmap_epoch();
+                osd.membership = Membership::Out {
+                    reason: OutReason::Auto,
+                    since,
+                };
+                self.put_osd(osd, &mut applied.touched);
+            }
+        }
+        applied.outcome = self.osd_outcome();
+        applied
+    }
+
+    pub(super) fn osd_out(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        let mut applied = Applied::new(self.osd_outcome());
+        let since = match osd.membership {
+            Membership::Out {
+                reason: OutReason::Manual,
+                ..
+            } => None,
+            Membership::Out { since, .. } => Some(since),
+            Membership::In { .. } => Some(self.pending_osdmap_epoch()),
+        };
+        if let Some(since) = since {
+            osd.membership = Membership::Out {
+                reason: OutReason::Manual,
+                since,
+            };
+            self.put_osd(osd, &mut applied.touched);
+        }
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn osd_in(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        let mut applied = Applied::new(self.osd_outcome());
+        if osd.is_in() {
+            return Ok(applied);
+        }
+        if !osd.is_up() {
+            return Err(ClusterError::OsdIsDown(id));
+        }
+        osd.membership = Membership::In {
+            since: self.pending_osdmap_epoch(),
+        };
+        self.put_osd(osd, &mut applied.touched);
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn set_location(
+        &mut self,
+        id: OsdId,
+        host: Option<&str>,
+        rack: Option<&str>,
+        root: Option<&str>,
+    ) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        if let Some(h) = host {
+            check_label("host", h)?;
+            osd.location.host = h.to_string();
+        }
+        if let Some(r) = rack {
+            if r.is_empty() {
+                osd.location.rack = None;
+            } else {
+                check_label("rack", r)?;
+                osd.location.rack = Some(r.to_string());
+            }
+        }
+        if let Some(r) = root {
+            check_label("root", r)?;
+            osd.location.root = r.to_string();
+        }
+        let mut applied = Applied::new(self.osd_outcome());
+        if Some(&osd) != self.osds.get(&id).map(|o| &**o) {
+            self.put_osd(osd, &mut applied.touched);
+        }
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn set_weight(&mut self, id: OsdId, weight: f64) -> Result<Applied, ClusterError> {
+        let mut osd = self.existing_osd(id)?;
+        let weight = Weight::from_f64(weight).ok_or(ClusterError::InvalidWeight)?;
+        let mut applied = Applied::new(self.osd_outcome());
+        if weight != osd.weight {
+            osd.weight = weight;
+            self.put_osd(osd, &mut applied.touched);
+        }
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn purge(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+        let osd = self.existing_osd(id)?;
+        if osd.is_up() || matches!(osd.liveness, Liveness::HeldDown { .. }) || osd.is_in() {
+            return Err(ClusterError::OsdNotDownAndOut(id));
+        }
+        let holding = self
+            .pools
+            .values()
+            .flat_map(|p| p.pgs.iter())
+            .filter(|(_, pg)| {
+                pg.members.contains(&id)
+                    || pg.target.as_ref().is_some_and(|t| t.members.contains(&id))
+            })
+            .count();
+        if holding > 0 {
+            return Err(ClusterError::OsdHasPgs {
+                osd: id,
+                pgs: holding,
+            });
+        }
+        let mut applied = Applied::new(self.osd_outcome());
+        self.bump_osdmap(&mut applied.touched);
+        self.osds.remove(&id);
+        self.osd_by_uuid.remove(&osd.uuid);
+        applied.touched.push(RecordKey::Osd(id));
+        applied.blobs.push((BlobKey::OsdConfig(id), None));
+        applied.outcome = self.osd_outcome();
+        Ok(applied)
+    }
+
+    pub(super) fn set_flag(&mut self, flag: ClusterFlag) -> Applied {
+        let mut applied = Applied::new(Outcome::Flags {
+            flags: self.meta.flags,
+            osdmap_epoch: self.meta.epoch,
+        });
+        if !self.meta.flags.contains(flag) {
+            self.meta.flags = self.meta.flags.with(flag);
+            self.bump_osdmap(&mut applied.touched);
+        }
+        applied.outcome = Outcome::Flags {
+            flags: self.meta.flags,
+            osdmap_epoch: self.meta.epoch,
+        };
+        applied
+    }
+
+    /// Clears a flag and replays what it deferred: `noup` marks held-down OSDs up, `noin` marks
+    /// the OSDs it kept out in. (`noout`, `nodown` and `norebalance` are level-triggered: the
+    /// failure detector and the reconciler act on the next pass.)
+    pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied {
+        let mut applied = Applied::new(Outcome::Flags {
+            flags: self.meta.flags,
+            osdmap_epoch: self.meta.epoch,
+        });
+        if self.meta.flags.contains(flag) {
+            self.meta.flags = self.meta.flags.without(flag);
+            self.bump_osdmap(&mut applied.touched);
+            let flags = self.meta.flags;
+            let epoch = self.meta.epoch;
+            let deferred: Vec<Osd> = self
+                .osds
+                .values()
+                .filter(|o| match flag {
+                    ClusterFlag::NoUp => matches!(o.liveness, Liveness::HeldDown { .. }),
+                    ClusterFlag::NoIn => {
+                        o.is_up()
+                            && matches!(
+                                o.membership,
+                                Membership::Out {
+                                    reason: OutReason::DeferredByNoIn,
+                                    ..
+                                }
+                            )
+                    }
+                    _ => false,
+                })
+                .map(|o| (**o).clone())
+                .collect();
+            for mut osd in deferred {
+                if let Liveness::HeldDown { instance } = osd.liveness {
+                    osd.liveness = Liveness::Up {
+                        instance,
+                        since: epoch,
+                    };
+                }
+                osd.membership = membership_on_up(osd.membership, flags, epoch);
+                self.put_osd(osd, &mut applied.touched);
+            }
+        }
+        applied.outcome = Outcome::Flags {
+            flags: self.meta.flags,
+            osdmap_epoch: self.meta.epoch,
+        };
+        applied
+    }
+}
+
+/// The membership an OSD gets when it comes up: new, auto-out and noin-deferred OSDs come in
+/// (or are deferred while `noin` is set); an operator's out stays.
+fn membership_on_up(
+    current: Membership,
+    flags: super::flags::Flags,
+    epoch: super::types::Epoch,
+) -> Membership {
+    match current {
+        Membership::Out {
+            reason: OutReason::New | OutReason::Auto | OutReason::DeferredByNoIn,
+            since,
+        } => {
+            if flags.contains(ClusterFlag::NoIn) {
+                Membership::Out {
+                    reason: OutReason::DeferredByNoIn,
+                    since,
+                }
+            } else {
+                Membership::In { since: epoch }
+            }
+        }
+        other => other,
+    }
+}
+
+fn check_shards(a: &BootArgs) -> Result<Vec<Shard>, ClusterError> {
+    if a.shards.len() != a.core_num as usize {
+        return Err(ClusterError::InvalidShards(format!(
+            "{} shards reported for core_num {}",
+            a.shards.len(),
+            a.core_num
+        )));
+    }
+    let mut shards: Vec<Option<Shard>> = vec![None; a.core_num as usize];
+    for s in &a.shards {
+        let slot = shards.get_mut(s.shard as usize).ok_or_else(|| {
+            ClusterError::InvalidShards(format!(
+                "shard index {} is not below core_num {}",
+                s.shard, a.core_num
+            ))
+        })?;
+        for port in [s.port, s.raw_port] {
+            if !(1..=65535).contains(&port) {
+                return Err(ClusterError::InvalidPort {
+                    shard: s.shard,
+                    port,
+                });
+            }
+        }
+        *slot = Some(Shard {
+            core_id: s.core_id,
+            port: s.port as u16,
+            raw_port: s.raw_port as u16,
+        });
+    }
+    shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| s.ok_or_else(|| ClusterError::InvalidShards(format!("shard {i} is missing"))))
+        .collect()
+}

@@ -1,0 +1,411 @@
+//! Pool commands and the PG lifecycle: create (placement), delete (tombstone), the OSD side's
+//! reports (LeaderBeElected, PgMemberChangeFinish), and the reconciler's RefreshPgs, which
+//! brings PG health bits and pending remaps up to date with the osdmap.
+//!
+//! Pending work is level-triggered: a PG whose members include an out OSD needs a target; a
+//! remapped PG keeps its target until the OSDs report the change done. The state itself is the
+//! persisted work queue, so whichever leader comes next continues it.
+
+use std::collections::HashSet;
+
+use super::command::{Outcome, PoolArgs};
+use super::error::ClusterError;
+use super::osd::DEFAULT_ROOT;
+use super::osd_ops::check_label;
+use super::placement::{self, Loads, Placement, PoolSpec};
+use super::pool::{
+    FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, Pg, PgState, PgTable, Pool, Target,
+};
+use super::records::{RecordKey, Tombstone};
+use super::state::{Applied, ClusterState};
+use super::topology::Topology;
+use super::types::{Epoch, OsdId, PgId, PoolId};
+
+/// The most PGs one RefreshPgs command may change (bounds the transaction it becomes).
+pub const REFRESH_BATCH: usize = 512;
+
+impl ClusterState {
+    /// Loads of every OSD across all pools (a remapped PG counts on its target).
+    pub fn loads(&self) -> Loads {
+        Loads::from_pgs(self.pools.values().flat_map(|p| {
+            p.pgs.iter().map(|(_, pg)| match &pg.target {
+                Some(t) => (t.members.as_slice(), t.core),
+                None => (pg.members.as_slice(), pg.core),
+            })
+        }))
+    }
+
+    /// The placement view of the current osdmap.
+    pub fn topology(&self) -> Topology {
+        Topology::from_osds(self.osds.values().map(|o| &**o))
+    }
+
+    pub(super) fn create_pool(&mut self, a: &PoolArgs) -> Result<Applied, ClusterError> {
+        if a.name.is_empty() || a.name.len() > MAX_POOL_NAME {
+            return Err(ClusterError::InvalidPoolName(a.name.len()));
+        }
+        if self.pool_by_name.contains_key(&a.name) {
+            return Err(ClusterError::PoolNameExists(a.name.clone()));
+        }
+        if !(1..=MAX_PG_SIZE).contains(&a.size) {
+            return Err(ClusterError::InvalidPgSize(a.size));
+        }
+        if !(1..=MAX_PG_COUNT).contains(&a.pg_count) {
+            return Err(ClusterError::InvalidPgCount(a.pg_count));
+        }
+        let failure_domain = FailureDomain::from_name(&a.failure_domain)
+            .ok_or_else(|| ClusterError::UnknownFailureDomain(a.failure_domain.clone()))?;
+        let root = if a.root.is_empty() {
+            DEFAULT_ROOT.to_string()
+        } else {
+            check_label("root", &a.root)?;
+            a.root.clone()
+        };
+        let spec = PoolSpec {
+            size: a.size,
+            pg_count: a.pg_count,
+            failure_domain,
+            root: root.clone(),
+        };
+        let mut loads = self.loads();
+        let placements = placement::place_pool(&self.topology(), &mut loads, &spec)
+            .map_err(ClusterError::Placement)?;
+
+        let id = PoolId(self.counters.next_pool_id);
+        self.counters.next_pool_id += 1;
+        let epoch = Epoch(1);
+        let pgs: Vec<Pg> = placements
+            .into_iter()
+            .map(|p| Pg {
+                members: p.members,
+                target: None,
+                core: p.core,
+                state: PgState::CREATING,
+                version: epoch,
+                leader: None,
+                change_failures: 0,
+            })
+            .collect();
+        let mut pool = Pool {
+            id,
+            name: a.name.clone(),
+            size: a.size,
+            pg_count: a.pg_count,
+            failure_domain,
+            root,
+            epoch,
+            pgs: PgTable::from_pgs(pgs),
+        };
+        // Health bits from the members' up state.
+        let up = self.up_set();
+        let ids: Vec<PgId> = pool.pgs.iter().map(|(id, _)| id).collect();
+        for pg in ids {
+            if let Some(p) = pool.pgs.get_mut(pg) {
+                p.state = state_for(p, &up, pool.size);
+            }
+        }
+        let mut applied = Applied::new(Outcome::PoolCreated { id, epoch });
+        applied.prelude = (0..pool.pgs.chunk_count())
+            .map(|i| RecordKey::PgChunk(id, i))
+            .collect();
+        applied.touched = vec![RecordKey::Pool(id), RecordKey::Counters];
+        self.pool_by_name.insert(pool.name.clone(), id);
+        self.put_pool(pool);
+        Ok(applied)
+    }
+
+    pub(super) fn delete_pool(&mut self, name: &str) -> Result<Applied, ClusterError> {
+        let id = *self
+            .pool_by_name
+            .get(name)
+            .ok_or_else(|| ClusterError::UnknownPoolName(name.to_string()))?;
+        let pool = self.take_pool(id).ok_or(ClusterError::PoolNotFound(id))?;
+        let final_epoch = pool.epoch.next();
+        self.pools.remove(&id);
+        self.pool_by_name.remove(name);
+        self.tombstones.insert(
+            id,
+            Tombstone {
+                pool: id,
+                name: name.to_string(),
+                deleted_epoch: final_epoch,
+            },
+        );
+        let mut applied = Applied::new(Outcome::PoolDeleted {
+            id,
+            epoch: final_epoch,
+        });
+        applied.touched = vec![RecordKey::Pool(id), RecordKey::Tombstone(id)];
+        applied.cleanup = (0..pool.pgs.chunk_count())
+            .map(|i| RecordKey::PgChunk(id, i))
+            .collect();
+        let images: Vec<_> = self
+            .images
+            .range((id, super::types::ImageId(0))..)
+            .take_while(|((p, _), _)| *p == id)
+            .map(|(k, i)| (*k, i.name.clone()))
+            .collect();
+        for ((pool, image), name) in images {
+            self.images.remove(&(pool, image));
+            self.image_by_name.remove(&(pool, name));
+            applied.cleanup.push(RecordKey::Image(pool, image));
+        }
+        Ok(applied)
+    }
+
+    pub(super) fn leader_be_elected(
+        &mut self,
+        leader: OsdId,
+        pool_id: PoolId,
+        pg: PgId,
+        members: &[OsdId],
+        new_members: &[OsdId],
+    ) -> Result<Applied, ClusterError> {
+        let mut pool = self.pg_pool(pool_id, pg)?;
+        self.check_members(members, false)?;
+        self.check_members(new_members, true)?;
+        if !members.contains(&leader) && !new_members.contains(&leader) {
+            return Err(ClusterError::LeaderNotMember {
+                leader,
+                pool: pool_id,
+                pg,
+            });
+        }
+        let up = self.up_set();
+        let not_in = self.not_in_set();
+        let size = pool.size;
+        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+            p.leader = Some(leader);
+            if let Some(t) = &p.target {
+                if same_set(members, &t.members) {
+                    // The OSDs finished the change without telling us: adopt it.
+                    p.members = t.members.clone();
+                    p.core = t.core;
+                    p.target = None;
+                    p.change_failures = 0;
+                } else if !p.members.iter().any(|m| not_in.contains(m)) {
+                    // Every member is in again: the change is no longer needed.
+                    p.target = None;
+                    p.change_failures = 0;
+                }
+            }
+            p.state = p.state.without(PgState::CREATING);
+            p.state = state_for(p, &up, size);
+        });
+        applied.outcome = pg_outcome(&pool, pg);
+        self.put_pool(pool);
+        Ok(applied)
+    }
+
+    pub(super) fn member_change_finish(
+        &mut self,
+        result: i32,
+        pool_id: PoolId,
+        pg: PgId,
+        members: &[OsdId],
+    ) -> Result<Applied, ClusterError> {
+        let mut pool = self.pg_pool(pool_id, pg)?;
+        self.check_members(members, result != 0)?;
+        let current = pool
+            .pgs
+            .get(pg)
+            .cloned()
+            .ok_or(ClusterError::PgNotFound { pool: pool_id, pg })?;
+        let Some(target) = current.target.clone() else {
+            return Err(ClusterError::PgNotRemapped { pool: pool_id, pg });
+        };
+        if result == 0 && !same_set(members, &target.members) {
+            return Err(ClusterError::MembersMismatch {
+                pool: pool_id,
+                pg,
+                reported: list(members),
+                target: list(&target.members),
+            });
+        }
+        let up = self.up_set();
+        let size = pool.size;
+        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+            if result == 0 {
+                p.members = target.members.clone();
+                p.core = target.core;
+                p.target = None;
+                p.change_failures = 0;
+            } else {
+                // Keep the PG remapped and make the failure visible: the OSDs retry.
+                p.change_failures += 1;
+            }
+            p.state = state_for(p, &up, size);
+        });
+        applied.outcome = pg_outcome(&pool, pg);
+        self.put_pool(pool);
+        Ok(applied)
+    }
+
+    /// PGs of `pool` whose health bits or pending remap are out of date, at most `limit`.
+    pub fn pgs_needing_refresh(&self, pool: PoolId, limit: usize) -> Vec<PgId> {
+        let Some(p) = self.pools.get(&pool) else {
+            return Vec::new();
+        };
+        let up = self.up_set();
+        let not_in = self.not_in_set();
+        p.pgs
+            .iter()
+            .filter(|(_, pg)| {
+                state_for(pg, &up, p.size) != pg.state || needs_remap(pg, &not_in, p.size)
+            })
+            .map(|(id, _)| id)
+            .take(limit)
+            .collect()
+    }
+
+    pub(super) fn refresh_pgs(
+        &mut self,
+        pool_id: PoolId,
+        pgs: &[PgId],
+    ) -> Result<Applied, ClusterError> {
+        let mut pool = self
+            .take_pool(pool_id)
+            .ok_or(ClusterError::PoolNotFound(pool_id))?;
+        let up = self.up_set();
+        let not_in = self.not_in_set();
+        let topo = self.topology();
+        let spec = PoolSpec {
+            size: pool.size,
+            pg_count: pool.pg_count,
+            failure_domain: pool.failure_domain,
+            root: pool.root.clone(),
+        };
+        let mut loads: Option<Loads> = None;
+        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        let mut changed = 0;
+        for &pg in pgs.iter().take(REFRESH_BATCH) {
+            let Some(current) = pool.pgs.get(pg).cloned() else {
+                continue;
+            };
+            let mut target = current.target.clone();
+            if needs_remap(&current, &not_in, pool.size) {
+                let l = loads.get_or_insert_with(|| self.loads());
+                l.remove(&current.members, current.core);
+                let remove: Vec<OsdId> = current
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|m| not_in.contains(m))
+                    .collect();
+                let now = Placement {
+                    members: current.members.clone(),
+                    core: current.core,
+                };
+                match placement::replace(&topo, l, &spec, &now, &remove) {
+                    Ok(p) => {
+                        l.add(&p.members, p.core);
+                        target = Some(Target {
+                            members: p.members,
+                            core: p.core,
+                        });
+                    }
+                    // Not enough OSDs to refill it now: it stays undersize until there are.
+                    Err(_) => l.add(&current.members, current.core),
+                }
+            }
+            let did = self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+                p.target = target;
+                p.state = state_for(p, &up, spec.size);
+            });
+            changed += usize::from(did);
+        }
+        applied.outcome = Outcome::Refreshed { changed };
+        self.put_pool(pool);
+        Ok(applied)
+    }
+
+    fn pg_pool(&self, pool: PoolId, pg: PgId) -> Result<Pool, ClusterError> {
+        let p = self
+            .take_pool(pool)
+            .ok_or(ClusterError::PoolNotFound(pool))?;
+        if p.pgs.get(pg).is_none() {
+            return Err(ClusterError::PgNotFound { pool, pg });
+        }
+        Ok(p)
+    }
+
+    /// Members reported by an OSD: no duplicates, only known OSDs, not empty (unless allowed).
+    fn check_members(&self, members: &[OsdId], may_be_empty: bool) -> Result<(), ClusterError> {
+        if members.is_empty() && !may_be_empty {
+            return Err(ClusterError::InvalidMembers(
+                "the list is empty".to_string(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for m in members {
+            if !seen.insert(m) {
+                return Err(ClusterError::InvalidMembers(format!("{m} appears twice")));
+            }
+            if !self.osds.contains_key(m) {
+                return Err(ClusterError::InvalidMembers(format!("{m} does not exist")));
+            }
+        }
+        Ok(())
+    }
+
+    fn up_set(&self) -> HashSet<OsdId> {
+        self.osds
+            .values()
+            .filter(|o| o.is_up())
+            .map(|o| o.id)
+            .collect()
+    }
+
+    /// OSDs that must not hold data: out (or unknown, checked by callers via `contains`).
+    fn not_in_set(&self) -> HashSet<OsdId> {
+        self.osds
+            .values()
+            .filter(|o| !o.is_in())
+            .map(|o| o.id)
+            .collect()
+    }
+}
+
+/// The state a PG should have: creating until its first leader report, then active unless down;
+/// undersize/down from the up count; remapped while a target is set.
+fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
+    let up_count = pg.members.iter().filter(|m| up.contains(m)).count();
+    let health = PgState::health(up_count, size as usize);
+    let mut state = if pg.state.contains(PgState::CREATING) {
+        PgState::CREATING.with(health)
+    } else if health == PgState::DOWN {
+        PgState::DOWN
+    } else {
+        PgState::ACTIVE.with(health)
+    };
+    if pg.target.is_some() {
+        state = state.with(PgState::REMAPPED);
+    }
+    state
+}
+
+/// A PG needs a target when one of its members is out and no change is in progress.
+fn needs_remap(pg: &Pg, not_in: &HashSet<OsdId>, size: u32) -> bool {
+    pg.target.is_none()
+        && (pg.members.iter().any(|m| not_in.contains(m)) || pg.members.len() < size as usize)
+}
+
+fn same_set(a: &[OsdId], b: &[OsdId]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+fn list(ids: &[OsdId]) -> String {
+    let v: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
+    format!("[{}]", v.join(","))
+}
+
+fn pg_outcome(pool: &Pool, pg: PgId) -> Outcome {
+    let p = pool.pgs.get(pg);
+    Outcome::Pg {
+        pool_epoch: pool.epoch,
+        state: p.map_or(0, |p| p.state.0),
+        version: p.map_or(Epoch(0), |p| p.version),
+    }
+}

@@ -1,0 +1,216 @@
+//! Map calls: GetOsdMap, GetPgMap, GetClusterMap, GetPgOsdInfo, ListPools.
+//!
+//! Maps are served from the committed snapshot. The osdmap and each pool's pgmap are converted
+//! to API messages once per epoch and cached, so a thousand clients fetching the same epoch cost
+//! one conversion.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tonic::Status;
+
+use super::convert;
+use super::osds::lock;
+use super::{MonitorService, status};
+use crate::cluster::{ClusterError, ClusterState, Epoch, PoolId};
+use crate::proto::monitor as api;
+
+/// Converted maps by epoch.
+#[derive(Default)]
+pub(super) struct MapCache {
+    osdmap: Mutex<Option<(Epoch, Arc<api::OsdMap>)>>,
+    pools: Mutex<HashMap<PoolId, (Epoch, Arc<api::PoolPgMap>)>>,
+}
+
+impl MapCache {
+    fn osdmap(&self, s: &ClusterState) -> Arc<api::OsdMap> {
+        let epoch = s.osdmap_epoch();
+        if let Some((e, m)) = &*lock(&self.osdmap)
+            && *e == epoch
+        {
+            return m.clone();
+        }
+        let m = Arc::new(convert::osdmap(s));
+        *lock(&self.osdmap) = Some((epoch, m.clone()));
+        m
+    }
+
+    fn pool(&self, s: &ClusterState, id: PoolId) -> Option<Arc<api::PoolPgMap>> {
+        let pool = s.pool(id)?;
+        if let Some((e, m)) = lock(&self.pools).get(&id)
+            && *e == pool.epoch
+        {
+            return Some(m.clone());
+        }
+        let m = Arc::new(convert::pool_pgmap(pool));
+        let mut cache = lock(&self.pools);
+        cache.retain(|p, _| s.pool(*p).is_some());
+        cache.insert(id, (pool.epoch, m.clone()));
+        Some(m)
+    }
+}
+
+/// How a client's epoch relates to the current one.
+fn compare(client: u64, current: Epoch) -> api::MapStatus {
+    if client == 0 || client < current.0 {
+        api::MapStatus::Full
+    } else if client == current.0 {
+        api::MapStatus::Unchanged
+    } else {
+        api::MapStatus::ClientAhead
+    }
+}
+
+impl MonitorService {
+    fn osdmap_reply(
+        &self,
+        s: &ClusterState,
+        r: &api::GetOsdMapRequest,
+        leader: u64,
+    ) -> api::GetOsdMapResponse {
+        let status = compare(r.epoch, s.osdmap_epoch());
+        api::GetOsdMapResponse {
+            status: status as i32,
+            epoch: s.osdmap_epoch().0,
+            osdmap: (status == api::MapStatus::Full).then(|| (*self.maps.osdmap(s)).clone()),
+            leader_epoch: leader,
+        }
+    }
+
+    fn pgmap_reply(
+        &self,
+        s: &ClusterState,
+        r: &api::GetPgMapRequest,
+        leader: u64,
+    ) -> api::GetPgMapResponse {
+        let mut out: BTreeMap<u32, api::PoolPgMap> = BTreeMap::new();
+        for (&id, &client) in &r.pool_epochs {
+            let pool = PoolId(id);
+            let entry = match s.pool(pool) {
+                Some(p) => {
+                    let status = compare(client, p.epoch);
+                    if status == api::MapStatus::Full {
+                        self.maps.pool(s, pool).map(|m| (*m).clone())
+                    } else {
+                        Some(bare(id, status, p.epoch.0))
+                    }
+                }
+                None => Some(match s.tombstone(pool) {
+                    Some(t) => bare(id, api::MapStatus::Deleted, t.deleted_epoch.0),
+                    // Ids are never reused: an id below the counter was a pool once.
+                    None if id > 0 && id < s.counters().next_pool_id => {
+                        bare(id, api::MapStatus::Deleted, 0)
+                    }
+                    // A pool this leader never had: the client may have talked to a newer one.
+                    None => bare(id, api::MapStatus::ClientAhead, 0),
+                }),
+            };
+            if let Some(e) = entry {
+                out.insert(id, e);
+            }
+        }
+        // Every pool the client did not ask about, in full: new pools are always visible.
+        for p in s.pools() {
+            if !r.pool_epochs.contains_key(&p.id.0)
+                && let Some(m) = self.maps.pool(s, p.id)
+            {
+                out.insert(p.id.0, (*m).clone());
+            }
+        }
+        api::GetPgMapResponse {
+            pools: out.into_values().collect(),
+            leader_epoch: leader,
+        }
+    }
+
+    pub(super) async fn get_osd_map(
+        &self,
+        r: api::GetOsdMapRequest,
+    ) -> Result<api::GetOsdMapResponse, Status> {
+        let serving = self.leader()?;
+        Ok(self.osdmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
+    }
+
+    pub(super) async fn get_pg_map(
+        &self,
+        r: api::GetPgMapRequest,
+    ) -> Result<api::GetPgMapResponse, Status> {
+        let serving = self.leader()?;
+        Ok(self.pgmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
+    }
+
+    pub(super) async fn get_cluster_map(
+        &self,
+        r: api::GetClusterMapRequest,
+    ) -> Result<api::GetClusterMapResponse, Status> {
+        let serving = self.leader()?;
+        let snap = serving.snapshot();
+        let leader = serving.term.epoch.0;
+        Ok(api::GetClusterMapResponse {
+            osdmap: Some(self.osdmap_reply(&snap, &r.osdmap.unwrap_or_default(), leader)),
+            pgmap: Some(self.pgmap_reply(&snap, &r.pgmap.unwrap_or_default(), leader)),
+            leader_epoch: leader,
+        })
+    }
+
+    pub(super) async fn get_pg_osd_info(
+        &self,
+        r: api::GetPgOsdInfoRequest,
+    ) -> Result<api::GetPgOsdInfoResponse, Status> {
+        let serving = self.leader()?;
+        let snap = serving.snapshot();
+        let ids: Vec<PoolId> = if r.pool_ids.is_empty() {
+            snap.pools().map(|p| p.id).collect()
+        } else {
+            r.pool_ids.iter().map(|&i| PoolId(i)).collect()
+        };
+        let mut pools = Vec::with_capacity(ids.len());
+        for id in ids {
+            let p = snap
+                .pool(id)
+                .ok_or_else(|| status::cluster_error(&ClusterError::PoolNotFound(id)))?;
+            pools.push(api::PoolPgOsds {
+                pool_id: id.0,
+                pgs: p
+                    .pgs
+                    .iter()
+                    .map(|(pg, info)| api::PgOsds {
+                        pg_id: pg.0,
+                        core: info.core,
+                        members: info.members.iter().map(|m| m.0).collect(),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(api::GetPgOsdInfoResponse {
+            pools,
+            leader_epoch: serving.term.epoch.0,
+        })
+    }
+
+    pub(super) async fn list_pools(
+        &self,
+        _r: api::ListPoolsRequest,
+    ) -> Result<api::ListPoolsResponse, Status> {
+        let serving = self.leader()?;
+        Ok(api::ListPoolsResponse {
+            pools: serving
+                .snapshot()
+                .pools()
+                .map(|p| convert::pool_info(p))
+                .collect(),
+            leader_epoch: serving.term.epoch.0,
+        })
+    }
+}
+
+/// A pgmap entry without a body.
+fn bare(id: u32, status: api::MapStatus, epoch: u64) -> api::PoolPgMap {
+    api::PoolPgMap {
+        pool_id: id,
+        status: status as i32,
+        epoch,
+        pool: None,
+        pgs: Vec::new(),
+    }
+}
