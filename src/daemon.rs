@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::failure::FailureTimings;
 use crate::commit::TxnLimits;
 use crate::config::Config;
-use crate::etcd::embedded::EmbeddedEtcd;
+use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
 use crate::etcd::{KeyLayout, Store};
 use crate::leadership::{ElectionSettings, Leadership};
 use crate::logging::LogFile;
@@ -105,6 +105,11 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
                     grpc_stop.cancel();
                     http_stop.cancel();
                     background.cancel();
+                    // A stop asked for while etcd was starting is a clean stop, not a failure.
+                    if matches!(e, EmbeddedEtcdError::Cancelled) {
+                        tracing::info!("stopped during start-up");
+                        return Ok(());
+                    }
                     return Err(anyhow::Error::new(e).context("embedded etcd"));
                 }
             }

@@ -86,8 +86,10 @@ impl<'a> MakeWriter<'a> for SharedLogFile {
 pub fn init(level: LogLevel, log_path: Option<&Path>) -> io::Result<Option<Arc<LogFile>>> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},h2=warn,tower=warn", level.as_str())));
+    // Colours only on a terminal: journald and log collectors get plain text.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(true);
     let file = log_path.map(LogFile::open).transpose()?.map(Arc::new);
     let file_layer = file.clone().map(|f| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Command, Epoch, REFRESH_BATCH};
+use crate::cluster::{Command, Epoch, Outcome, REFRESH_BATCH};
 use crate::commit::Serving;
 
 /// A full pass happens at least this often, whatever changed.
@@ -49,12 +49,16 @@ pub async fn run(serving: Arc<Serving>, stop: CancellationToken) {
             if pgs.is_empty() {
                 continue;
             }
-            more |= pgs.len() == REFRESH_BATCH;
+            let full = pgs.len() == REFRESH_BATCH;
             match serving
                 .propose(Command::RefreshPgs { pool: pool.id, pgs })
                 .await
             {
-                Ok(outcome) => tracing::debug!(pool = %pool.id, ?outcome, "PGs refreshed"),
+                // A full batch that changed something may have more behind it. PGs that cannot
+                // be fixed now (no OSD to refill them) change nothing: wait for the next osdmap
+                // change or the periodic pass instead of spinning on them.
+                Ok(Outcome::Refreshed { changed }) => more |= full && changed > 0,
+                Ok(other) => tracing::warn!(pool = %pool.id, ?other, "unexpected refresh outcome"),
                 Err(e) => tracing::warn!(pool = %pool.id, error = %e, "cannot refresh PGs"),
             }
         }

@@ -136,7 +136,12 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
             if r.monitors.len() == 3 {
                 break r;
             }
-            assert!(Instant::now() < deadline, "m{} lists {:?}", i + 1, r.monitors);
+            assert!(
+                Instant::now() < deadline,
+                "m{} lists {:?}",
+                i + 1,
+                r.monitors
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert_eq!(

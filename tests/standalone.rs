@@ -273,3 +273,22 @@ async fn two_monitors_share_an_external_etcd() {
     let _ = etcd.kill();
     let _ = etcd.wait();
 }
+
+#[test]
+fn sigterm_while_waiting_for_quorum_is_a_clean_stop() {
+    // One member of a three-member cluster cannot reach quorum on its own.
+    let mut c = TestCluster::new(3, ClusterOptions::default());
+    c.start(0);
+    wait_until(LONG, "the monitor to wait for its etcd member", || {
+        c.etcd_pid(0).is_some() && c.log(0).contains("starting embedded etcd")
+    });
+    let etcd = c.etcd_pid(0).unwrap();
+    c.signal(0, Signal::SIGTERM);
+    let status = c.wait_exit(0, LONG);
+    assert!(
+        status.success(),
+        "a stop during start-up is clean: {status}"
+    );
+    wait_until(LONG, "the etcd child to stop", || !process_alive(etcd));
+    assert!(c.log(0).contains("stopped during start-up"));
+}

@@ -15,7 +15,7 @@ pub enum ClusterError {
     OsdNotFound(OsdId),
     #[error("uuid {given} does not match the uuid {id} was applied with")]
     UuidMismatch { id: OsdId, given: String },
-    #[error("address '{0}' is not an IP address")]
+    #[error("address '{0}' is not a unicast IP address")]
     InvalidAddress(String),
     #[error("shard {shard}: port {port} is out of range 1..=65535")]
     InvalidPort { shard: u32, port: u32 },
@@ -25,6 +25,8 @@ pub enum ClusterError {
     CoreNumMismatch { cluster: u32, given: u32 },
     #[error("shard ports: {0}")]
     InvalidShards(String),
+    #[error("config text is {0} bytes; the limit is 262144")]
+    ConfigTooLarge(usize),
     #[error("boot_instance must not be 0")]
     InvalidBootInstance,
     #[error("{field}: {reason}")]
@@ -51,7 +53,7 @@ pub enum ClusterError {
     PoolNameExists(String),
     #[error("pg size must be in 1..=16, got {0}")]
     InvalidPgSize(u32),
-    #[error("pg count must be in 1..=65536, got {0}")]
+    #[error("pg count must be in 1..=131072, got {0}")]
     InvalidPgCount(u32),
     #[error("unknown failure domain '{0}' (use osd, host, rack or root)")]
     UnknownFailureDomain(String),

@@ -20,7 +20,7 @@ pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
 
 /// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
 pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
-    match Uuid::parse_str(s.trim()) {
+    match Uuid::parse_str(s) {
         Ok(u) if !u.is_nil() => Ok(u),
         _ => Err(ClusterError::InvalidUuid(s.to_string())),
     }
@@ -122,7 +122,9 @@ impl ClusterState {
         let address: IpAddr = a
             .address
             .parse()
-            .map_err(|_| ClusterError::InvalidAddress(a.address.clone()))?;
+            .ok()
+            .filter(|ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast())
+            .ok_or_else(|| ClusterError::InvalidAddress(a.address.clone()))?;
         let shards = check_shards(a)?;
         check_label("host", &a.host)?;
         if !a.rack.is_empty() {
@@ -132,10 +134,7 @@ impl ClusterState {
             check_label("root", &a.root)?;
         }
         if a.config.len() > MAX_CONFIG_TEXT {
-            return Err(ClusterError::InvalidShards(format!(
-                "config text is {} bytes; the limit is {MAX_CONFIG_TEXT}",
-                a.config.len()
-            )));
+            return Err(ClusterError::ConfigTooLarge(a.config.len()));
         }
         let instance = BootInstance(a.instance);
         let flags = self.meta.flags;
@@ -194,7 +193,10 @@ impl ClusterState {
         }
         applied.outcome = Outcome::Booted {
             osdmap_epoch: self.meta.epoch,
-            held_down,
+            held_down: self
+                .osds
+                .get(&a.id)
+                .is_some_and(|o| matches!(o.liveness, Liveness::HeldDown { .. })),
         };
         Ok(applied)
     }
@@ -256,16 +258,20 @@ impl ClusterState {
             Liveness::Down {
                 instance: Some(i), ..
             } if i == instance => {
-                if !self.meta.flags.contains(ClusterFlag::NoUp) {
+                if self.meta.flags.contains(ClusterFlag::NoUp) {
+                    // Alive, but kept down until noup is cleared (which then marks it up).
+                    osd.liveness = Liveness::HeldDown { instance };
+                } else {
                     let epoch = self.pending_osdmap_epoch();
                     osd.liveness = Liveness::Up {
                         instance,
                         since: epoch,
                     };
                     osd.membership = membership_on_up(osd.membership, self.meta.flags, epoch);
-                    self.put_osd(osd, &mut applied.touched);
                 }
+                self.put_osd(osd, &mut applied.touched);
             }
+            Liveness::HeldDown { instance: i } if i == instance => {}
             Liveness::New | Liveness::Down { instance: None, .. } => {
                 return Err(ClusterError::OsdNotBooted(id));
             }
@@ -511,6 +517,7 @@ fn check_shards(a: &BootArgs) -> Result<Vec<Shard>, ClusterError> {
         )));
     }
     let mut shards: Vec<Option<Shard>> = vec![None; a.core_num as usize];
+    let mut ports = std::collections::HashSet::new();
     for s in &a.shards {
         let slot = shards.get_mut(s.shard as usize).ok_or_else(|| {
             ClusterError::InvalidShards(format!(
@@ -524,6 +531,11 @@ fn check_shards(a: &BootArgs) -> Result<Vec<Shard>, ClusterError> {
                     shard: s.shard,
                     port,
                 });
+            }
+            if !ports.insert(port) {
+                return Err(ClusterError::InvalidShards(format!(
+                    "port {port} is used twice"
+                )));
             }
         }
         *slot = Some(Shard {

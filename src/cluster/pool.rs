@@ -13,7 +13,7 @@ pub const PG_CHUNK: u32 = 256;
 /// The largest replica count of a pool.
 pub const MAX_PG_SIZE: u32 = 16;
 /// The largest PG count of one pool.
-pub const MAX_PG_COUNT: u32 = 65_536;
+pub const MAX_PG_COUNT: u32 = 131_072;
 /// The longest pool name, in bytes.
 pub const MAX_POOL_NAME: usize = 255;
 

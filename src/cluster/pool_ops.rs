@@ -6,7 +6,7 @@
 //! remapped PG keeps its target until the OSDs report the change done. The state itself is the
 //! persisted work queue, so whichever leader comes next continues it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::command::{Outcome, PoolArgs};
 use super::error::ClusterError;
@@ -18,7 +18,7 @@ use super::pool::{
 };
 use super::records::{RecordKey, Tombstone};
 use super::state::{Applied, ClusterState};
-use super::topology::Topology;
+use super::topology::{DomainKey, Topology};
 use super::types::{Epoch, OsdId, PgId, PoolId};
 
 /// The most PGs one RefreshPgs command may change (bounds the transaction it becomes).
@@ -172,7 +172,7 @@ impl ClusterState {
             });
         }
         let up = self.up_set();
-        let not_in = self.not_in_set();
+        let usable = Usable::new(self, &pool);
         let size = pool.size;
         let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
         self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
@@ -184,8 +184,9 @@ impl ClusterState {
                     p.core = t.core;
                     p.target = None;
                     p.change_failures = 0;
-                } else if !p.members.iter().any(|m| not_in.contains(m)) {
-                    // Every member is in again: the change is no longer needed.
+                } else if new_members.is_empty() && usable.misplaced(&p.members).is_empty() {
+                    // No change runs in raft and the current members are fine again (the out
+                    // OSD came back in): the change is no longer needed.
                     p.target = None;
                     p.change_failures = 0;
                 }
@@ -244,16 +245,21 @@ impl ClusterState {
     }
 
     /// PGs of `pool` whose health bits or pending remap are out of date, at most `limit`.
+    /// When the pool cannot be placed at all right now (too few usable OSDs or domains), no
+    /// remap is possible and only health bits are listed: the reconciler must not spin on PGs
+    /// it cannot fix. (With at least `size` usable domains a replacement always exists.)
     pub fn pgs_needing_refresh(&self, pool: PoolId, limit: usize) -> Vec<PgId> {
         let Some(p) = self.pools.get(&pool) else {
             return Vec::new();
         };
         let up = self.up_set();
-        let not_in = self.not_in_set();
+        let usable = Usable::new(self, p);
+        let can_remap = placement::check(&self.topology(), &spec_of(p)).is_ok();
         p.pgs
             .iter()
             .filter(|(_, pg)| {
-                state_for(pg, &up, p.size) != pg.state || needs_remap(pg, &not_in, p.size)
+                state_for(pg, &up, p.size) != pg.state
+                    || (can_remap && usable.needs_remap(pg, p.size))
             })
             .map(|(id, _)| id)
             .take(limit)
@@ -269,14 +275,9 @@ impl ClusterState {
             .take_pool(pool_id)
             .ok_or(ClusterError::PoolNotFound(pool_id))?;
         let up = self.up_set();
-        let not_in = self.not_in_set();
+        let usable = Usable::new(self, &pool);
         let topo = self.topology();
-        let spec = PoolSpec {
-            size: pool.size,
-            pg_count: pool.pg_count,
-            failure_domain: pool.failure_domain,
-            root: pool.root.clone(),
-        };
+        let spec = spec_of(&pool);
         let mut loads: Option<Loads> = None;
         let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
         let mut changed = 0;
@@ -285,15 +286,10 @@ impl ClusterState {
                 continue;
             };
             let mut target = current.target.clone();
-            if needs_remap(&current, &not_in, pool.size) {
+            if usable.needs_remap(&current, pool.size) {
                 let l = loads.get_or_insert_with(|| self.loads());
                 l.remove(&current.members, current.core);
-                let remove: Vec<OsdId> = current
-                    .members
-                    .iter()
-                    .copied()
-                    .filter(|m| not_in.contains(m))
-                    .collect();
+                let remove = usable.misplaced(&current.members);
                 let now = Placement {
                     members: current.members.clone(),
                     core: current.core,
@@ -357,14 +353,43 @@ impl ClusterState {
             .map(|o| o.id)
             .collect()
     }
+}
 
-    /// OSDs that must not hold data: out (or unknown, checked by callers via `contains`).
-    fn not_in_set(&self) -> HashSet<OsdId> {
-        self.osds
-            .values()
-            .filter(|o| !o.is_in())
-            .map(|o| o.id)
+/// Which OSDs a pool's PGs may keep, and in which failure domain each sits.
+struct Usable {
+    /// Usable OSDs for the pool (in, weight > 0, under its root) → their failure domain.
+    domains: HashMap<OsdId, DomainKey>,
+}
+
+impl Usable {
+    fn new(state: &ClusterState, pool: &Pool) -> Usable {
+        let topo = state.topology();
+        let domains = topo
+            .under_root(&pool.root)
+            .map(|o| (o.id, o.domain(pool.failure_domain)))
+            .collect();
+        Usable { domains }
+    }
+
+    /// Members placement can no longer keep: not usable any more (out, weight 0, purged, moved
+    /// to another root) or sharing a failure domain with an earlier member (after a topology
+    /// change).
+    fn misplaced(&self, members: &[OsdId]) -> Vec<OsdId> {
+        let mut seen = HashSet::new();
+        members
+            .iter()
+            .copied()
+            .filter(|m| match self.domains.get(m) {
+                Some(d) => !seen.insert(d),
+                None => true,
+            })
             .collect()
+    }
+
+    /// A PG needs a target when a member is misplaced (or missing) and no change is running.
+    fn needs_remap(&self, pg: &Pg, size: u32) -> bool {
+        pg.target.is_none()
+            && (pg.members.len() < size as usize || !self.misplaced(&pg.members).is_empty())
     }
 }
 
@@ -386,10 +411,13 @@ fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
     state
 }
 
-/// A PG needs a target when one of its members is out and no change is in progress.
-fn needs_remap(pg: &Pg, not_in: &HashSet<OsdId>, size: u32) -> bool {
-    pg.target.is_none()
-        && (pg.members.iter().any(|m| not_in.contains(m)) || pg.members.len() < size as usize)
+fn spec_of(pool: &Pool) -> PoolSpec {
+    PoolSpec {
+        size: pool.size,
+        pg_count: pool.pg_count,
+        failure_domain: pool.failure_domain,
+        root: pool.root.clone(),
+    }
 }
 
 fn same_set(a: &[OsdId], b: &[OsdId]) -> bool {

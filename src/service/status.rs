@@ -61,6 +61,7 @@ pub fn cluster_error_code(e: &ClusterError) -> (Code, &'static str) {
         E::CoreNumMismatch { .. } => (C::FailedPrecondition, "CORE_NUM_MISMATCH"),
         E::InvalidShards(_) => (C::InvalidArgument, "INVALID_SHARDS"),
         E::InvalidBootInstance => (C::InvalidArgument, "INVALID_BOOT_INSTANCE"),
+        E::ConfigTooLarge(_) => (C::InvalidArgument, "CONFIG_TOO_LARGE"),
         E::InvalidLocation { .. } => (C::InvalidArgument, "INVALID_LOCATION"),
         E::OsdAlreadyUp(_) => (C::FailedPrecondition, "OSD_ALREADY_UP"),
         E::OsdNotBooted(_) => (C::FailedPrecondition, "OSD_NOT_BOOTED"),

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;

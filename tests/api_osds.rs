@@ -1,0 +1,455 @@
+//! The OSD calls over gRPC against a real monitor: happy paths and every error case, each
+//! asserting the status code, the ErrorInfo reason, and that nothing a client can read changed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{boot_osds, boot_request, expect_err, fingerprint, uuid};
+use common::{ClusterOptions, TestCluster};
+use fastblock_monitor::proto::monitor as api;
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_id_and_boot() {
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+
+    // ApplyId: every accepted uuid form names the same OSD; the same uuid gets the same id.
+    let hyphenated = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let r = m
+        .apply_id(api::ApplyIdRequest {
+            uuid: hyphenated.to_string(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.osd_id, 1, "the smallest unused positive id");
+    let epoch = r.osdmap_epoch;
+    for form in [
+        "67E55044-10B1-426F-9247-BB680E5FE0C8",
+        "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+        "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "67e5504410b1426f9247bb680e5fe0c8",
+    ] {
+        let again = m
+            .apply_id(api::ApplyIdRequest {
+                uuid: form.to_string(),
+            })
+            .await
+            .unwrap();
+        assert_eq!((again.osd_id, again.osdmap_epoch), (1, epoch), "{form}");
+    }
+    let before = fingerprint(&m, &[]).await;
+    for bad in [
+        "",
+        "67e55044-10b1-426f-9247-bb680e5fe0c",
+        "67e55044-10b1-426f-9247-bb680e5fe0c8a",
+        "zze55044-10b1-426f-9247-bb680e5fe0c8",
+        "00000000-0000-0000-0000-000000000000",
+        "not a uuid",
+    ] {
+        expect_err(
+            m.apply_id(api::ApplyIdRequest {
+                uuid: bad.to_string(),
+            })
+            .await,
+            Code::InvalidArgument,
+            "INVALID_UUID",
+        );
+    }
+    assert_eq!(
+        fingerprint(&m, &[]).await,
+        before,
+        "refused ApplyId changed nothing"
+    );
+
+    // Boot errors, each leaving everything as it was.
+    let good = || boot_request(1, hyphenated, "hostA", 77, 4);
+    let cases: Vec<(api::BootRequest, Code, &str)> = vec![
+        (
+            api::BootRequest {
+                osd_id: 9,
+                ..good()
+            },
+            Code::NotFound,
+            "OSD_NOT_FOUND",
+        ),
+        (
+            api::BootRequest {
+                uuid: uuid(5),
+                ..good()
+            },
+            Code::FailedPrecondition,
+            "OSD_UUID_MISMATCH",
+        ),
+        (
+            api::BootRequest {
+                uuid: "nope".to_string(),
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_UUID",
+        ),
+        (
+            api::BootRequest {
+                address: "osd-host-1".to_string(),
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_ADDRESS",
+        ),
+        (
+            api::BootRequest {
+                address: "10.0.0".to_string(),
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_ADDRESS",
+        ),
+        (
+            {
+                let mut b = good();
+                b.shard_ports.get_mut(&2).unwrap().port = 65536;
+                b
+            },
+            Code::InvalidArgument,
+            "INVALID_PORT",
+        ),
+        (
+            {
+                let mut b = good();
+                b.shard_ports.get_mut(&0).unwrap().raw_port = 0;
+                b
+            },
+            Code::InvalidArgument,
+            "INVALID_PORT",
+        ),
+        (
+            api::BootRequest {
+                core_num: 0,
+                shard_ports: Default::default(),
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_CORE_NUM",
+        ),
+        (
+            api::BootRequest {
+                core_num: 3,
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_SHARDS",
+        ),
+        (
+            api::BootRequest {
+                boot_instance: 0,
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_BOOT_INSTANCE",
+        ),
+        (
+            api::BootRequest {
+                host: String::new(),
+                ..good()
+            },
+            Code::InvalidArgument,
+            "INVALID_LOCATION",
+        ),
+    ];
+    let before = fingerprint(&m, &[]).await;
+    for (req, code, reason) in cases {
+        expect_err(m.boot(req).await, code, reason);
+    }
+    assert_eq!(
+        fingerprint(&m, &[]).await,
+        before,
+        "refused Boot changed nothing"
+    );
+
+    // The first boot: up and in; the cluster's core count is now 4.
+    let r = m.boot(good()).await.unwrap();
+    assert!(!r.held_down);
+    let map = m
+        .get_osd_map(api::GetOsdMapRequest {
+            osd_id: 1,
+            epoch: 0,
+        })
+        .await
+        .unwrap()
+        .osdmap
+        .unwrap();
+    let osd = &map.osds[0];
+    assert!(osd.up && osd.r#in && !osd.pending);
+    assert_eq!(map.core_num, 4);
+    assert_eq!((osd.shards.len(), osd.shards[3].port), (4, 20_003));
+    assert_eq!(osd.address, "10.1.2.3");
+    assert_eq!(
+        m.osd_config(api::OsdConfigRequest { osd_id: 1 })
+            .await
+            .unwrap()
+            .config,
+        "osd 1 config"
+    );
+    expect_err(
+        m.osd_config(api::OsdConfigRequest { osd_id: 42 }).await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+
+    // A double boot of the same run is idempotent; the core count is fixed now.
+    let before = fingerprint(&m, &[]).await;
+    m.boot(good()).await.unwrap();
+    assert_eq!(
+        fingerprint(&m, &[]).await,
+        before,
+        "double boot changed nothing"
+    );
+    let second = m
+        .apply_id(api::ApplyIdRequest { uuid: uuid(2) })
+        .await
+        .unwrap();
+    let before = fingerprint(&m, &[]).await;
+    expect_err(
+        m.boot(boot_request(second.osd_id, &uuid(2), "hostB", 5, 8))
+            .await,
+        Code::FailedPrecondition,
+        "CORE_NUM_MISMATCH",
+    );
+    // A crashed OSD restarting with a new instance while still marked up: refused until its
+    // previous run is marked down, which OsdStop does at once (no 10 s wait).
+    expect_err(
+        m.boot(api::BootRequest {
+            boot_instance: 78,
+            ..good()
+        })
+        .await,
+        Code::FailedPrecondition,
+        "OSD_ALREADY_UP",
+    );
+    assert_eq!(fingerprint(&m, &[]).await, before);
+    m.osd_stop(api::OsdStopRequest { osd_id: 1 }).await.unwrap();
+    m.boot(api::BootRequest {
+        boot_instance: 78,
+        ..good()
+    })
+    .await
+    .unwrap();
+    expect_err(
+        m.osd_stop(api::OsdStopRequest { osd_id: 99 }).await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+
+    // Heartbeats: unknown, never booted, stale run.
+    let before = fingerprint(&m, &[]).await;
+    expect_err(
+        m.heartbeat(api::HeartbeatRequest {
+            osd_id: 99,
+            boot_instance: 1,
+        })
+        .await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+    expect_err(
+        m.heartbeat(api::HeartbeatRequest {
+            osd_id: second.osd_id,
+            boot_instance: 1,
+        })
+        .await,
+        Code::FailedPrecondition,
+        "OSD_NOT_BOOTED",
+    );
+    expect_err(
+        m.heartbeat(api::HeartbeatRequest {
+            osd_id: 1,
+            boot_instance: 77,
+        })
+        .await,
+        Code::FailedPrecondition,
+        "STALE_BOOT_INSTANCE",
+    );
+    assert_eq!(
+        fingerprint(&m, &[]).await,
+        before,
+        "refused heartbeats changed nothing"
+    );
+    let hb = m
+        .heartbeat(api::HeartbeatRequest {
+            osd_id: 1,
+            boot_instance: 78,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hb.osdmap_epoch, before.osdmap.epoch);
+    assert_eq!(
+        fingerprint(&m, &[]).await,
+        before,
+        "a heartbeat writes nothing"
+    );
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_in_location_weight_purge_and_statistics() {
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    let osds = boot_osds(&m, 1, 3, 3).await;
+
+    // In of a down OSD is refused; out of an up OSD works; in brings it back.
+    m.osd_stop(api::OsdStopRequest { osd_id: 3 }).await.unwrap();
+    m.osd_out(api::OsdOutRequest { osd_id: 3 }).await.unwrap();
+    let before = fingerprint(&m, &[]).await;
+    expect_err(
+        m.osd_in(api::OsdInRequest { osd_id: 3 }).await,
+        Code::FailedPrecondition,
+        "OSD_DOWN",
+    );
+    expect_err(
+        m.osd_in(api::OsdInRequest { osd_id: 77 }).await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+    expect_err(
+        m.osd_out(api::OsdOutRequest { osd_id: 77 }).await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+    assert_eq!(fingerprint(&m, &[]).await, before);
+    m.osd_out(api::OsdOutRequest { osd_id: 2 }).await.unwrap();
+    m.osd_in(api::OsdInRequest { osd_id: 2 }).await.unwrap();
+
+    // Location and weight.
+    let r = m
+        .set_osd_location(api::SetOsdLocationRequest {
+            osd_id: 1,
+            host: None,
+            rack: Some("rack1".to_string()),
+            root: None,
+        })
+        .await
+        .unwrap();
+    let before = fingerprint(&m, &[]).await;
+    assert_eq!(before.osdmap.epoch, r.osdmap_epoch);
+    expect_err(
+        m.set_osd_location(api::SetOsdLocationRequest {
+            osd_id: 1,
+            host: Some("bad host".to_string()),
+            rack: None,
+            root: None,
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_LOCATION",
+    );
+    expect_err(
+        m.set_osd_location(api::SetOsdLocationRequest {
+            osd_id: 1,
+            host: None,
+            rack: None,
+            root: Some(String::new()),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_LOCATION",
+    );
+    for w in [-1.0, 100.5, f64::NAN] {
+        expect_err(
+            m.set_osd_weight(api::SetOsdWeightRequest {
+                osd_id: 1,
+                weight: w,
+            })
+            .await,
+            Code::InvalidArgument,
+            "INVALID_WEIGHT",
+        );
+    }
+    assert_eq!(fingerprint(&m, &[]).await, before);
+    m.set_osd_weight(api::SetOsdWeightRequest {
+        osd_id: 1,
+        weight: 2.5,
+    })
+    .await
+    .unwrap();
+    let map = fingerprint(&m, &[]).await.osdmap.osdmap.unwrap();
+    assert_eq!(
+        (map.osds[0].rack.as_str(), map.osds[0].weight),
+        ("rack1", 2.5)
+    );
+
+    // Purge: only a down and out OSD that holds no PG.
+    let before = fingerprint(&m, &[]).await;
+    expect_err(
+        m.purge_osd(api::PurgeOsdRequest { osd_id: 1 }).await,
+        Code::FailedPrecondition,
+        "OSD_NOT_DOWN_AND_OUT",
+    );
+    assert_eq!(fingerprint(&m, &[]).await, before);
+    m.purge_osd(api::PurgeOsdRequest { osd_id: 3 })
+        .await
+        .unwrap();
+    let map = fingerprint(&m, &[]).await.osdmap.osdmap.unwrap();
+    assert_eq!(map.osds.iter().map(|o| o.id).collect::<Vec<_>>(), [1, 2]);
+    let again = m
+        .apply_id(api::ApplyIdRequest { uuid: uuid(50) })
+        .await
+        .unwrap();
+    assert_eq!(again.osd_id, 3, "a purged id is free again");
+
+    // DataStatistics: a report larger than 1 MiB is accepted; a malformed name is refused
+    // whole; unknown pools are counted as ignored.
+    m.create_pool(api::CreatePoolRequest {
+        name: "rbd".to_string(),
+        pg_size: 2,
+        pg_count: 64,
+        failure_domain: "host".to_string(),
+        root: String::new(),
+    })
+    .await
+    .unwrap();
+    let counters = api::PgIoCounters {
+        read_bytes: 1 << 20,
+        write_bytes: 1 << 19,
+        read_ops: 10,
+        write_ops: 5,
+    };
+    let mut big: std::collections::HashMap<String, api::PgIoCounters> =
+        (0..64).map(|pg| (format!("1.{pg}"), counters)).collect();
+    // Unknown PGs of an unknown pool pad the report far beyond 1 MiB.
+    for pg in 0..40_000 {
+        big.insert(format!("999.{pg}"), counters);
+    }
+    let req = api::DataStatisticsRequest {
+        osd_id: osds[0].id,
+        pgs: big,
+    };
+    assert!(prost::Message::encoded_len(&req) > 1 << 20);
+    let r = m.data_statistics(req).await.unwrap();
+    assert_eq!(r.ignored, 40_000);
+    expect_err(
+        m.data_statistics(api::DataStatisticsRequest {
+            osd_id: osds[0].id,
+            pgs: [("rbd-0".to_string(), counters)].into_iter().collect(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_PG_NAME",
+    );
+    expect_err(
+        m.data_statistics(api::DataStatisticsRequest {
+            osd_id: 404,
+            pgs: Default::default(),
+        })
+        .await,
+        Code::NotFound,
+        "OSD_NOT_FOUND",
+    );
+}

@@ -1,0 +1,156 @@
+//! Helpers for API tests: fake OSD boots, error assertions, and a fingerprint of everything a
+//! client can read, to prove that a refused call changed nothing.
+
+#![allow(dead_code)]
+
+use fastblock_monitor::client::{ClientError, MonitorClient};
+use fastblock_monitor::proto::monitor as api;
+
+/// A booted fake OSD.
+#[derive(Debug, Clone)]
+pub struct FakeOsd {
+    pub id: u32,
+    pub uuid: String,
+    pub instance: u64,
+    pub host: String,
+}
+
+/// The uuid of fake OSD number `n`.
+pub fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// A valid boot request with `cores` shards.
+pub fn boot_request(
+    id: u32,
+    uuid: &str,
+    host: &str,
+    instance: u64,
+    cores: u32,
+) -> api::BootRequest {
+    api::BootRequest {
+        osd_id: id,
+        uuid: uuid.to_string(),
+        size: 1 << 40,
+        shard_ports: (0..cores)
+            .map(|i| {
+                (
+                    i,
+                    api::ShardPort {
+                        core_id: i,
+                        port: 20_000 + i,
+                        raw_port: 30_000 + i,
+                    },
+                )
+            })
+            .collect(),
+        address: "10.1.2.3".to_string(),
+        host: host.to_string(),
+        core_num: cores,
+        config: format!("osd {id} config"),
+        boot_instance: instance,
+        rack: String::new(),
+        root: String::new(),
+    }
+}
+
+/// Applies ids for and boots `n` OSDs on `hosts` hosts (OSD k on host k % hosts), 4 cores each.
+pub async fn boot_osds(c: &MonitorClient, first: u32, n: u32, hosts: u32) -> Vec<FakeOsd> {
+    let mut out = Vec::new();
+    for k in first..first + n {
+        let uuid = uuid(k);
+        let id = c
+            .apply_id(api::ApplyIdRequest { uuid: uuid.clone() })
+            .await
+            .expect("apply id")
+            .osd_id;
+        let host = format!("host{}", k % hosts);
+        let instance = 1000 + u64::from(k);
+        c.boot(boot_request(id, &uuid, &host, instance, 4))
+            .await
+            .expect("boot");
+        out.push(FakeOsd {
+            id,
+            uuid,
+            instance,
+            host,
+        });
+    }
+    out
+}
+
+/// Asserts a call failed with `code` and ErrorInfo `reason`.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(r: Result<T, ClientError>, code: tonic::Code, reason: &str) {
+    match r {
+        Ok(v) => panic!("expected {code:?}/{reason}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.code(), Some(code), "{e}");
+            assert_eq!(e.reason().as_deref(), Some(reason), "{e}");
+        }
+    }
+}
+
+/// Everything a client can read about the cluster, for before/after comparisons.
+#[derive(Debug, PartialEq)]
+pub struct Fingerprint {
+    pub osdmap: api::GetOsdMapResponse,
+    pub pgmap: api::GetPgMapResponse,
+    pub pools: Vec<api::PoolInfo>,
+    pub images: Vec<api::ImageInfo>,
+    pub status: (u64, u32, u32, u32, u32, u64, u64),
+}
+
+/// Reads the fingerprint; `images` names the (pool, image) pairs to read back.
+pub async fn fingerprint(c: &MonitorClient, images: &[(&str, &str)]) -> Fingerprint {
+    let mut osdmap = c
+        .get_osd_map(api::GetOsdMapRequest {
+            osd_id: 0,
+            epoch: 0,
+        })
+        .await
+        .expect("osdmap");
+    // The term is not part of the cluster's state.
+    osdmap.leader_epoch = 0;
+    let mut pgmap = c
+        .get_pg_map(api::GetPgMapRequest::default())
+        .await
+        .expect("pgmap");
+    pgmap.leader_epoch = 0;
+    let pools = c
+        .list_pools(api::ListPoolsRequest {})
+        .await
+        .expect("pools")
+        .pools;
+    let mut read = Vec::new();
+    for (pool, image) in images {
+        if let Ok(r) = c
+            .get_image_info(api::GetImageInfoRequest {
+                pool_name: pool.to_string(),
+                image_name: image.to_string(),
+            })
+            .await
+        {
+            read.extend(r.image);
+        }
+    }
+    let s = c
+        .get_cluster_status(api::GetClusterStatusRequest {})
+        .await
+        .expect("status");
+    Fingerprint {
+        osdmap,
+        pgmap,
+        pools,
+        images: read,
+        status: (
+            s.osdmap_epoch,
+            s.osds_total,
+            s.osds_up,
+            s.osds_in,
+            s.pools,
+            s.pgs,
+            s.images,
+        ),
+    }
+}
