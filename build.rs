@@ -6,6 +6,7 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "fastblock/monitor/v1/monitor.proto",
     "fastblock/monitor/v1/store.proto",
+    "fastblock/monitor/v1/wire.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Large maps are served pre-encoded (src/wire.rs); their field layouts are generated
+        // from wire.proto.
+        .extern_path(".fastblock.monitor.v1.OsdMap", "crate::wire::OsdMap")
+        .extern_path(".fastblock.monitor.v1.PoolPgMap", "crate::wire::PoolPgMap")
         .compile_fds(descriptors)?;
     Ok(())
 }

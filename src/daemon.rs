@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::failure::FailureTimings;
@@ -202,6 +201,11 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("gRPC reflection")?;
+    // Accepted connections need TCP_NODELAY set here: with Nagle's algorithm a reply written in
+    // two pieces waits for the peer's delayed ACK (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
     let monitor = MonitorServer::new(MonitorService::new(node))
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
@@ -212,7 +216,7 @@ async fn serve_grpc(
         .add_service(health)
         .add_service(reflection)
         .add_service(monitor)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
+        .serve_with_incoming_shutdown(incoming, stop.cancelled())
         .await
         .context("gRPC server")
 }

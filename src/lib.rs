@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod service;
 pub mod term;
 pub mod timing;
+pub mod wire;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,14 +1,32 @@
-//! Generated protobuf and gRPC code (see `proto/` and `build.rs`).
+//! Generated protobuf and gRPC code (see `proto/` and `build.rs`), in modules that mirror the
+//! proto packages (generated code refers across packages by relative paths).
 
-/// The public monitor API, `fastblock.monitor.v1`.
-pub mod monitor {
-    tonic::include_proto!("fastblock.monitor.v1");
+mod generated {
+    pub mod fastblock {
+        pub mod monitor {
+            pub mod v1 {
+                tonic::include_proto!("fastblock.monitor.v1");
+            }
+            pub mod store {
+                pub mod v1 {
+                    tonic::include_proto!("fastblock.monitor.store.v1");
+                }
+            }
+            pub mod wire {
+                pub mod v1 {
+                    tonic::include_proto!("fastblock.monitor.wire.v1");
+                }
+            }
+        }
+    }
 }
 
 /// Values stored in etcd, `fastblock.monitor.store.v1`.
-pub mod store {
-    tonic::include_proto!("fastblock.monitor.store.v1");
-}
+pub use generated::fastblock::monitor::store::v1 as store;
+/// The public monitor API, `fastblock.monitor.v1`.
+pub use generated::fastblock::monitor::v1 as monitor;
+/// Field layouts of the messages served pre-encoded (see `crate::wire`).
+pub use generated::fastblock::monitor::wire::v1 as wire;
 
 /// Encoded descriptors of every file in `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -187,7 +187,11 @@ async fn apply_id_and_boot() {
     let osd = &map.osds[0];
     assert!(osd.up && osd.r#in && !osd.pending);
     assert_eq!(map.core_num, 4);
-    assert_eq!((osd.shards.len(), osd.shards[3].port), (4, 20_003));
+    let shards = fastblock_monitor::client::shard_ports(osd.shards.as_ref().unwrap());
+    assert_eq!(
+        (shards.len(), shards[3].port, shards[3].raw_port),
+        (4, 20_003, 30_003)
+    );
     assert_eq!(osd.address, "10.1.2.3");
     assert_eq!(
         m.osd_config(api::OsdConfigRequest { osd_id: 1 })

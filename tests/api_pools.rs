@@ -33,7 +33,10 @@ fn image(pool: &str, name: &str, size: u64, object_size: u64) -> api::CreateImag
     }
 }
 
-async fn pgmap(m: &MonitorClient, known: &[(u32, u64)]) -> HashMap<u32, api::PoolPgMap> {
+async fn pgmap(
+    m: &MonitorClient,
+    known: &[(u32, u64)],
+) -> HashMap<u32, fastblock_monitor::proto::wire::PoolPgMapFields> {
     m.get_pg_map(api::GetPgMapRequest {
         pool_epochs: known.iter().copied().collect(),
     })
@@ -41,7 +44,7 @@ async fn pgmap(m: &MonitorClient, known: &[(u32, u64)]) -> HashMap<u32, api::Poo
     .unwrap()
     .pools
     .into_iter()
-    .map(|p| (p.pool_id, p))
+    .map(|p| (p.pool_id, p.into_fields()))
     .collect()
 }
 

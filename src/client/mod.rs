@@ -322,6 +322,29 @@ fn endpoint(address: &str, options: &ClientOptions) -> Result<Endpoint, ClientEr
         .initial_connection_window_size(Some(32 << 20)))
 }
 
+/// Expands an OSD's shard table (either form) into one ShardPort per shard, shard i at index i.
+pub fn shard_ports(t: &api::ShardTable) -> Vec<api::ShardPort> {
+    if t.ports.is_empty() {
+        return (0..t.count)
+            .map(|i| api::ShardPort {
+                core_id: t.first_core_id + i,
+                port: t.first_port + i,
+                raw_port: t.first_raw_port + i,
+            })
+            .collect();
+    }
+    t.core_ids
+        .iter()
+        .zip(&t.ports)
+        .zip(&t.raw_ports)
+        .map(|((&core_id, &port), &raw_port)| api::ShardPort {
+            core_id,
+            port,
+            raw_port,
+        })
+        .collect()
+}
+
 /// The leader address from a NOT_LEADER answer (header first, then ErrorInfo metadata).
 pub fn leader_hint(status: &Status) -> Option<String> {
     if let Some(v) = status.metadata().get(LEADER_HEADER)

@@ -1,7 +1,8 @@
 //! Domain types → API messages.
 
-use crate::cluster::{ClusterState, Flags, Image, Liveness, Osd, Pg, Pool};
+use crate::cluster::{ClusterState, Flags, Image, Liveness, Osd, Pg, Pool, Shard};
 use crate::proto::monitor as api;
+use crate::proto::wire::{OsdMapFields, PoolPgMapFields};
 
 pub fn osd_info(o: &Osd) -> api::OsdInfo {
     api::OsdInfo {
@@ -17,17 +18,40 @@ pub fn osd_info(o: &Osd) -> api::OsdInfo {
         pending: matches!(o.liveness, Liveness::New),
         size: o.size,
         core_num: o.core_num,
-        shards: o
-            .shards
-            .iter()
-            .map(|s| api::ShardPort {
-                core_id: s.core_id,
-                port: u32::from(s.port),
-                raw_port: u32::from(s.raw_port),
-            })
-            .collect(),
+        shards: Some(shard_table(&o.shards)),
         last_change: o.last_change.0,
         boot_instance: o.boot_instance().map_or(0, |i| i.0),
+    }
+}
+
+/// The compact form when the shards are contiguous, else explicit arrays.
+pub fn shard_table(shards: &[Shard]) -> api::ShardTable {
+    let count = shards.len() as u32;
+    let Some(first) = shards.first() else {
+        return api::ShardTable::default();
+    };
+    let contiguous = shards.iter().enumerate().all(|(i, s)| {
+        let i = i as u32;
+        s.core_id == first.core_id + i
+            && u32::from(s.port) == u32::from(first.port) + i
+            && u32::from(s.raw_port) == u32::from(first.raw_port) + i
+    });
+    if contiguous {
+        api::ShardTable {
+            count,
+            first_core_id: first.core_id,
+            first_port: u32::from(first.port),
+            first_raw_port: u32::from(first.raw_port),
+            ..Default::default()
+        }
+    } else {
+        api::ShardTable {
+            core_ids: shards.iter().map(|s| s.core_id).collect(),
+            ports: shards.iter().map(|s| u32::from(s.port)).collect(),
+            raw_ports: shards.iter().map(|s| u32::from(s.raw_port)).collect(),
+            count,
+            ..Default::default()
+        }
     }
 }
 
@@ -35,8 +59,8 @@ pub fn flags(f: Flags) -> Vec<i32> {
     f.iter().map(|f| f as i32).collect()
 }
 
-pub fn osdmap(s: &ClusterState) -> api::OsdMap {
-    api::OsdMap {
+pub fn osdmap(s: &ClusterState) -> OsdMapFields {
+    OsdMapFields {
         epoch: s.osdmap_epoch().0,
         osds: s.osds().map(|o| osd_info(o)).collect(),
         flags: flags(s.flags()),
@@ -75,8 +99,8 @@ pub fn pg_info(id: u32, pg: &Pg) -> api::PgInfo {
 }
 
 /// A pool's full pgmap.
-pub fn pool_pgmap(p: &Pool) -> api::PoolPgMap {
-    api::PoolPgMap {
+pub fn pool_pgmap(p: &Pool) -> PoolPgMapFields {
+    PoolPgMapFields {
         pool_id: p.id.0,
         status: api::MapStatus::Full as i32,
         epoch: p.epoch.0,
@@ -93,5 +117,47 @@ pub fn image_info(i: &Image, pool_name: &str) -> api::ImageInfo {
         name: i.name.clone(),
         size: i.size,
         object_size: i.object_size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::shard_ports;
+
+    fn shard(core_id: u32, port: u16, raw_port: u16) -> Shard {
+        Shard {
+            core_id,
+            port,
+            raw_port,
+        }
+    }
+
+    #[test]
+    fn contiguous_shards_travel_compact_and_expand_back() {
+        let shards: Vec<Shard> = (0..64)
+            .map(|i| shard(i, 7000 + i as u16, 9000 + i as u16))
+            .collect();
+        let t = shard_table(&shards);
+        assert!(t.ports.is_empty() && t.count == 64 && t.first_port == 7000);
+        let back = shard_ports(&t);
+        assert_eq!(back.len(), 64);
+        assert_eq!(
+            (back[63].core_id, back[63].port, back[63].raw_port),
+            (63, 7063, 9063)
+        );
+    }
+
+    #[test]
+    fn irregular_shards_travel_explicit() {
+        let shards = vec![shard(0, 7000, 9000), shard(2, 7005, 9001)];
+        let t = shard_table(&shards);
+        assert_eq!(t.ports, vec![7000, 7005]);
+        let back = shard_ports(&t);
+        assert_eq!(
+            (back[1].core_id, back[1].port, back[1].raw_port),
+            (2, 7005, 9001)
+        );
+        assert!(shard_ports(&shard_table(&[])).is_empty());
     }
 }

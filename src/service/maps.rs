@@ -5,7 +5,7 @@
 //! one conversion.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tonic::Status;
 
@@ -14,35 +14,38 @@ use super::osds::lock;
 use super::{MonitorService, status};
 use crate::cluster::{ClusterError, ClusterState, Epoch, PoolId};
 use crate::proto::monitor as api;
+use crate::proto::wire::PoolPgMapFields;
+use crate::wire::{OsdMap, PoolPgMap};
 
-/// Converted maps by epoch.
+/// Maps encoded once per epoch (cloning one shares its bytes).
 #[derive(Default)]
 pub(super) struct MapCache {
-    osdmap: Mutex<Option<(Epoch, Arc<api::OsdMap>)>>,
-    pools: Mutex<HashMap<PoolId, (Epoch, Arc<api::PoolPgMap>)>>,
+    osdmap: Mutex<Option<(Epoch, OsdMap)>>,
+    pools: Mutex<HashMap<PoolId, (Epoch, PoolPgMap)>>,
 }
 
 impl MapCache {
-    fn osdmap(&self, s: &ClusterState) -> Arc<api::OsdMap> {
+    fn osdmap(&self, s: &ClusterState) -> OsdMap {
         let epoch = s.osdmap_epoch();
         if let Some((e, m)) = &*lock(&self.osdmap)
             && *e == epoch
         {
             return m.clone();
         }
-        let m = Arc::new(convert::osdmap(s));
+        // Built and encoded outside the lock; a concurrent miss just does it twice.
+        let m = OsdMap::encode(&convert::osdmap(s));
         *lock(&self.osdmap) = Some((epoch, m.clone()));
         m
     }
 
-    fn pool(&self, s: &ClusterState, id: PoolId) -> Option<Arc<api::PoolPgMap>> {
+    fn pool(&self, s: &ClusterState, id: PoolId) -> Option<PoolPgMap> {
         let pool = s.pool(id)?;
         if let Some((e, m)) = lock(&self.pools).get(&id)
             && *e == pool.epoch
         {
             return Some(m.clone());
         }
-        let m = Arc::new(convert::pool_pgmap(pool));
+        let m = PoolPgMap::encode(&convert::pool_pgmap(pool));
         let mut cache = lock(&self.pools);
         cache.retain(|p, _| s.pool(*p).is_some());
         cache.insert(id, (pool.epoch, m.clone()));
@@ -72,7 +75,7 @@ impl MonitorService {
         api::GetOsdMapResponse {
             status: status as i32,
             epoch: s.osdmap_epoch().0,
-            osdmap: (status == api::MapStatus::Full).then(|| (*self.maps.osdmap(s)).clone()),
+            osdmap: (status == api::MapStatus::Full).then(|| self.maps.osdmap(s)),
             leader_epoch: leader,
         }
     }
@@ -83,14 +86,14 @@ impl MonitorService {
         r: &api::GetPgMapRequest,
         leader: u64,
     ) -> api::GetPgMapResponse {
-        let mut out: BTreeMap<u32, api::PoolPgMap> = BTreeMap::new();
+        let mut out: BTreeMap<u32, PoolPgMap> = BTreeMap::new();
         for (&id, &client) in &r.pool_epochs {
             let pool = PoolId(id);
             let entry = match s.pool(pool) {
                 Some(p) => {
                     let status = compare(client, p.epoch);
                     if status == api::MapStatus::Full {
-                        self.maps.pool(s, pool).map(|m| (*m).clone())
+                        self.maps.pool(s, pool)
                     } else {
                         Some(bare(id, status, p.epoch.0))
                     }
@@ -114,7 +117,7 @@ impl MonitorService {
             if !r.pool_epochs.contains_key(&p.id.0)
                 && let Some(m) = self.maps.pool(s, p.id)
             {
-                out.insert(p.id.0, (*m).clone());
+                out.insert(p.id.0, m);
             }
         }
         api::GetPgMapResponse {
@@ -205,12 +208,13 @@ impl MonitorService {
 }
 
 /// A pgmap entry without a body.
-fn bare(id: u32, status: api::MapStatus, epoch: u64) -> api::PoolPgMap {
-    api::PoolPgMap {
+fn bare(id: u32, status: api::MapStatus, epoch: u64) -> PoolPgMap {
+    PoolPgMapFields {
         pool_id: id,
         status: status as i32,
         epoch,
         pool: None,
         pgs: Vec::new(),
     }
+    .into()
 }

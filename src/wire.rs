@@ -1,0 +1,259 @@
+//! Messages served pre-encoded. The full osdmap of 10,000 OSDs is megabytes; building it as a
+//! message tree and encoding it again for every client that asks costs tens of milliseconds.
+//! Instead it is encoded once per epoch and every reply copies the same bytes. On the receiving
+//! side these types decode like any message and dereference to their fields, so callers write
+//! `map.osds` as usual.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{DecodeContext, WireType};
+
+use crate::proto::wire::{OsdMapFields, PoolPgMapFields};
+
+/// `fastblock.monitor.v1.OsdMap`.
+pub type OsdMap = Preencoded<OsdMapFields>;
+/// `fastblock.monitor.v1.PoolPgMap`.
+pub type PoolPgMap = Preencoded<PoolPgMapFields>;
+
+/// A message held either as fields or as its encoding.
+pub struct Preencoded<T> {
+    repr: Repr<T>,
+}
+
+enum Repr<T> {
+    Fields(T),
+    Encoded { bytes: Bytes, decoded: OnceLock<T> },
+}
+
+impl<T: Message + Default> Preencoded<T> {
+    /// Encodes `fields` once; the result is sent as these bytes.
+    pub fn encode(fields: &T) -> Preencoded<T> {
+        Preencoded {
+            repr: Repr::Encoded {
+                bytes: Bytes::from(fields.encode_to_vec()),
+                decoded: OnceLock::new(),
+            },
+        }
+    }
+
+    /// The fields (decoded on first use when held encoded).
+    pub fn fields(&self) -> &T {
+        match &self.repr {
+            Repr::Fields(t) => t,
+            // The bytes were produced by `encode` from a valid message, so they decode.
+            Repr::Encoded { bytes, decoded } => {
+                decoded.get_or_init(|| T::decode(bytes.as_ref()).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Mutable fields (an encoded message is decoded and stops being pre-encoded).
+    pub fn fields_mut(&mut self) -> &mut T {
+        if let Repr::Encoded { .. } = &self.repr {
+            let fields = std::mem::take(self.fields_owned_mut());
+            self.repr = Repr::Fields(fields);
+        }
+        match &mut self.repr {
+            Repr::Fields(t) => t,
+            Repr::Encoded { .. } => unreachable!("converted to fields above"),
+        }
+    }
+
+    fn fields_owned_mut(&mut self) -> &mut T {
+        let _ = self.fields();
+        match &mut self.repr {
+            Repr::Encoded { decoded, .. } => decoded.get_mut().expect("decoded by fields()"),
+            Repr::Fields(t) => t,
+        }
+    }
+
+    /// The fields, by value.
+    pub fn into_fields(mut self) -> T {
+        std::mem::take(self.fields_mut())
+    }
+}
+
+impl<T: Message + Default> From<T> for Preencoded<T> {
+    fn from(fields: T) -> Self {
+        Preencoded {
+            repr: Repr::Fields(fields),
+        }
+    }
+}
+
+impl<T: Message + Default> Default for Preencoded<T> {
+    fn default() -> Self {
+        T::default().into()
+    }
+}
+
+impl<T: Message + Default + Clone> Clone for Preencoded<T> {
+    fn clone(&self) -> Self {
+        match &self.repr {
+            Repr::Fields(t) => t.clone().into(),
+            // Cheap: the bytes are shared.
+            Repr::Encoded { bytes, .. } => Preencoded {
+                repr: Repr::Encoded {
+                    bytes: bytes.clone(),
+                    decoded: OnceLock::new(),
+                },
+            },
+        }
+    }
+}
+
+impl<T: Message + Default + PartialEq> PartialEq for Preencoded<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl<T: Message + Default + std::fmt::Debug> std::fmt::Debug for Preencoded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.fields().fmt(f)
+    }
+}
+
+impl<T: Message + Default> Deref for Preencoded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.fields()
+    }
+}
+
+impl<T: Message + Default> DerefMut for Preencoded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.fields_mut()
+    }
+}
+
+impl<T: Message + Default> Message for Preencoded<T> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        match &self.repr {
+            Repr::Fields(t) => t.encode_raw(buf),
+            Repr::Encoded { bytes, .. } => buf.put_slice(bytes),
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        self.fields_mut().merge_field(tag, wire_type, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        match &self.repr {
+            Repr::Fields(t) => t.encoded_len(),
+            Repr::Encoded { bytes, .. } => bytes.len(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.repr = Repr::Fields(T::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use prost_types::FileDescriptorSet;
+
+    use super::*;
+    use crate::proto::monitor as api;
+
+    fn sample() -> OsdMapFields {
+        OsdMapFields {
+            epoch: 7,
+            osds: vec![api::OsdInfo {
+                id: 3,
+                uuid: "u".to_string(),
+                shards: Some(api::ShardTable {
+                    core_ids: vec![0, 1],
+                    ports: vec![7000, 7001],
+                    raw_ports: vec![8000, 8001],
+                    count: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            flags: vec![1],
+            core_num: 2,
+        }
+    }
+
+    #[test]
+    fn preencoded_and_field_forms_encode_identically_and_decode_back() {
+        let fields = sample();
+        let pre = OsdMap::encode(&fields);
+        let plain = OsdMap::from(fields.clone());
+        assert_eq!(pre.encode_to_vec(), plain.encode_to_vec());
+        assert_eq!(pre.encoded_len(), fields.encoded_len());
+        // Inside a response, as a client receives it.
+        let resp = api::GetOsdMapResponse {
+            status: api::MapStatus::Full as i32,
+            epoch: 7,
+            osdmap: Some(pre.clone()),
+            leader_epoch: 2,
+        };
+        let back = api::GetOsdMapResponse::decode(resp.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back.osdmap.as_ref().unwrap().osds[0].id, 3);
+        assert_eq!(back, resp);
+        let mut m = pre;
+        m.epoch = 8;
+        assert_eq!(m.fields().epoch, 8, "mutation turns it back into fields");
+    }
+
+    fn fields_of(
+        fds: &FileDescriptorSet,
+        package: &str,
+        message: &str,
+    ) -> Vec<(String, i32, i32, String, i32)> {
+        let file = fds
+            .file
+            .iter()
+            .find(|f| f.package() == package && f.message_type.iter().any(|m| m.name() == message))
+            .expect("file");
+        let msg = file
+            .message_type
+            .iter()
+            .find(|m| m.name() == message)
+            .expect("message");
+        msg.field
+            .iter()
+            .map(|f| {
+                (
+                    f.name().to_string(),
+                    f.number(),
+                    f.r#type() as i32,
+                    f.type_name()
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    f.label() as i32,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wire_layouts_match_the_public_messages() {
+        let fds = FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
+        assert_eq!(
+            fields_of(&fds, "fastblock.monitor.wire.v1", "OsdMapFields"),
+            fields_of(&fds, "fastblock.monitor.v1", "OsdMap")
+        );
+        assert_eq!(
+            fields_of(&fds, "fastblock.monitor.wire.v1", "PoolPgMapFields"),
+            fields_of(&fds, "fastblock.monitor.v1", "PoolPgMap")
+        );
+    }
+}
