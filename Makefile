@@ -9,7 +9,7 @@ PREFIX  ?= /usr/local
 RUN_DIR ?= run
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run cluster cluster-stop test bench lint fmt install deps clean
+.PHONY: help build run cluster cluster-stop test scale-test bench lint fmt install deps clean
 
 help: ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -57,7 +57,12 @@ test: deps ## Check formatting and lints, then run every test
 		$(CARGO) test; \
 	fi
 
-bench: deps ## Run the benchmarks (failover times; figures in docs/benchmarks.md)
+scale-test: deps ## The 10,000-OSD / 100,000-PG test at etcd's default limits (about a minute)
+	$(CARGO) test --release --test scale -- --ignored --nocapture
+
+bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
+	$(CARGO) bench --bench placement
+	$(CARGO) bench --bench maps
 	$(CARGO) bench --bench failover
 
 lint: ## cargo fmt --check and clippy -D warnings

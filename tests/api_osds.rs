@@ -457,3 +457,120 @@ async fn out_in_location_weight_purge_and_statistics() {
         "OSD_NOT_FOUND",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_osds_go_down_then_out_and_a_heartbeat_brings_one_back() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"2s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = std::sync::Arc::new(c.client(0));
+    let osds = boot_osds(&m, 1, 4, 4).await;
+    m.create_pool(api::CreatePoolRequest {
+        name: "rbd".to_string(),
+        pg_size: 3,
+        pg_count: 32,
+        failure_domain: "host".to_string(),
+        root: String::new(),
+    })
+    .await
+    .unwrap();
+
+    // OSDs 1-3 keep heartbeating; OSD 4 falls silent.
+    let beating = osds[..3].to_vec();
+    let beat = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            loop {
+                for o in &beating {
+                    let _ = m
+                        .heartbeat(api::HeartbeatRequest {
+                            osd_id: o.id,
+                            boot_instance: o.instance,
+                        })
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let osd = |map: &api::GetOsdMapResponse, id: u32| -> api::OsdInfo {
+        map.osdmap
+            .as_ref()
+            .unwrap()
+            .osds
+            .iter()
+            .find(|o| o.id == id)
+            .unwrap()
+            .clone()
+    };
+    let silent = osds[3].id;
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let map = m
+            .get_osd_map(api::GetOsdMapRequest {
+                osd_id: 0,
+                epoch: 0,
+            })
+            .await
+            .unwrap();
+        let s = osd(&map, silent);
+        if !s.up && !s.r#in {
+            assert!(
+                (1..=3).all(|id| osd(&map, id).up),
+                "heartbeating OSDs stay up"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never marked down and out: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Out: every PG that held it gets a target without it.
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let pgs = m
+            .get_pg_map(api::GetPgMapRequest::default())
+            .await
+            .unwrap()
+            .pools
+            .remove(0)
+            .into_fields()
+            .pgs;
+        let holding: Vec<_> = pgs.iter().filter(|p| p.members.contains(&silent)).collect();
+        if !holding.is_empty()
+            && holding
+                .iter()
+                .all(|p| p.new_members.len() == 3 && !p.new_members.contains(&silent))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "PGs never remapped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    beat.abort();
+
+    // A heartbeat of the run that was marked down brings it back up (and, auto-out, in).
+    m.heartbeat(api::HeartbeatRequest {
+        osd_id: silent,
+        boot_instance: osds[3].instance,
+    })
+    .await
+    .unwrap();
+    let map = m
+        .get_osd_map(api::GetOsdMapRequest {
+            osd_id: 0,
+            epoch: 0,
+        })
+        .await
+        .unwrap();
+    let s = osd(&map, silent);
+    assert!(s.up && s.r#in, "{s:?}");
+}
