@@ -63,6 +63,7 @@ scale-test: deps ## The 10,000-OSD / 100,000-PG test at etcd's default limits (a
 bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench placement
 	$(CARGO) bench --bench maps
+	$(CARGO) bench --bench bootstorm
 	$(CARGO) bench --bench failover
 
 lint: ## cargo fmt --check and clippy -D warnings

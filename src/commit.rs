@@ -14,7 +14,7 @@
 //! leaves only unreferenced records, which the next leader's load finds and deletes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::cluster::failure::FailureDetector;
 use crate::cluster::iostats::IoStats;
 use crate::cluster::{
-    Applied, ClusterError, ClusterState, Command, Outcome, RecordKey, encode_record,
+    Applied, ClusterError, ClusterState, Command, OsdId, OutRefusal, Outcome, RecordKey,
+    encode_record,
 };
 use crate::etcd::{EncodedOp, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
@@ -73,9 +74,13 @@ pub struct Serving {
     /// Counts published snapshots; background tasks wait on it to react to commits.
     commits: watch::Sender<u64>,
     /// Heartbeat bookkeeping of this term (no etcd write per heartbeat).
-    pub detector: Mutex<FailureDetector>,
+    detector: Mutex<FailureDetector>,
     /// Client I/O statistics of this term.
     pub iostats: Mutex<IoStats>,
+    /// Automatic outs the guards refused at the last check (for the health report).
+    out_refused: Mutex<Vec<(OsdId, OutRefusal)>>,
+    /// OSDs marked down repeatedly (id, times) at the last check.
+    flapping: Mutex<Vec<(OsdId, usize)>>,
 }
 
 impl Serving {
@@ -92,6 +97,21 @@ impl Serving {
             .await
             .map_err(|_| ProposeError::NotLeader)?;
         answer.await.unwrap_or(Err(ProposeError::NotLeader))
+    }
+
+    /// The failure detector of this term.
+    pub fn detector(&self) -> MutexGuard<'_, FailureDetector> {
+        self.detector.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The automatic outs refused at the last check.
+    pub fn out_refused(&self) -> MutexGuard<'_, Vec<(OsdId, OutRefusal)>> {
+        self.out_refused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// OSDs marked down repeatedly at the last check, with how often.
+    pub fn flapping(&self) -> MutexGuard<'_, Vec<(OsdId, usize)>> {
+        self.flapping.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Changes every time a new snapshot is published.
@@ -131,6 +151,8 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) 
         commits,
         detector: Mutex::new(FailureDetector::new(now)),
         iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
+        out_refused: Mutex::new(Vec::new()),
+        flapping: Mutex::new(Vec::new()),
     });
     (serving.clone(), Pipeline { serving, queue: rx })
 }

@@ -111,6 +111,11 @@ struct RawConfig {
     election_lease_ttl: Option<String>,
     osd_down_after: Option<String>,
     osd_out_after: Option<String>,
+    rebalance_max_fraction: Option<f64>,
+    osd_min_in_ratio: Option<f64>,
+    auto_out_subtree_limit: Option<String>,
+    osd_flap_count: Option<i64>,
+    osd_flap_window: Option<String>,
 }
 
 /// The resolved configuration of one monitor.
@@ -149,6 +154,15 @@ pub struct Config {
     pub osd_down_after: Duration,
     /// Failure detection: out after this long down.
     pub osd_out_after: Duration,
+    /// Largest share of all PGs one rebalance round may move (0 < f ≤ 1).
+    pub rebalance_max_fraction: f64,
+    /// Automatic outs never leave fewer than this share of the booted OSDs in.
+    pub osd_min_in_ratio: f64,
+    /// Automatic outs never take an OSD whose whole subtree at this level is down.
+    pub auto_out_subtree_limit: Option<crate::cluster::SubtreeLimit>,
+    /// Marked down this many times within `osd_flap_window`: reported as flapping.
+    pub osd_flap_count: usize,
+    pub osd_flap_window: Duration,
 }
 
 /// How to run the embedded etcd member.
@@ -502,7 +516,53 @@ impl RawConfig {
         let osd_down_after =
             duration(src, "osd_down_after", self.osd_down_after.as_deref(), "10s")?;
         let osd_out_after = duration(src, "osd_out_after", self.osd_out_after.as_deref(), "30s")?;
+        let rebalance_max_fraction = match self.rebalance_max_fraction {
+            None => 0.05,
+            Some(f) if f > 0.0 && f <= 1.0 => f,
+            Some(f) => {
+                return Err(src.error(
+                    "rebalance_max_fraction",
+                    format!("{f} is not in (0, 1] (0.05 moves at most 5% of the PGs per round)"),
+                ));
+            }
+        };
+        let osd_min_in_ratio = match self.osd_min_in_ratio {
+            None => 0.75,
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            Some(r) => {
+                return Err(src.error("osd_min_in_ratio", format!("{r} is not in [0, 1]")));
+            }
+        };
+        let auto_out_subtree_limit = match self.auto_out_subtree_limit.as_deref() {
+            None | Some("rack") => Some(crate::cluster::SubtreeLimit::Rack),
+            Some("host") => Some(crate::cluster::SubtreeLimit::Host),
+            Some("none") => None,
+            Some(other) => {
+                return Err(src.error(
+                    "auto_out_subtree_limit",
+                    format!("'{other}' is not one of rack, host, none"),
+                ));
+            }
+        };
+        let osd_flap_count = match self.osd_flap_count {
+            None => 5,
+            Some(n) if (1..=1000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(src.error("osd_flap_count", format!("{n} is out of range 1..=1000")));
+            }
+        };
+        let osd_flap_window = duration(
+            src,
+            "osd_flap_window",
+            self.osd_flap_window.as_deref(),
+            "10m",
+        )?;
         Ok(Config {
+            osd_min_in_ratio,
+            auto_out_subtree_limit,
+            osd_flap_count,
+            osd_flap_window,
+            rebalance_max_fraction,
             osd_down_after,
             osd_out_after,
             hostname,
@@ -768,6 +828,11 @@ const KNOWN_KEYS: &[&str] = &[
     "election_lease_ttl",
     "osd_down_after",
     "osd_out_after",
+    "rebalance_max_fraction",
+    "osd_min_in_ratio",
+    "auto_out_subtree_limit",
+    "osd_flap_count",
+    "osd_flap_window",
 ];
 
 fn closest_key(name: &str) -> Option<&'static str> {
@@ -1097,6 +1162,59 @@ mod tests {
         let c = parse(&format!("{BASE}address = \"127.0.0.5\"\nport = 4000\n")).unwrap();
         assert_eq!(c.advertise_address, "127.0.0.5:4000");
         assert_eq!(c.advertise_http_address(), "127.0.0.5:3332");
+    }
+
+    #[test]
+    fn failure_policy_keys() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.osd_min_in_ratio, 0.75);
+        assert_eq!(
+            c.auto_out_subtree_limit,
+            Some(crate::cluster::SubtreeLimit::Rack)
+        );
+        assert_eq!(
+            (c.osd_flap_count, c.osd_flap_window),
+            (5, Duration::from_secs(600))
+        );
+        let c = parse(&format!("{BASE}auto_out_subtree_limit = \"none\"\n")).unwrap();
+        assert_eq!(c.auto_out_subtree_limit, None);
+        assert_eq!(
+            err(&format!("{BASE}auto_out_subtree_limit = \"datacenter\"\n")),
+            "monitor.toml:3: auto_out_subtree_limit: 'datacenter' is not one of rack, host, none"
+        );
+        assert_eq!(
+            err(&format!("{BASE}osd_min_in_ratio = 1.5\n")),
+            "monitor.toml:3: osd_min_in_ratio: 1.5 is not in [0, 1]"
+        );
+        assert_eq!(
+            err(&format!("{BASE}osd_flap_count = 0\n")),
+            "monitor.toml:3: osd_flap_count: 0 is out of range 1..=1000"
+        );
+    }
+
+    #[test]
+    fn rebalance_fraction_is_bounded() {
+        assert_eq!(parse(BASE).unwrap().rebalance_max_fraction, 0.05);
+        assert_eq!(
+            parse(&format!("{BASE}rebalance_max_fraction = 0.2\n"))
+                .unwrap()
+                .rebalance_max_fraction,
+            0.2
+        );
+        assert_eq!(
+            err(&format!("{BASE}rebalance_max_fraction = 0.0\n")),
+            "monitor.toml:3: rebalance_max_fraction: 0 is not in (0, 1] (0.05 moves at most 5% of the PGs per round)"
+        );
+        let e = err(&format!("{BASE}rebalance_max_fraction = 2\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: rebalance_max_fraction: 2 is not in (0, 1]"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}rebalance_max_fraction = \"5%\"\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: rebalance_max_fraction: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

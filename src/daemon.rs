@@ -11,7 +11,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::failure::FailureTimings;
+use crate::cluster::OutGuards;
+use crate::cluster::failure::FailurePolicy;
 use crate::commit::TxnLimits;
 use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
@@ -140,11 +141,18 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
             max_ops: config.txn_max_ops as usize,
             max_bytes: config.txn_max_bytes as usize,
         },
-        failure: FailureTimings {
+        failure: FailurePolicy {
             down_after: config.osd_down_after,
             out_after: config.osd_out_after,
+            guards: OutGuards {
+                min_in_ratio: config.osd_min_in_ratio,
+                subtree_limit: config.auto_out_subtree_limit,
+            },
+            flap_count: config.osd_flap_count,
+            flap_window: config.osd_flap_window,
         },
         raft_leader_url,
+        rebalance_fraction: config.rebalance_max_fraction,
     };
     let terms = tokio::spawn(term::run_terms(
         node.clone(),

@@ -23,6 +23,7 @@ pub mod observer;
 pub mod proto;
 pub mod reconcile;
 pub mod service;
+pub mod sim;
 pub mod term;
 pub mod timing;
 pub mod wire;

@@ -2,13 +2,17 @@
 //! term: after each osdmap change (and every few seconds regardless) it finds the PGs that are
 //! out of date and proposes RefreshPgs for them, a bounded batch per pool at a time, so each
 //! change stays one consistent transaction of its own pool.
+//!
+//! When nothing needs repair and `norebalance` is not set, it also runs rebalance rounds: each
+//! round remaps at most `rebalance_max_fraction` of all PGs (minus the remaps still running),
+//! and the next round follows once they complete, until the load is even.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Command, Epoch, Outcome, REFRESH_BATCH};
+use crate::cluster::{ClusterFlag, Command, Epoch, Outcome, REFRESH_BATCH};
 use crate::commit::Serving;
 
 /// A full pass happens at least this often, whatever changed.
@@ -16,13 +20,15 @@ const PASS_EVERY: Duration = Duration::from_secs(5);
 /// Bursts of commits (a boot storm) are coalesced into one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Runs until `stop`.
-pub async fn run(serving: Arc<Serving>, stop: CancellationToken) {
+/// Runs until `stop`. `rebalance_fraction` bounds each rebalance round (0.05: 5% of the PGs).
+pub async fn run(serving: Arc<Serving>, rebalance_fraction: f64, stop: CancellationToken) {
     let mut commits = serving.commits();
     let mut periodic = tokio::time::interval(PASS_EVERY);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<Epoch> = None;
     let mut more = true;
+    // (osdmap epoch, remaps in flight) when rebalancing last found nothing to do.
+    let mut balanced_at: Option<(Epoch, usize)> = None;
     loop {
         let forced = tokio::select! {
             _ = stop.cancelled() => return,
@@ -41,6 +47,7 @@ pub async fn run(serving: Arc<Serving>, stop: CancellationToken) {
         }
         seen = Some(snap.osdmap_epoch());
         more = false;
+        let mut repaired = false;
         for pool in snap.pools() {
             if stop.is_cancelled() {
                 return;
@@ -49,6 +56,7 @@ pub async fn run(serving: Arc<Serving>, stop: CancellationToken) {
             if pgs.is_empty() {
                 continue;
             }
+            repaired = true;
             let full = pgs.len() == REFRESH_BATCH;
             match serving
                 .propose(Command::RefreshPgs { pool: pool.id, pgs })
@@ -62,5 +70,54 @@ pub async fn run(serving: Arc<Serving>, stop: CancellationToken) {
                 Err(e) => tracing::warn!(pool = %pool.id, error = %e, "cannot refresh PGs"),
             }
         }
+        if !repaired {
+            balanced_at = rebalance_round(&serving, rebalance_fraction, balanced_at, &stop).await;
+        }
     }
+}
+
+/// One rebalance round if it can help; returns the new "balanced at" marker.
+async fn rebalance_round(
+    serving: &Serving,
+    fraction: f64,
+    balanced_at: Option<(Epoch, usize)>,
+    stop: &CancellationToken,
+) -> Option<(Epoch, usize)> {
+    let snap = serving.snapshot();
+    if snap.flags().contains(ClusterFlag::NoRebalance) {
+        return None;
+    }
+    let in_flight = snap.remapped_count();
+    let marker = (snap.osdmap_epoch(), in_flight);
+    if balanced_at == Some(marker) {
+        return balanced_at;
+    }
+    let round = ((snap.pg_count() as f64 * fraction) as usize).max(1);
+    let budget = round.saturating_sub(in_flight);
+    if budget == 0 {
+        // The previous round is still moving data: wait for it.
+        return None;
+    }
+    let plan = snap.plan_rebalance(budget);
+    if plan.is_empty() {
+        return Some(marker);
+    }
+    let total: usize = plan.values().map(Vec::len).sum();
+    tracing::info!(moves = total, in_flight, "rebalance round");
+    for (pool, moves) in plan {
+        for batch in moves.chunks(REFRESH_BATCH) {
+            if stop.is_cancelled() {
+                return None;
+            }
+            let command = Command::Rebalance {
+                pool,
+                moves: batch.to_vec(),
+            };
+            if let Err(e) = serving.propose(command).await {
+                tracing::warn!(%pool, error = %e, "cannot apply rebalance moves");
+                return None;
+            }
+        }
+    }
+    None
 }

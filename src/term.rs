@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::failure::FailureTimings;
+use crate::cluster::failure::FailurePolicy;
 use crate::cluster::{ClusterState, RecordKey};
 use crate::commit::{self, PipelineExit, TxnLimits};
 use crate::etcd::{Store, StoreError, raft_leader};
@@ -22,9 +22,11 @@ pub const MONITOR_SERVICE: &str = "fastblock.monitor.v1.Monitor";
 #[derive(Debug, Clone)]
 pub struct TermSettings {
     pub limits: TxnLimits,
-    pub failure: FailureTimings,
+    pub failure: FailurePolicy,
     /// Our embedded member's client URL when raft leadership should be kept off it.
     pub raft_leader_url: Option<String>,
+    /// Largest share of all PGs one rebalance round may move.
+    pub rebalance_fraction: f64,
 }
 
 /// Runs terms as the election starts them, until `stop`.
@@ -81,7 +83,11 @@ async fn run_term(
         settings.failure,
         tasks.clone(),
     ));
-    tokio::spawn(reconcile::run(serving.clone(), tasks.clone()));
+    tokio::spawn(reconcile::run(
+        serving.clone(),
+        settings.rebalance_fraction,
+        tasks.clone(),
+    ));
     node.set_serving(Some(serving));
     node.metrics.leader.set(1);
     node.metrics.leader_epoch.set(term.epoch.0 as i64);

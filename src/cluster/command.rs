@@ -2,6 +2,8 @@
 
 use super::flags::{ClusterFlag, Flags};
 use super::image::Image;
+use super::osd_ops::{OutGuards, OutRefusal};
+use super::rebalance_ops::PlannedMove;
 use super::types::{Epoch, ImageId, OsdId, PgId, PoolId};
 
 /// Ports of one shard as reported by Boot (validated by the state machine).
@@ -62,6 +64,7 @@ pub enum Command {
     /// Failure detector: these OSDs have been down long enough.
     MarkOut {
         ids: Vec<OsdId>,
+        guards: OutGuards,
     },
     OsdOut {
         id: OsdId,
@@ -122,6 +125,11 @@ pub enum Command {
         pool: PoolId,
         pgs: Vec<PgId>,
     },
+    /// Reconciler: remap these PGs to even out the load (moves still valid are applied).
+    Rebalance {
+        pool: PoolId,
+        moves: Vec<PlannedMove>,
+    },
 }
 
 /// What a command did, reported to its caller once its group has committed.
@@ -161,5 +169,10 @@ pub enum Outcome {
     /// Reconciler: how many PGs changed.
     Refreshed {
         changed: usize,
+    },
+    /// Failure detector's outs: those done and those the guards refused.
+    MarkedOut {
+        marked: Vec<OsdId>,
+        refused: Vec<(OsdId, OutRefusal)>,
     },
 }

@@ -2,27 +2,36 @@
 //! down, and the resulting decisions. Heartbeats only touch this in-memory table; only the
 //! decisions (mark down, mark out) become commands. Time is passed in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::osd::Liveness;
+use super::osd_ops::OutGuards;
 use super::state::ClusterState;
 use super::types::OsdId;
 
-/// The failure detector's timings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureTimings {
+/// How the failure detector decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailurePolicy {
     /// An up OSD without a heartbeat for this long is marked down.
     pub down_after: Duration,
     /// A down OSD that is in is marked out after this long down.
     pub out_after: Duration,
+    /// Guards on automatic outs.
+    pub guards: OutGuards,
+    /// An OSD marked down this many times within `flap_window` is reported as flapping.
+    pub flap_count: usize,
+    pub flap_window: Duration,
 }
 
-impl Default for FailureTimings {
+impl Default for FailurePolicy {
     fn default() -> Self {
-        FailureTimings {
+        FailurePolicy {
             down_after: Duration::from_secs(10),
             out_after: Duration::from_secs(30),
+            guards: OutGuards::default(),
+            flap_count: 5,
+            flap_window: Duration::from_secs(600),
         }
     }
 }
@@ -41,6 +50,8 @@ pub struct FailureDetector {
     started: Instant,
     last_seen: HashMap<OsdId, Instant>,
     down_since: HashMap<OsdId, Instant>,
+    /// When the detector marked each OSD down, within the flap window.
+    marked_down: HashMap<OsdId, VecDeque<Instant>>,
 }
 
 impl FailureDetector {
@@ -50,6 +61,7 @@ impl FailureDetector {
             started: now,
             last_seen: HashMap::new(),
             down_since: HashMap::new(),
+            marked_down: HashMap::new(),
         }
     }
 
@@ -66,7 +78,7 @@ impl FailureDetector {
 
     /// Up OSDs silent for longer than `down_after` go down; down OSDs that are in and have
     /// been down (as seen by this term) for longer than `out_after` go out.
-    pub fn check(&mut self, state: &ClusterState, now: Instant, t: FailureTimings) -> Decisions {
+    pub fn check(&mut self, state: &ClusterState, now: Instant, t: FailurePolicy) -> Decisions {
         let mut d = Decisions::default();
         for osd in state.osds() {
             match osd.liveness {
@@ -90,6 +102,31 @@ impl FailureDetector {
         self.last_seen.retain(|id, _| state.osd(*id).is_some());
         d
     }
+
+    /// Notes that the detector marked `id` down at `now` (for flap detection).
+    pub fn marked_down(&mut self, id: OsdId, now: Instant) {
+        self.marked_down.entry(id).or_default().push_back(now);
+    }
+
+    /// OSDs marked down at least `flap_count` times within `flap_window` before `now`, with
+    /// their count.
+    pub fn flapping(&mut self, now: Instant, p: &FailurePolicy) -> Vec<(OsdId, usize)> {
+        let mut out = Vec::new();
+        self.marked_down.retain(|id, times| {
+            while times
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > p.flap_window)
+            {
+                times.pop_front();
+            }
+            if times.len() >= p.flap_count {
+                out.push((*id, times.len()));
+            }
+            !times.is_empty()
+        });
+        out.sort();
+        out
+    }
 }
 
 #[cfg(test)]
@@ -98,9 +135,15 @@ mod tests {
     use crate::cluster::state::tests::cluster;
     use crate::cluster::{ClusterFlag, Command};
 
-    const T: FailureTimings = FailureTimings {
+    const T: FailurePolicy = FailurePolicy {
         down_after: Duration::from_secs(10),
         out_after: Duration::from_secs(30),
+        guards: OutGuards {
+            min_in_ratio: 0.75,
+            subtree_limit: None,
+        },
+        flap_count: 3,
+        flap_window: Duration::from_secs(60),
     };
 
     #[test]
@@ -131,6 +174,22 @@ mod tests {
     }
 
     #[test]
+    fn repeated_mark_downs_within_the_window_are_flapping() {
+        let t0 = Instant::now();
+        let mut fd = FailureDetector::new(t0);
+        for i in 0..3 {
+            fd.marked_down(OsdId(7), t0 + Duration::from_secs(i * 10));
+        }
+        fd.marked_down(OsdId(8), t0);
+        assert_eq!(
+            fd.flapping(t0 + Duration::from_secs(30), &T),
+            vec![(OsdId(7), 3)]
+        );
+        // The oldest falls out of the window.
+        assert!(fd.flapping(t0 + Duration::from_secs(61), &T).is_empty());
+    }
+
+    #[test]
     fn noout_and_nodown_are_honoured_by_the_commands() {
         let mut s = cluster(2, 2);
         s.apply(&Command::SetFlag(ClusterFlag::NoDown)).unwrap();
@@ -147,6 +206,7 @@ mod tests {
         .unwrap();
         s.apply(&Command::MarkOut {
             ids: vec![OsdId(1)],
+            guards: T.guards,
         })
         .unwrap();
         let o = s.osd(OsdId(1)).unwrap();

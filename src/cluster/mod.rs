@@ -14,6 +14,7 @@ mod osd_ops;
 pub mod placement;
 mod pool;
 mod pool_ops;
+mod rebalance_ops;
 mod records;
 mod state;
 pub mod topology;
@@ -27,12 +28,13 @@ pub use error::ClusterError;
 pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
 pub use osd::{DEFAULT_ROOT, DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
-pub use osd_ops::parse_uuid;
+pub use osd_ops::{OutGuards, OutRefusal, SubtreeLimit, parse_uuid};
 pub use pool::{
     FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, PG_CHUNK, Pg, PgState, PgTable, Pool,
     Target, chunk_of,
 };
 pub use pool_ops::REFRESH_BATCH;
+pub use rebalance_ops::PlannedMove;
 pub use records::{
     Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone, decode_record,
     encode_record,

@@ -13,6 +13,49 @@ use super::records::RecordKey;
 use super::state::{Applied, BlobKey, ClusterState};
 use super::types::{BootInstance, OsdId, Weight};
 
+/// Ceph's guards on automatic outs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutGuards {
+    /// Auto-out never leaves fewer than this share of the booted OSDs in.
+    pub min_in_ratio: f64,
+    /// Auto-out never takes an OSD whose whole subtree at this level is down.
+    pub subtree_limit: Option<SubtreeLimit>,
+}
+
+impl Default for OutGuards {
+    fn default() -> Self {
+        OutGuards {
+            min_in_ratio: 0.75,
+            subtree_limit: Some(SubtreeLimit::Rack),
+        }
+    }
+}
+
+/// The topology level of [`OutGuards::subtree_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtreeLimit {
+    Host,
+    Rack,
+}
+
+impl SubtreeLimit {
+    pub fn name(self) -> &'static str {
+        match self {
+            SubtreeLimit::Host => "host",
+            SubtreeLimit::Rack => "rack",
+        }
+    }
+}
+
+/// Why an automatic out was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutRefusal {
+    /// It would leave fewer OSDs in than the minimum in-ratio.
+    MinInRatio,
+    /// Its whole subtree at this level is down.
+    WholeSubtreeDown(SubtreeLimit),
+}
+
 /// The longest host, rack or root name, in bytes.
 pub const MAX_LABEL: usize = 255;
 /// The largest OSD config text kept, in bytes.
@@ -281,25 +324,57 @@ impl ClusterState {
         Ok(applied)
     }
 
-    pub(super) fn mark_out(&mut self, ids: &[OsdId]) -> Applied {
+    /// Failure detector's out, under Ceph's guards: never below the minimum in-ratio, and never
+    /// an OSD whose whole subtree (e.g. its rack) is down — that looks like a power or network
+    /// event, and moving all its data would hurt more than waiting. Refusals are reported.
+    pub(super) fn mark_out(&mut self, ids: &[OsdId], guards: &OutGuards) -> Applied {
+        let mut refused = Vec::new();
+        let mut marked = Vec::new();
         let mut applied = Applied::new(self.osd_outcome());
         if self.meta.flags.contains(ClusterFlag::NoOut) {
+            applied.outcome = Outcome::MarkedOut { marked, refused };
             return applied;
         }
+        let booted = self
+            .osds
+            .values()
+            .filter(|o| !matches!(o.liveness, Liveness::New))
+            .count();
+        let mut in_count = self.osds.values().filter(|o| o.is_in()).count();
         for id in ids {
             let Some(mut osd) = self.osds.get(id).map(|o| (**o).clone()) else {
                 continue;
             };
-            if osd.is_in() && !osd.is_up() {
-                let since = self.pending_osdmap_epoch();
-                osd.membership = Membership::Out {
-                    reason: OutReason::Auto,
-                    since,
-                };
-                self.put_osd(osd, &mut applied.touched);
+            if !osd.is_in() || osd.is_up() {
+                continue;
             }
+            if ((in_count - 1) as f64) < guards.min_in_ratio * booted as f64 {
+                refused.push((*id, OutRefusal::MinInRatio));
+                continue;
+            }
+            if let Some(level) = guards.subtree_limit
+                && let Some(mine) = subtree(&osd, level)
+            {
+                let any_up = self.osds.values().any(|o| {
+                    o.location.root == osd.location.root
+                        && subtree(o, level).as_ref() == Some(&mine)
+                        && o.is_up()
+                });
+                if !any_up {
+                    refused.push((*id, OutRefusal::WholeSubtreeDown(level)));
+                    continue;
+                }
+            }
+            let since = self.pending_osdmap_epoch();
+            osd.membership = Membership::Out {
+                reason: OutReason::Auto,
+                since,
+            };
+            self.put_osd(osd, &mut applied.touched);
+            in_count -= 1;
+            marked.push(*id);
         }
-        applied.outcome = self.osd_outcome();
+        applied.outcome = Outcome::MarkedOut { marked, refused };
         applied
     }
 
@@ -480,6 +555,15 @@ impl ClusterState {
             osdmap_epoch: self.meta.epoch,
         };
         applied
+    }
+}
+
+/// The OSD's subtree at `level`; an OSD without a rack label is in no rack, so the rack limit
+/// does not restrict it (as in Ceph, where the limit only applies to OSDs under such a bucket).
+fn subtree(o: &Osd, level: SubtreeLimit) -> Option<String> {
+    match level {
+        SubtreeLimit::Host => Some(o.location.host.clone()),
+        SubtreeLimit::Rack => o.location.rack.clone(),
     }
 }
 

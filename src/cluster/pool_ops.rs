@@ -346,7 +346,7 @@ impl ClusterState {
         Ok(())
     }
 
-    fn up_set(&self) -> HashSet<OsdId> {
+    pub(super) fn up_set(&self) -> HashSet<OsdId> {
         self.osds
             .values()
             .filter(|o| o.is_up())
@@ -356,13 +356,13 @@ impl ClusterState {
 }
 
 /// Which OSDs a pool's PGs may keep, and in which failure domain each sits.
-struct Usable {
+pub(super) struct Usable {
     /// Usable OSDs for the pool (in, weight > 0, under its root) → their failure domain.
     domains: HashMap<OsdId, DomainKey>,
 }
 
 impl Usable {
-    fn new(state: &ClusterState, pool: &Pool) -> Usable {
+    pub(super) fn new(state: &ClusterState, pool: &Pool) -> Usable {
         let topo = state.topology();
         let domains = topo
             .under_root(&pool.root)
@@ -374,7 +374,7 @@ impl Usable {
     /// Members placement can no longer keep: not usable any more (out, weight 0, purged, moved
     /// to another root) or sharing a failure domain with an earlier member (after a topology
     /// change).
-    fn misplaced(&self, members: &[OsdId]) -> Vec<OsdId> {
+    pub(super) fn misplaced(&self, members: &[OsdId]) -> Vec<OsdId> {
         let mut seen = HashSet::new();
         members
             .iter()
@@ -395,7 +395,7 @@ impl Usable {
 
 /// The state a PG should have: creating until its first leader report, then active unless down;
 /// undersize/down from the up count; remapped while a target is set.
-fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
+pub(super) fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
     let up_count = pg.members.iter().filter(|m| up.contains(m)).count();
     let health = PgState::health(up_count, size as usize);
     let mut state = if pg.state.contains(PgState::CREATING) {
@@ -411,7 +411,7 @@ fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
     state
 }
 
-fn spec_of(pool: &Pool) -> PoolSpec {
+pub(super) fn spec_of(pool: &Pool) -> PoolSpec {
     PoolSpec {
         size: pool.size,
         pg_count: pool.pg_count,

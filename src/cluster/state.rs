@@ -296,7 +296,7 @@ impl ClusterState {
             Command::OsdStop { id } => self.osd_stop(*id),
             Command::MarkDown { ids } => Ok(self.mark_down(ids)),
             Command::MarkUp { id, instance } => self.mark_up(*id, *instance),
-            Command::MarkOut { ids } => Ok(self.mark_out(ids)),
+            Command::MarkOut { ids, guards } => Ok(self.mark_out(ids, guards)),
             Command::OsdOut { id } => self.osd_out(*id),
             Command::OsdIn { id } => self.osd_in(*id),
             Command::SetLocation {
@@ -338,6 +338,7 @@ impl ClusterState {
                 members,
             } => self.member_change_finish(*result, *pool, *pg, members),
             Command::RefreshPgs { pool, pgs } => self.refresh_pgs(*pool, pgs),
+            Command::Rebalance { pool, moves } => self.rebalance(*pool, moves),
         }
     }
 

@@ -9,7 +9,7 @@ use super::osds::lock;
 use super::{MonitorService, convert, status, unexpected};
 use crate::cluster::iostats::{IoCounters, parse_pg_name};
 use crate::cluster::{
-    ClusterError, ClusterFlag, ClusterState, Command, Liveness, OsdId, Outcome, PgState,
+    ClusterError, ClusterFlag, ClusterState, Command, Liveness, OsdId, OutRefusal, Outcome, PgState,
 };
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
@@ -125,7 +125,12 @@ impl MonitorService {
                 pgs += 1;
             }
         }
-        let checks = health_checks(&snap, &states, monitors.len(), self.node.expected_monitors);
+        let mut checks = health_checks(&snap, &states, monitors.len(), self.node.expected_monitors);
+        checks.extend(failure_checks(
+            &snap,
+            &serving.out_refused(),
+            &serving.flapping(),
+        ));
         let health = checks
             .iter()
             .map(|c| c.severity)
@@ -208,6 +213,50 @@ impl MonitorService {
         lock(&serving.iostats).report(known, Instant::now());
         Ok(api::DataStatisticsResponse { ignored })
     }
+}
+
+/// Health checks from the failure detector: refused automatic outs and flapping OSDs.
+fn failure_checks(
+    s: &ClusterState,
+    refused: &[(OsdId, OutRefusal)],
+    flapping: &[(OsdId, usize)],
+) -> Vec<api::HealthCheck> {
+    let mut checks = Vec::new();
+    // Only refusals that still hold: the OSD is still down and in.
+    let refused: Vec<String> = refused
+        .iter()
+        .filter(|(id, _)| s.osd(*id).is_some_and(|o| o.is_in() && !o.is_up()))
+        .map(|(id, why)| match why {
+            OutRefusal::MinInRatio => {
+                format!("{id} stays in: marking it out would leave too few OSDs in")
+            }
+            OutRefusal::WholeSubtreeDown(level) => format!(
+                "{id} stays in: its whole {} is down (mark it out by hand if it is gone)",
+                level.name()
+            ),
+        })
+        .collect();
+    if !refused.is_empty() {
+        checks.push(api::HealthCheck {
+            code: "OSD_OUT_REFUSED".to_string(),
+            severity: api::HealthStatus::Warn as i32,
+            summary: format!("{} down osds not marked out automatically", refused.len()),
+            detail: refused.into_iter().take(MAX_DETAIL).collect(),
+        });
+    }
+    if !flapping.is_empty() {
+        checks.push(api::HealthCheck {
+            code: "OSD_FLAPPING".to_string(),
+            severity: api::HealthStatus::Warn as i32,
+            summary: format!("{} osds flapping", flapping.len()),
+            detail: flapping
+                .iter()
+                .take(MAX_DETAIL)
+                .map(|(id, n)| format!("{id} marked down {n} times recently"))
+                .collect(),
+        });
+    }
+    checks
 }
 
 /// Named health checks, Ceph-style.

@@ -64,7 +64,7 @@ impl MonitorService {
                 held_down,
             } => {
                 // A boot is a sign of life.
-                lock(&serving.detector).heard_from(id, Instant::now());
+                serving.detector().heard_from(id, Instant::now());
                 Ok(api::BootResponse {
                     osdmap_epoch: osdmap_epoch.0,
                     leader_epoch: serving.term.epoch.0,
@@ -113,7 +113,7 @@ impl MonitorService {
         if current != instance {
             return Err(status::cluster_error(&ClusterError::StaleBootInstance(id)));
         }
-        lock(&serving.detector).heard_from(id, Instant::now());
+        serving.detector().heard_from(id, Instant::now());
         if matches!(osd.liveness, Liveness::Down { .. }) {
             self.propose(
                 &serving,

@@ -7,6 +7,7 @@ mod images;
 mod osds;
 mod pgs;
 mod pools;
+mod proptests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -290,3 +291,9 @@ impl Store {
         self.blobs.get(&key)
     }
 }
+
+/// Automatic outs without Ceph's guards, for tests of the out semantics on small clusters.
+pub(super) const NO_GUARDS: crate::cluster::OutGuards = crate::cluster::OutGuards {
+    min_in_ratio: 0.0,
+    subtree_limit: None,
+};

@@ -45,7 +45,13 @@ fn mark_down(s: &mut ClusterState, id: &[u32]) -> Applied {
 }
 
 fn mark_out(s: &mut ClusterState, id: &[u32]) -> Applied {
-    run(s, Command::MarkOut { ids: ids(id) })
+    run(
+        s,
+        Command::MarkOut {
+            ids: ids(id),
+            guards: NO_GUARDS,
+        },
+    )
 }
 
 fn stop(s: &mut ClusterState, id: u32) -> Applied {
@@ -945,7 +951,13 @@ fn noout_makes_mark_out_a_no_op() {
     let mut s = cluster(3, 3);
     mark_down(&mut s, &[2]);
     run(&mut s, Command::SetFlag(ClusterFlag::NoOut));
-    assert_no_op(&mut s, Command::MarkOut { ids: ids(&[2]) });
+    assert_no_op(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&[2]),
+            guards: NO_GUARDS,
+        },
+    );
     assert!(osd(&s, 2).is_in());
     // An operator's out still works under noout.
     run(&mut s, Command::OsdOut { id: OsdId(2) });
@@ -978,6 +990,7 @@ fn mark_out_only_affects_down_and_in_osds() {
         &mut s,
         Command::MarkOut {
             ids: ids(&[1, 2, 3]),
+            guards: NO_GUARDS,
         },
     );
 }
@@ -1492,4 +1505,146 @@ fn boot_refuses_non_unicast_addresses_and_reused_ports() {
         }),
     );
     assert!(matches!(e, ClusterError::InvalidShards(_)), "{e:?}");
+}
+
+fn marked_out(a: &Applied) -> (Vec<OsdId>, Vec<(OsdId, crate::cluster::OutRefusal)>) {
+    match &a.outcome {
+        Outcome::MarkedOut { marked, refused } => (marked.clone(), refused.clone()),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn auto_out_keeps_the_minimum_in_ratio() {
+    use crate::cluster::{OutGuards, OutRefusal};
+    // 8 OSDs on 8 hosts; 3 down. 0.75 × 8 = 6 must stay in: only 2 of the 3 may go out.
+    let mut s = cluster(8, 8);
+    run(
+        &mut s,
+        Command::MarkDown {
+            ids: ids(&[1, 2, 3]),
+        },
+    );
+    let guards = OutGuards {
+        min_in_ratio: 0.75,
+        subtree_limit: None,
+    };
+    let a = run(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&[1, 2, 3]),
+            guards,
+        },
+    );
+    let (marked, refused) = marked_out(&a);
+    assert_eq!(marked, ids(&[1, 2]));
+    assert_eq!(refused, vec![(OsdId(3), OutRefusal::MinInRatio)]);
+    assert!(osd(&s, 3).is_in());
+}
+
+#[test]
+fn auto_out_never_takes_a_whole_subtree() {
+    use crate::cluster::{OutGuards, OutRefusal, SubtreeLimit};
+    // 12 OSDs on 4 hosts (3 each); every OSD of host 1 down, and one OSD of host 2.
+    let mut s = cluster(12, 4);
+    let host1: Vec<u32> = (1..=12).filter(|i| i % 4 == 1).collect();
+    let down: Vec<u32> = host1.iter().copied().chain([2]).collect();
+    run(&mut s, Command::MarkDown { ids: ids(&down) });
+    let guards = OutGuards {
+        min_in_ratio: 0.0,
+        subtree_limit: Some(SubtreeLimit::Host),
+    };
+    let a = run(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&down),
+            guards,
+        },
+    );
+    let (marked, refused) = marked_out(&a);
+    assert_eq!(marked, ids(&[2]), "a single failed OSD goes out");
+    assert_eq!(
+        refused,
+        host1
+            .iter()
+            .map(|i| (OsdId(*i), OutRefusal::WholeSubtreeDown(SubtreeLimit::Host)))
+            .collect::<Vec<_>>(),
+        "a whole dead host stays in"
+    );
+    // With racks: host 1 and host 3 in rack r1; host 3 up, so host 1's OSDs may go out.
+    for i in (1..=12).filter(|i| i % 4 == 1 || i % 4 == 3) {
+        run(
+            &mut s,
+            Command::SetLocation {
+                id: OsdId(i),
+                host: None,
+                rack: Some("r1".to_string()),
+                root: None,
+            },
+        );
+    }
+    let a = run(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&host1),
+            guards: OutGuards {
+                min_in_ratio: 0.0,
+                subtree_limit: Some(SubtreeLimit::Rack),
+            },
+        },
+    );
+    assert_eq!(marked_out(&a).0, ids(&host1), "the rack still has up OSDs");
+}
+
+#[test]
+fn the_rack_limit_holds_a_dead_rack_and_spares_unracked_hosts() {
+    use crate::cluster::{OutGuards, OutRefusal, SubtreeLimit};
+    let guards = OutGuards {
+        min_in_ratio: 0.0,
+        subtree_limit: Some(SubtreeLimit::Rack),
+    };
+    // 8 OSDs on 4 hosts without rack labels: a dead host is not a dead rack.
+    let mut s = cluster(8, 4);
+    run(&mut s, Command::MarkDown { ids: ids(&[1, 5]) });
+    let a = run(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&[1, 5]),
+            guards,
+        },
+    );
+    assert_eq!(marked_out(&a).0, ids(&[1, 5]));
+    // Hosts 2 and 3 (OSDs 2, 6, 3, 7) form rack r9, which dies entirely: it stays in.
+    for i in [2, 6, 3, 7] {
+        run(
+            &mut s,
+            Command::SetLocation {
+                id: OsdId(i),
+                host: None,
+                rack: Some("r9".to_string()),
+                root: None,
+            },
+        );
+    }
+    run(
+        &mut s,
+        Command::MarkDown {
+            ids: ids(&[2, 6, 3, 7]),
+        },
+    );
+    let a = run(
+        &mut s,
+        Command::MarkOut {
+            ids: ids(&[2, 6, 3, 7]),
+            guards,
+        },
+    );
+    let (marked, refused) = marked_out(&a);
+    assert!(marked.is_empty());
+    assert_eq!(refused.len(), 4);
+    assert!(
+        refused
+            .iter()
+            .all(|(_, r)| *r == OutRefusal::WholeSubtreeDown(SubtreeLimit::Rack))
+    );
 }

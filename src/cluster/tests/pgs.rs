@@ -622,7 +622,13 @@ fn a_stopped_osd_degrades_its_pgs_and_its_auto_out_remaps_them() {
             PgState::ACTIVE.with(PgState::UNDERSIZE)
         );
     }
-    run(&mut s, Command::MarkOut { ids: vec![y] });
+    run(
+        &mut s,
+        Command::MarkOut {
+            ids: vec![y],
+            guards: NO_GUARDS,
+        },
+    );
     assert_eq!(s.pgs_needing_refresh(p, usize::MAX), held);
     refresh(&mut s, p);
     for id in &held {
@@ -890,6 +896,7 @@ fn records_round_trip_with_every_kind_of_entity() {
         &mut s,
         Command::MarkOut {
             ids: vec![OsdId(4)],
+            guards: NO_GUARDS,
         },
     );
     step(&mut s, Command::OsdStop { id: OsdId(5) });

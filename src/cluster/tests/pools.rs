@@ -348,6 +348,7 @@ fn create_pool_never_places_on_out_or_new_osds() {
         &mut s,
         Command::MarkOut {
             ids: vec![OsdId(5)],
+            guards: NO_GUARDS,
         },
     );
     let fresh = apply_id(&mut s, &uuid(50));

@@ -1,0 +1,140 @@
+//! Boot storm: 10,000 OSDs (64 shards each) do ApplyId + Boot all at once against a standalone
+//! monitor; how long until all are up, and how many etcd transactions and osdmap epochs it took.
+//! Baseline in the same run: 500 OSDs booting one after another (no concurrency, so no group
+//! commit), which costs one transaction and one epoch per request.
+//!
+//! `make bench` runs it.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::api::boot_request;
+use common::{ClusterOptions, TestCluster};
+use fastblock_monitor::proto::monitor as api;
+use tonic::transport::{Channel, Endpoint};
+
+const STORM: u32 = 10_000;
+const SEQUENTIAL: u32 = 500;
+const CONNECTIONS: usize = 256;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+struct Counts {
+    txns: f64,
+    epoch: u64,
+}
+
+async fn counts(c: &TestCluster, m: &mut api::monitor_client::MonitorClient<Channel>) -> Counts {
+    let txns = c
+        .metric(0, "fastblock_etcd_txn_duration_seconds_count")
+        .expect("txn count metric");
+    let epoch = m
+        .get_osd_map(api::GetOsdMapRequest {
+            osd_id: 0,
+            epoch: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .epoch;
+    Counts { txns, epoch }
+}
+
+fn uuid(n: u32) -> String {
+    format!("b0075702-0000-4000-8000-{n:012}")
+}
+
+async fn boot_one(mut m: api::monitor_client::MonitorClient<Channel>, n: u32) {
+    let u = uuid(n);
+    let id = m
+        .apply_id(api::ApplyIdRequest { uuid: u.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .osd_id;
+    m.boot(boot_request(id, &u, &format!("host{}", n % 1000), 1, 64))
+        .await
+        .unwrap();
+}
+
+async fn run() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"3600s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], Duration::from_secs(120));
+    let addr = c.monitors[0].grpc.clone();
+    let channels: Vec<Channel> = (0..CONNECTIONS)
+        .map(|_| {
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
+        .collect();
+    let mut m = api::monitor_client::MonitorClient::new(channels[0].clone())
+        .max_decoding_message_size(1 << 30);
+
+    // Baseline: one at a time.
+    let before = counts(&c, &mut m).await;
+    let started = Instant::now();
+    for n in 0..SEQUENTIAL {
+        boot_one(m.clone(), n).await;
+    }
+    let seq_time = started.elapsed();
+    let after = counts(&c, &mut m).await;
+    let seq_txns = after.txns - before.txns;
+    let seq_epochs = after.epoch - before.epoch;
+
+    // The storm: every OSD at once.
+    let before = after;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(STORM as usize);
+    for n in SEQUENTIAL..SEQUENTIAL + STORM {
+        let client =
+            api::monitor_client::MonitorClient::new(channels[n as usize % CONNECTIONS].clone());
+        tasks.push(tokio::spawn(boot_one(client, n)));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let storm_time = started.elapsed();
+    let after = counts(&c, &mut m).await;
+    let status = m
+        .get_cluster_status(api::GetClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.osds_up, SEQUENTIAL + STORM, "every OSD is up");
+    let storm_txns = after.txns - before.txns;
+    let storm_epochs = after.epoch - before.epoch;
+    let requests = f64::from(2 * STORM);
+
+    println!();
+    println!(
+        "| boot | OSDs | time | etcd transactions | osdmap epochs | transactions per request |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| one after another (baseline) | {SEQUENTIAL} | {:.2} s | {seq_txns:.0} | {seq_epochs} | {:.2} |",
+        seq_time.as_secs_f64(),
+        seq_txns / f64::from(2 * SEQUENTIAL)
+    );
+    println!(
+        "| all at once (storm) | {STORM} | {:.2} s | {storm_txns:.0} | {storm_epochs} | {:.3} |",
+        storm_time.as_secs_f64(),
+        storm_txns / requests
+    );
+}
