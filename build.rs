@@ -29,6 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // from wire.proto.
         .extern_path(".fastblock.monitor.v1.OsdMap", "crate::wire::OsdMap")
         .extern_path(".fastblock.monitor.v1.PoolPgMap", "crate::wire::PoolPgMap")
+        .extern_path(
+            ".fastblock.monitor.v1.WatchClusterMapResponse",
+            "crate::wire::WatchClusterMapResponse",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

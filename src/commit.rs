@@ -13,7 +13,7 @@
 //! its own just before; the cleanup is deleted right after. A leader that dies in between
 //! leaves only unreferenced records, which the next leader's load finds and deletes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -30,6 +30,9 @@ use crate::leadership::LeaderTerm;
 use crate::metrics::Metrics;
 use crate::{failpoint, timing};
 
+/// Published snapshots kept for map watchers. They share structure, so each costs only what
+/// its commit changed.
+const HISTORY: usize = 256;
 /// Most proposals taken into one batch.
 const MAX_BATCH: usize = 4096;
 /// Proposals that may wait in the queue before callers are slowed down.
@@ -81,6 +84,9 @@ pub struct Serving {
     out_refused: Mutex<Vec<(OsdId, OutRefusal)>>,
     /// OSDs marked down repeatedly (id, times) at the last check.
     flapping: Mutex<Vec<(OsdId, usize)>>,
+    /// The most recent published snapshots with their commit sequence numbers, oldest first:
+    /// map watchers step through them to see every epoch.
+    history: Mutex<VecDeque<(u64, Arc<ClusterState>)>>,
 }
 
 impl Serving {
@@ -119,11 +125,37 @@ impl Serving {
         self.commits.subscribe()
     }
 
+    /// The newest published snapshot and its commit sequence number.
+    pub fn latest(&self) -> (u64, Arc<ClusterState>) {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.back()
+            .cloned()
+            .unwrap_or_else(|| (0, self.state.load_full()))
+    }
+
+    /// Published snapshots newer than commit `seq`, oldest first (all retained ones when `seq`
+    /// is older than the ring).
+    pub fn history_after(&self, seq: u64) -> Vec<(u64, Arc<ClusterState>)> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let start = h.partition_point(|(s, _)| *s <= seq);
+        h.range(start..).cloned().collect()
+    }
+
     fn publish(&self, state: &ClusterState) {
         let mut published = state.clone();
         published.begin_group();
-        self.state.store(Arc::new(published));
-        self.commits.send_modify(|n| *n += 1);
+        let published = Arc::new(published);
+        self.state.store(published.clone());
+        let mut seq = 0;
+        self.commits.send_modify(|n| {
+            *n += 1;
+            seq = *n;
+        });
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.push_back((seq, published));
+        while h.len() > HISTORY {
+            h.pop_front();
+        }
     }
 }
 
@@ -144,15 +176,17 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) 
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (commits, _) = watch::channel(0);
     let now = std::time::Instant::now();
+    let initial = Arc::new(state);
     let serving = Arc::new(Serving {
         term,
-        state: ArcSwap::from_pointee(state),
+        state: ArcSwap::new(initial.clone()),
         proposals: tx,
         commits,
         detector: Mutex::new(FailureDetector::new(now)),
         iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
         out_refused: Mutex::new(Vec::new()),
         flapping: Mutex::new(Vec::new()),
+        history: Mutex::new(VecDeque::from([(0, initial)])),
     });
     (serving.clone(), Pipeline { serving, queue: rx })
 }

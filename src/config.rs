@@ -116,6 +116,8 @@ struct RawConfig {
     auto_out_subtree_limit: Option<String>,
     osd_flap_count: Option<i64>,
     osd_flap_window: Option<String>,
+    watch_history_epochs: Option<i64>,
+    watch_progress_every: Option<String>,
 }
 
 /// The resolved configuration of one monitor.
@@ -163,6 +165,10 @@ pub struct Config {
     /// Marked down this many times within `osd_flap_window`: reported as flapping.
     pub osd_flap_count: usize,
     pub osd_flap_window: Duration,
+    /// A map watcher more than this many epochs behind gets a full map instead of a delta.
+    pub watch_history_epochs: u64,
+    /// A map watch sends a progress message after this long without updates.
+    pub watch_progress_every: Duration,
 }
 
 /// How to run the embedded etcd member.
@@ -557,7 +563,22 @@ impl RawConfig {
             self.osd_flap_window.as_deref(),
             "10m",
         )?;
+        let watch_history_epochs = match self.watch_history_epochs {
+            None => 1000,
+            Some(n) if n >= 1 => n as u64,
+            Some(n) => {
+                return Err(src.error("watch_history_epochs", format!("{n} must be at least 1")));
+            }
+        };
+        let watch_progress_every = duration(
+            src,
+            "watch_progress_every",
+            self.watch_progress_every.as_deref(),
+            "5s",
+        )?;
         Ok(Config {
+            watch_history_epochs,
+            watch_progress_every,
             osd_min_in_ratio,
             auto_out_subtree_limit,
             osd_flap_count,
@@ -833,6 +854,8 @@ const KNOWN_KEYS: &[&str] = &[
     "auto_out_subtree_limit",
     "osd_flap_count",
     "osd_flap_window",
+    "watch_history_epochs",
+    "watch_progress_every",
 ];
 
 fn closest_key(name: &str) -> Option<&'static str> {

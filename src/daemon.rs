@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
-use crate::service::MonitorService;
+use crate::service::{MonitorService, WatchSettings};
 use crate::{VERSION, etcd, http, observer, term, timing};
 
 /// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
@@ -76,6 +76,10 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         metrics.clone(),
         store.clone(),
         expected_monitors,
+        WatchSettings {
+            history_epochs: config.watch_history_epochs,
+            progress_every: config.watch_progress_every,
+        },
         view,
     ));
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -11,6 +11,7 @@ use crate::etcd::Store;
 use crate::metrics::Metrics;
 use crate::observer::MonitorView;
 use crate::proto::store::MonitorRecord;
+use crate::service::WatchSettings;
 
 /// Shared context of one monitor process.
 pub struct Node {
@@ -21,6 +22,8 @@ pub struct Node {
     pub store: Store,
     /// Monitors the cluster is configured with (embedded members), 0 when unknown.
     pub expected_monitors: usize,
+    /// How map watches behave.
+    pub watch: WatchSettings,
     view: watch::Receiver<MonitorView>,
     serving: ArcSwapOption<Serving>,
 }
@@ -31,6 +34,7 @@ impl Node {
         metrics: Metrics,
         store: Store,
         expected_monitors: usize,
+        watch: WatchSettings,
         view: watch::Receiver<MonitorView>,
     ) -> Node {
         Node {
@@ -38,6 +42,7 @@ impl Node {
             metrics,
             store,
             expected_monitors,
+            watch,
             view,
             serving: ArcSwapOption::empty(),
         }

@@ -11,12 +11,15 @@ use prost::Message;
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{DecodeContext, WireType};
 
-use crate::proto::wire::{OsdMapFields, PoolPgMapFields};
+use crate::proto::wire::{OsdMapFields, PoolPgMapFields, WatchClusterMapResponseFields};
 
 /// `fastblock.monitor.v1.OsdMap`.
 pub type OsdMap = Preencoded<OsdMapFields>;
 /// `fastblock.monitor.v1.PoolPgMap`.
 pub type PoolPgMap = Preencoded<PoolPgMapFields>;
+/// `fastblock.monitor.v1.WatchClusterMapResponse`: one update, encoded once and sent to every
+/// watcher at the same epoch.
+pub type WatchClusterMapResponse = Preencoded<WatchClusterMapResponseFields>;
 
 /// A message held either as fields or as its encoding.
 pub struct Preencoded<T> {
@@ -254,6 +257,14 @@ mod tests {
         assert_eq!(
             fields_of(&fds, "fastblock.monitor.wire.v1", "PoolPgMapFields"),
             fields_of(&fds, "fastblock.monitor.v1", "PoolPgMap")
+        );
+        assert_eq!(
+            fields_of(
+                &fds,
+                "fastblock.monitor.wire.v1",
+                "WatchClusterMapResponseFields"
+            ),
+            fields_of(&fds, "fastblock.monitor.v1", "WatchClusterMapResponse")
         );
     }
 }

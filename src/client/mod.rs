@@ -14,6 +14,10 @@ use crate::proto::monitor as api;
 use crate::proto::monitor::monitor_client::MonitorClient as RawClient;
 use crate::service::status::{LEADER_HEADER, NOT_LEADER, reason};
 
+mod watch;
+
+pub use watch::{ClusterMaps, MapEvent, MapWatcher, PoolMap, Scope};
+
 /// Tunables of a [`MonitorClient`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -159,7 +163,7 @@ impl MonitorClient {
         F: Fn(RawClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
-        self.retry(call, false).await
+        self.retry(call, false).await.map(|(v, _)| v)
     }
 
     /// Calls the leader, following NOT_LEADER hints.
@@ -168,10 +172,19 @@ impl MonitorClient {
         F: Fn(RawClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
+        self.retry(call, true).await.map(|(v, _)| v)
+    }
+
+    /// Like [`MonitorClient::call_leader`], also returning the address that answered.
+    pub async fn call_leader_at<T, F, Fut>(&self, call: F) -> Result<(T, String), ClientError>
+    where
+        F: Fn(RawClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         self.retry(call, true).await
     }
 
-    async fn retry<T, F, Fut>(&self, call: F, leader_only: bool) -> Result<T, ClientError>
+    async fn retry<T, F, Fut>(&self, call: F, leader_only: bool) -> Result<(T, String), ClientError>
     where
         F: Fn(RawClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
@@ -198,9 +211,9 @@ impl MonitorClient {
             match tokio::time::timeout(attempt, call(client)).await {
                 Ok(Ok(v)) => {
                     if leader_only {
-                        self.remember_leader(Some(address));
+                        self.remember_leader(Some(address.clone()));
                     }
-                    return Ok(v);
+                    return Ok((v, address));
                 }
                 Ok(Err(status)) => {
                     if status.code() == Code::Unavailable

@@ -482,10 +482,12 @@ impl ClusterState {
             });
         }
         let mut applied = Applied::new(self.osd_outcome());
-        self.bump_osdmap(&mut applied.touched);
+        let epoch = self.bump_osdmap(&mut applied.touched);
         self.osds.remove(&id);
         self.osd_by_uuid.remove(&osd.uuid);
+        self.purged.insert(id, epoch);
         applied.touched.push(RecordKey::Osd(id));
+        applied.touched.push(RecordKey::PurgedOsd(id));
         applied.blobs.push((BlobKey::OsdConfig(id), None));
         applied.outcome = self.osd_outcome();
         Ok(applied)

@@ -219,6 +219,11 @@ impl PgTable {
         Arc::make_mut(chunk).get_mut((id.0 % PG_CHUNK) as usize)
     }
 
+    /// PGs changed since pool epoch `since` (their version is newer).
+    pub fn changed_since(&self, since: Epoch) -> impl Iterator<Item = (PgId, &Pg)> {
+        self.iter().filter(move |(_, pg)| pg.version > since)
+    }
+
     /// Every PG with its id.
     pub fn iter(&self) -> impl Iterator<Item = (PgId, &Pg)> {
         self.chunks.iter().enumerate().flat_map(|(ci, c)| {

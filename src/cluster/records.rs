@@ -28,6 +28,8 @@ pub enum RecordKey {
     Image(PoolId, ImageId),
     /// The tombstone of a deleted pool.
     Tombstone(PoolId),
+    /// The osdmap epoch at which an OSD was purged.
+    PurgedOsd(OsdId),
 }
 
 /// The osdmap-wide settings.
@@ -85,6 +87,7 @@ pub enum Record {
     PgChunk(Vec<Pg>),
     Image(Arc<Image>),
     Tombstone(Tombstone),
+    PurgedOsd(OsdId, Epoch),
 }
 
 /// A stored value that does not decode.
@@ -136,6 +139,11 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
             pool_id: t.pool.0,
             name: t.name.clone(),
             deleted_epoch: t.deleted_epoch.0,
+        }
+        .encode_to_vec(),
+        Record::PurgedOsd(id, epoch) => pb::PurgedOsd {
+            id: id.0,
+            epoch: epoch.0,
         }
         .encode_to_vec(),
     }
@@ -214,6 +222,13 @@ pub fn decode_record(key: &RecordKey, value: &[u8]) -> Result<Record, DecodeErro
                 name: r.name,
                 deleted_epoch: Epoch(r.deleted_epoch),
             })
+        }
+        RecordKey::PurgedOsd(id) => {
+            let r = pb::PurgedOsd::decode(value).map_err(pe)?;
+            if r.id != id.0 {
+                return Err(err(format!("record holds osd {}", r.id)));
+            }
+            Record::PurgedOsd(*id, Epoch(r.epoch))
         }
     })
 }
@@ -486,6 +501,10 @@ mod tests {
                 size: 1 << 30,
                 object_size: 4 << 20,
             })),
+        );
+        round_trip(
+            RecordKey::PurgedOsd(OsdId(4)),
+            Record::PurgedOsd(OsdId(4), Epoch(12)),
         );
         round_trip(
             RecordKey::Tombstone(PoolId(2)),

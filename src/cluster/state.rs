@@ -77,6 +77,8 @@ pub struct ClusterState {
     pub(super) pools: OrdMap<PoolId, Arc<Pool>>,
     pub(super) pool_by_name: PHashMap<String, PoolId>,
     pub(super) tombstones: OrdMap<PoolId, Tombstone>,
+    /// Purged OSDs and the osdmap epoch of their purge (for map deltas).
+    pub(super) purged: OrdMap<OsdId, Epoch>,
     pub(super) images: OrdMap<(PoolId, ImageId), Arc<Image>>,
     pub(super) image_by_name: PHashMap<(PoolId, String), ImageId>,
     /// Group bookkeeping: maps whose epoch this group already bumped.
@@ -125,6 +127,9 @@ impl ClusterState {
                 Record::Image(i) => images.push((key, i)),
                 Record::Tombstone(t) => {
                     s.tombstones.insert(t.pool, t);
+                }
+                Record::PurgedOsd(id, epoch) => {
+                    s.purged.insert(id, epoch);
                 }
             }
         }
@@ -233,6 +238,23 @@ impl ClusterState {
             .and_then(|id| self.images.get(&(pool, *id)))
     }
 
+    /// OSDs changed since osdmap epoch `since` (added or modified after it), and OSDs purged
+    /// since then. A watcher at `since` applies the purges first, then the changes.
+    pub fn osd_changes_since(&self, since: Epoch) -> (Vec<&Arc<Osd>>, Vec<OsdId>) {
+        let changed = self
+            .osds
+            .values()
+            .filter(|o| o.last_change > since)
+            .collect();
+        let removed = self
+            .purged
+            .iter()
+            .filter(|(_, e)| **e > since)
+            .map(|(id, _)| *id)
+            .collect();
+        (changed, removed)
+    }
+
     /// Every image, by pool and id.
     pub fn images(&self) -> impl Iterator<Item = &Arc<Image>> {
         self.images.values()
@@ -276,6 +298,7 @@ impl ClusterState {
                 self.images.get(&(*pool, *id)).cloned().map(Record::Image)
             }
             RecordKey::Tombstone(id) => self.tombstones.get(id).cloned().map(Record::Tombstone),
+            RecordKey::PurgedOsd(id) => self.purged.get(id).map(|e| Record::PurgedOsd(*id, *e)),
         }
     }
 

@@ -58,6 +58,7 @@ impl KeyLayout {
             RecordKey::PgChunk(pool, i) => format!("{p}pg/{:010}/{i:06}", pool.0),
             RecordKey::Image(pool, id) => format!("{p}image/{:010}/{:020}", pool.0, id.0),
             RecordKey::Tombstone(id) => format!("{p}deleted-pool/{:010}", id.0),
+            RecordKey::PurgedOsd(id) => format!("{p}purged-osd/{:010}", id.0),
         }
     }
 
@@ -87,6 +88,9 @@ impl KeyLayout {
             }
             ("deleted-pool", Some(_), None) => {
                 RecordKey::Tombstone(PoolId(u32::try_from(num(a)?).ok()?))
+            }
+            ("purged-osd", Some(_), None) => {
+                RecordKey::PurgedOsd(OsdId(u32::try_from(num(a)?).ok()?))
             }
             _ => return None,
         };
@@ -145,6 +149,10 @@ mod tests {
             (
                 RecordKey::Tombstone(PoolId(9)),
                 "/fastblock/cluster/deleted-pool/0000000009",
+            ),
+            (
+                RecordKey::PurgedOsd(OsdId(3)),
+                "/fastblock/cluster/purged-osd/0000000003",
             ),
         ];
         for (key, text) in cases {

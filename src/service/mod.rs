@@ -8,6 +8,9 @@ mod maps;
 mod osds;
 mod pools;
 pub mod status;
+mod watch;
+
+pub use watch::WatchSettings;
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use crate::proto::monitor::monitor_server::Monitor;
 pub struct MonitorService {
     node: Arc<Node>,
     maps: maps::MapCache,
+    watches: Arc<watch::WatchCache>,
 }
 
 impl MonitorService {
@@ -30,6 +34,7 @@ impl MonitorService {
         MonitorService {
             node,
             maps: maps::MapCache::default(),
+            watches: Arc::default(),
         }
     }
 
@@ -67,6 +72,19 @@ macro_rules! dispatch {
                     self.$method(request.into_inner()).await.map(Response::new)
                 }
             )*
+
+            type WatchClusterMapStream = tokio_stream::wrappers::ReceiverStream<
+                Result<crate::wire::WatchClusterMapResponse, Status>,
+            >;
+
+            async fn watch_cluster_map(
+                &self,
+                request: Request<api::WatchClusterMapRequest>,
+            ) -> Result<Response<Self::WatchClusterMapStream>, Status> {
+                self.watch_cluster_map(request.into_inner())
+                    .await
+                    .map(Response::new)
+            }
         }
     };
 }

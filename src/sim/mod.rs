@@ -5,7 +5,7 @@
 //! down → out → remap → active cycle can be watched. Used by `fbclient fakestartcluster`, the
 //! tests and the benchmarks; 10,000 OSDs run in one process.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientError, MonitorClient};
+use crate::client::{ClientError, MapWatcher, MonitorClient, PoolMap, Scope};
 use crate::proto::monitor as api;
-use crate::proto::wire::PoolPgMapFields;
 
 /// What fleet to run.
 #[derive(Debug, Clone)]
@@ -30,7 +29,8 @@ pub struct FleetSpec {
     pub prefix: String,
     /// The interval between heartbeats of one OSD.
     pub heartbeat_every: Duration,
-    /// How often the fleet looks at the maps for PG work.
+    /// How often the fleet looks for PG work besides map changes (changes that finished
+    /// taking their time).
     pub poll_every: Duration,
     /// How long a membership change takes (the data movement it stands for).
     pub change_takes: Duration,
@@ -244,45 +244,24 @@ impl Fleet {
         }
     }
 
-    /// Plays the OSD side of the PG protocol from the current pgmaps.
+    /// Plays the OSD side of the PG protocol, following the pgmaps through a watch stream. A
+    /// timer looks again now and then: a membership change completes after `change_takes`
+    /// even when no map changes.
     async fn pg_protocol(self: Arc<Self>, stop: CancellationToken) {
-        let mut known: HashMap<u32, u64> = HashMap::new();
-        let mut pools: HashMap<u32, PoolPgMapFields> = HashMap::new();
+        let mut watcher = MapWatcher::new(self.client.clone(), Scope::Pgmaps);
+        let mut tick = tokio::time::interval(self.spec.poll_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.spec.poll_every) => {}
+                event = watcher.next() => if let Err(e) = event {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "map watch failed");
+                    continue;
+                },
+                _ = tick.tick() => {}
             }
-            let Ok(reply) = self
-                .client
-                .get_pg_map(api::GetPgMapRequest {
-                    pool_epochs: known.clone(),
-                })
-                .await
-            else {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            for p in reply.pools {
-                let p = p.into_fields();
-                match api::MapStatus::try_from(p.status) {
-                    Ok(api::MapStatus::Full) => {
-                        known.insert(p.pool_id, p.epoch);
-                        pools.insert(p.pool_id, p);
-                    }
-                    Ok(api::MapStatus::Deleted) => {
-                        known.remove(&p.pool_id);
-                        pools.remove(&p.pool_id);
-                    }
-                    // A client ahead of the leader: start over with full maps.
-                    Ok(api::MapStatus::ClientAhead) => {
-                        known.clear();
-                        pools.clear();
-                    }
-                    _ => {}
-                }
-            }
-            let work = self.pg_work(&pools);
+            let work = self.pg_work(&watcher.maps().pools);
             stream::iter(work)
                 .for_each_concurrent(self.spec.concurrency.max(1), |w| {
                     let fleet = &self;
@@ -293,14 +272,14 @@ impl Fleet {
     }
 
     /// What the live OSDs have to tell the monitor about their PGs.
-    fn pg_work(&self, pools: &HashMap<u32, PoolPgMapFields>) -> Vec<PgWork> {
+    fn pg_work(&self, pools: &BTreeMap<u32, PoolMap>) -> Vec<PgWork> {
         let now = Instant::now();
         let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         let mut live_changes = HashSet::new();
         let mut out = Vec::new();
         for (pool_id, pool) in pools {
-            for pg in &pool.pgs {
+            for pg in pool.pgs.values() {
                 let key = (*pool_id, pg.id);
                 let leader = pg
                     .members
