@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod failpoint;
 pub mod failure_check;
+pub mod fbclient;
 pub mod http;
 pub mod leadership;
 pub mod logging;

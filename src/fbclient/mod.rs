@@ -1,0 +1,1 @@
+//! `fbclient`: the command-line client (being written).
