@@ -64,6 +64,7 @@ bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench placement
 	$(CARGO) bench --bench maps
 	$(CARGO) bench --bench bootstorm
+	$(CARGO) bench --bench watch
 	$(CARGO) bench --bench failover
 
 lint: ## cargo fmt --check and clippy -D warnings

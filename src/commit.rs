@@ -13,7 +13,7 @@
 //! its own just before; the cleanup is deleted right after. A leader that dies in between
 //! leaves only unreferenced records, which the next leader's load finds and deletes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -85,8 +85,9 @@ pub struct Serving {
     /// OSDs marked down repeatedly (id, times) at the last check.
     flapping: Mutex<Vec<(OsdId, usize)>>,
     /// The most recent published snapshots with their commit sequence numbers, oldest first:
-    /// map watchers step through them to see every epoch.
-    history: Mutex<VecDeque<(u64, Arc<ClusterState>)>>,
+    /// map watchers step through them to see every epoch. Replaced whole on every publish, so
+    /// thousands of watchers read it without a lock.
+    history: ArcSwap<Vec<(u64, Arc<ClusterState>)>>,
 }
 
 impl Serving {
@@ -127,8 +128,9 @@ impl Serving {
 
     /// The newest published snapshot and its commit sequence number.
     pub fn latest(&self) -> (u64, Arc<ClusterState>) {
-        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        h.back()
+        self.history
+            .load()
+            .last()
             .cloned()
             .unwrap_or_else(|| (0, self.state.load_full()))
     }
@@ -136,9 +138,9 @@ impl Serving {
     /// Published snapshots newer than commit `seq`, oldest first (all retained ones when `seq`
     /// is older than the ring).
     pub fn history_after(&self, seq: u64) -> Vec<(u64, Arc<ClusterState>)> {
-        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let h = self.history.load();
         let start = h.partition_point(|(s, _)| *s <= seq);
-        h.range(start..).cloned().collect()
+        h[start..].to_vec()
     }
 
     fn publish(&self, state: &ClusterState) {
@@ -146,16 +148,16 @@ impl Serving {
         published.begin_group();
         let published = Arc::new(published);
         self.state.store(published.clone());
-        let mut seq = 0;
-        self.commits.send_modify(|n| {
-            *n += 1;
-            seq = *n;
-        });
-        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        h.push_back((seq, published));
-        while h.len() > HISTORY {
-            h.pop_front();
-        }
+        // The snapshot goes into the history before anyone is told: a watcher woken by the
+        // notification must find it there (only this task publishes, so `seq` is stable).
+        let seq = *self.commits.borrow() + 1;
+        let old = self.history.load();
+        let keep = old.len().saturating_sub(HISTORY - 1);
+        let mut ring = Vec::with_capacity(HISTORY);
+        ring.extend(old[keep..].iter().cloned());
+        ring.push((seq, published));
+        self.history.store(Arc::new(ring));
+        self.commits.send_replace(seq);
     }
 }
 
@@ -186,7 +188,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) 
         iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
         out_refused: Mutex::new(Vec::new()),
         flapping: Mutex::new(Vec::new()),
-        history: Mutex::new(VecDeque::from([(0, initial)])),
+        history: ArcSwap::from_pointee(vec![(0, initial)]),
     });
     (serving.clone(), Pipeline { serving, queue: rx })
 }

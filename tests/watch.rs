@@ -337,3 +337,35 @@ async fn the_stream_resumes_on_the_new_leader_without_a_gap() {
         assert_eq!(w.maps().osds.get(&o.id), Some(o));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_wakes_every_watcher_at_once() {
+    // Progress messages only every minute: an update that arrives must have been woken by its
+    // commit. (A watcher once could miss the wake-up when it came before the snapshot was in
+    // the history, and waited for the next progress tick.)
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "watch_progress_every = \"60s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = Arc::new(c.client(0));
+    let start = toggle(&m, 0).await;
+    let mut watchers = Vec::new();
+    for _ in 0..50 {
+        let mut w = MapWatcher::new(m.clone(), Scope::Osdmap);
+        osdmap_events_until(&mut w, start).await;
+        watchers.push(w);
+    }
+    for i in 1..=20 {
+        let epoch = toggle(&m, i).await;
+        for w in &mut watchers {
+            let got =
+                tokio::time::timeout(Duration::from_secs(10), osdmap_events_until(w, epoch)).await;
+            assert!(got.is_ok(), "a watcher missed the wake-up of epoch {epoch}");
+        }
+    }
+}

@@ -12,14 +12,13 @@
 //! every subscriber at the same epoch.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::osds::lock;
 use super::{MonitorService, convert, status};
 use crate::cluster::{ClusterState, Epoch, PoolId};
 use crate::commit::Serving;
@@ -64,7 +63,7 @@ type UpdateKey = (Subject, Option<u64>, u64);
 /// Updates encoded once and shared by every subscriber at the same epochs.
 #[derive(Default)]
 pub(super) struct WatchCache {
-    updates: Mutex<HashMap<UpdateKey, WatchClusterMapResponse>>,
+    updates: RwLock<HashMap<UpdateKey, WatchClusterMapResponse>>,
 }
 
 impl WatchCache {
@@ -73,11 +72,18 @@ impl WatchCache {
         key: UpdateKey,
         build: impl FnOnce() -> WatchClusterMapResponseFields,
     ) -> WatchClusterMapResponse {
-        if let Some(u) = lock(&self.updates).get(&key) {
+        // Thousands of watchers at the same epoch look up the same update: they share a read
+        // lock; the first one builds it.
+        if let Some(u) = self
+            .updates
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return u.clone();
         }
         let u = WatchClusterMapResponse::encode(&build());
-        let mut cache = lock(&self.updates);
+        let mut cache = self.updates.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
