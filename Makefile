@@ -9,18 +9,26 @@ PREFIX  ?= /usr/local
 RUN_DIR ?= run
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help build run cluster cluster-stop test scale-test bench lint fmt install deps clean
+.PHONY: help build run cluster cluster-stop test test-deps scale-test bench lint fmt install deps clean
 
 help: ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-deps: ## Install what running and testing need (etcd, etcdctl) when missing
+deps: ## Install what running needs (etcd, etcdctl) when missing
 	@if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then \
 		echo "installing etcd-server and etcd-client with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server etcd-client >/dev/null; \
 	fi
 	@etcd --version | head -1
+
+test-deps: deps ## Install what the tests also need (promtool and prometheus) when missing
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+		echo "installing prometheus (promtool, prometheus) with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@promtool --version 2>&1 | head -1
 
 build: ## Build release binaries (target/release/fastblock-mon, fbclient)
 	$(CARGO) build --release --bins
@@ -48,7 +56,7 @@ cluster-stop: ## Stop the local cluster started by `make cluster`
 		[ -f $$f ] && kill -TERM $$(cat $$f) 2>/dev/null; rm -f $$f; \
 	done; true
 
-test: deps ## Check formatting and lints, then run every test
+test: test-deps ## Check formatting and lints, then run every test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -74,7 +82,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-install: build ## Install binaries to $(PREFIX)/bin, the unit and an example config
+install: build ## Install binaries to $(PREFIX)/bin, the unit, an example config, alert rules and dashboard
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/fastblock $(DESTDIR)/etc/systemd/system
 	install -m 0755 target/release/fastblock-mon target/release/fbclient $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 config/fastblock-mon.service $(DESTDIR)/etc/systemd/system/fastblock-mon.service
@@ -83,6 +91,9 @@ install: build ## Install binaries to $(PREFIX)/bin, the unit and an example con
 	else echo "keeping existing /etc/fastblock/monitor.toml"; fi
 	install -d $(DESTDIR)$(PREFIX)/share/doc/fastblock-monitor
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/fastblock-monitor/
+	install -d $(DESTDIR)$(PREFIX)/share/fastblock-monitor/prometheus $(DESTDIR)$(PREFIX)/share/fastblock-monitor/grafana
+	install -m 0644 config/prometheus/alerts.yml config/prometheus/prometheus.yml $(DESTDIR)$(PREFIX)/share/fastblock-monitor/prometheus/
+	install -m 0644 config/grafana/fastblock-monitor.json $(DESTDIR)$(PREFIX)/share/fastblock-monitor/grafana/
 
 clean: ## Remove build output and ./run
 	$(CARGO) clean

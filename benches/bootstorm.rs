@@ -3,6 +3,10 @@
 //! Baseline in the same run: 500 OSDs booting one after another (no concurrency, so no group
 //! commit), which costs one transaction and one epoch per request.
 //!
+//! Then the cost of a Prometheus scrape of the leader with every OSD up (per-OSD series and the
+//! heartbeat-age histogram), beside the scrape of the empty monitor and a full osdmap fetch in
+//! the same run.
+//!
 //! `make bench` runs it.
 
 #[path = "../tests/common/mod.rs"]
@@ -65,6 +69,21 @@ async fn boot_one(mut m: api::monitor_client::MonitorClient<Channel>, n: u32) {
         .unwrap();
 }
 
+/// Median time and size of `n` GETs of `/metrics` on monitor 0.
+fn scrape_cost(c: &TestCluster, n: usize) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(n);
+    let mut size = 0;
+    for _ in 0..n {
+        let started = Instant::now();
+        let (status, body) = c.http_get(0, "/metrics").expect("scrape");
+        times.push(started.elapsed());
+        assert_eq!(status, 200);
+        size = body.len();
+    }
+    times.sort();
+    (times[n / 2], size)
+}
+
 async fn run() {
     let mut c = TestCluster::new(
         1,
@@ -86,6 +105,8 @@ async fn run() {
         .collect();
     let mut m = api::monitor_client::MonitorClient::new(channels[0].clone())
         .max_decoding_message_size(1 << 30);
+
+    let (empty_scrape, empty_size) = scrape_cost(&c, 21);
 
     // Baseline: one at a time.
     let before = counts(&c, &mut m).await;
@@ -118,6 +139,23 @@ async fn run() {
         .unwrap()
         .into_inner();
     assert_eq!(status.osds_up, SEQUENTIAL + STORM, "every OSD is up");
+    let (full_scrape, full_size) = scrape_cost(&c, 21);
+    let mut fetches = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let r = m
+            .get_osd_map(api::GetOsdMapRequest {
+                osd_id: 0,
+                epoch: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        fetches.push(started.elapsed());
+        assert_eq!(r.osdmap.unwrap().osds.len() as u32, SEQUENTIAL + STORM);
+    }
+    fetches.sort();
+    let fetch = fetches[fetches.len() / 2];
     let storm_txns = after.txns - before.txns;
     let storm_epochs = after.epoch - before.epoch;
     let requests = f64::from(2 * STORM);
@@ -136,5 +174,22 @@ async fn run() {
         "| all at once (storm) | {STORM} | {:.2} s | {storm_txns:.0} | {storm_epochs} | {:.3} |",
         storm_time.as_secs_f64(),
         storm_txns / requests
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!();
+    println!("| /metrics scrape (median of 21) | time | size | vs full osdmap fetch |");
+    println!("|---|---|---|---|");
+    println!(
+        "| empty monitor (baseline) | {:.2} ms | {:.1} KiB | |",
+        ms(empty_scrape),
+        empty_size as f64 / 1024.0
+    );
+    println!(
+        "| {} OSDs up | {:.2} ms | {:.1} KiB | {:.2}x ({:.2} ms fetch) |",
+        SEQUENTIAL + STORM,
+        ms(full_scrape),
+        full_size as f64 / 1024.0,
+        ms(full_scrape) / ms(fetch),
+        ms(fetch)
     );
 }

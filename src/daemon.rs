@@ -32,10 +32,6 @@ const MAX_REQUEST: usize = 64 << 20;
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    metrics
-        .info
-        .with_label_values(&[VERSION, &config.hostname])
-        .set(1);
 
     let grpc_listener = TcpListener::bind(config.grpc_bind())
         .await
@@ -120,6 +116,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         }
         None => {
             tracing::info!(endpoints = ?config.etcd_endpoints, "using an external etcd cluster");
+            metrics.external_etcd();
             None
         }
     };

@@ -15,6 +15,7 @@ pub mod etcd;
 pub mod failpoint;
 pub mod failure_check;
 pub mod fbclient;
+pub mod health;
 pub mod http;
 pub mod leadership;
 pub mod logging;

@@ -249,7 +249,10 @@ async fn two_monitors_share_an_external_etcd() {
     wait_until(LONG, "the standby to know the leader", || {
         c.readyz(other).is_some_and(|v| v["ready"] == true)
     });
-    assert_eq!(c.metric(leader, "fastblock_embedded_etcd_up"), Some(0.0));
+    // No embedded member, so no series about one (a 0 would read as a dead member).
+    let (_, metrics) = c.http_get(leader, "/metrics").unwrap();
+    assert!(!metrics.contains("fastblock_embedded_etcd"), "{metrics}");
+    assert_eq!(c.metric(leader, "fastblock_leader"), Some(1.0));
     assert!(c.log(leader).contains("using an external etcd cluster"));
     assert!(
         common::etcd_pids_under(c.dir.path()).is_empty(),

@@ -1,6 +1,5 @@
 //! Cluster-wide calls: who leads, flags, status with health checks, I/O statistics.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tonic::Status;
@@ -8,14 +7,10 @@ use tonic::Status;
 use super::osds::lock;
 use super::{MonitorService, convert, status, unexpected};
 use crate::cluster::iostats::{IoCounters, parse_pg_name};
-use crate::cluster::{
-    ClusterError, ClusterFlag, ClusterState, Command, Liveness, OsdId, OutRefusal, Outcome, PgState,
-};
+use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState};
+use crate::health;
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
-
-/// Longest detail list of one health check.
-const MAX_DETAIL: usize = 20;
 
 fn monitor_info(r: &MonitorRecord, role: api::MonitorRole) -> api::MonitorInfo {
     api::MonitorInfo {
@@ -117,25 +112,27 @@ impl MonitorService {
         let snap = serving.snapshot();
         let (_, _, monitors) = self.monitors();
         let rates = lock(&serving.iostats).rates(Instant::now());
-        let mut states: BTreeMap<u32, u64> = BTreeMap::new();
-        let mut pgs = 0u64;
-        for p in snap.pools() {
-            for (_, pg) in p.pgs.iter() {
-                *states.entry(pg.state.0).or_insert(0) += 1;
-                pgs += 1;
-            }
-        }
-        let mut checks = health_checks(&snap, &states, monitors.len(), self.node.expected_monitors);
-        checks.extend(failure_checks(
+        let states = health::pg_states(&snap);
+        let pgs = states.values().sum();
+        let checks = health::evaluate(
             &snap,
-            &serving.out_refused(),
-            &serving.flapping(),
-        ));
-        let health = checks
-            .iter()
-            .map(|c| c.severity)
-            .max()
-            .unwrap_or(api::HealthStatus::Ok as i32);
+            &health::Findings {
+                out_refused: &serving.out_refused(),
+                flapping: &serving.flapping(),
+                monitors: monitors.len(),
+                expected_monitors: self.node.expected_monitors,
+            },
+        );
+        let health = severity(health::overall(&checks)) as i32;
+        let checks = checks
+            .into_iter()
+            .map(|c| api::HealthCheck {
+                code: c.code.to_string(),
+                severity: severity(c.severity) as i32,
+                summary: c.summary,
+                detail: c.detail,
+            })
+            .collect();
         Ok(api::GetClusterStatusResponse {
             health,
             checks,
@@ -215,129 +212,10 @@ impl MonitorService {
     }
 }
 
-/// Health checks from the failure detector: refused automatic outs and flapping OSDs.
-fn failure_checks(
-    s: &ClusterState,
-    refused: &[(OsdId, OutRefusal)],
-    flapping: &[(OsdId, usize)],
-) -> Vec<api::HealthCheck> {
-    let mut checks = Vec::new();
-    // Only refusals that still hold: the OSD is still down and in.
-    let refused: Vec<String> = refused
-        .iter()
-        .filter(|(id, _)| s.osd(*id).is_some_and(|o| o.is_in() && !o.is_up()))
-        .map(|(id, why)| match why {
-            OutRefusal::MinInRatio => {
-                format!("{id} stays in: marking it out would leave too few OSDs in")
-            }
-            OutRefusal::WholeSubtreeDown(level) => format!(
-                "{id} stays in: its whole {} is down (mark it out by hand if it is gone)",
-                level.name()
-            ),
-        })
-        .collect();
-    if !refused.is_empty() {
-        checks.push(api::HealthCheck {
-            code: "OSD_OUT_REFUSED".to_string(),
-            severity: api::HealthStatus::Warn as i32,
-            summary: format!("{} down osds not marked out automatically", refused.len()),
-            detail: refused.into_iter().take(MAX_DETAIL).collect(),
-        });
+fn severity(s: health::Severity) -> api::HealthStatus {
+    match s {
+        health::Severity::Ok => api::HealthStatus::Ok,
+        health::Severity::Warn => api::HealthStatus::Warn,
+        health::Severity::Err => api::HealthStatus::Err,
     }
-    if !flapping.is_empty() {
-        checks.push(api::HealthCheck {
-            code: "OSD_FLAPPING".to_string(),
-            severity: api::HealthStatus::Warn as i32,
-            summary: format!("{} osds flapping", flapping.len()),
-            detail: flapping
-                .iter()
-                .take(MAX_DETAIL)
-                .map(|(id, n)| format!("{id} marked down {n} times recently"))
-                .collect(),
-        });
-    }
-    checks
-}
-
-/// Named health checks, Ceph-style.
-fn health_checks(
-    s: &ClusterState,
-    states: &BTreeMap<u32, u64>,
-    monitors: usize,
-    expected_monitors: usize,
-) -> Vec<api::HealthCheck> {
-    let mut checks = Vec::new();
-    let check = |code: &str, severity: api::HealthStatus, summary: String, detail: Vec<String>| {
-        api::HealthCheck {
-            code: code.to_string(),
-            severity: severity as i32,
-            summary,
-            detail: detail.into_iter().take(MAX_DETAIL).collect(),
-        }
-    };
-    let down: Vec<String> = s
-        .osds()
-        .filter(|o| {
-            o.is_in()
-                && matches!(
-                    o.liveness,
-                    Liveness::Down { .. } | Liveness::HeldDown { .. }
-                )
-        })
-        .map(|o| format!("{} ({}) is down", o.id, o.location.host))
-        .collect();
-    if !down.is_empty() {
-        checks.push(check(
-            "OSD_DOWN",
-            api::HealthStatus::Warn,
-            format!("{} osds down", down.len()),
-            down,
-        ));
-    }
-    let count = |bit: PgState| -> u64 {
-        states
-            .iter()
-            .filter(|(s, _)| PgState(**s).contains(bit))
-            .map(|(_, n)| n)
-            .sum()
-    };
-    let unavailable = count(PgState::DOWN);
-    if unavailable > 0 {
-        checks.push(check(
-            "PG_AVAILABILITY",
-            api::HealthStatus::Err,
-            format!("Reduced data availability: {unavailable} pgs down"),
-            Vec::new(),
-        ));
-    }
-    let degraded = count(PgState::UNDERSIZE);
-    if degraded > 0 {
-        checks.push(check(
-            "PG_DEGRADED",
-            api::HealthStatus::Warn,
-            format!("Degraded data redundancy: {degraded} pgs undersized"),
-            Vec::new(),
-        ));
-    }
-    let flags = s.flags();
-    if flags.iter().next().is_some() {
-        checks.push(check(
-            "FLAGS_SET",
-            api::HealthStatus::Warn,
-            format!("{flags} flag(s) set"),
-            Vec::new(),
-        ));
-    }
-    if expected_monitors > monitors {
-        checks.push(check(
-            "MON_DOWN",
-            api::HealthStatus::Warn,
-            format!(
-                "{}/{expected_monitors} monitors down",
-                expected_monitors - monitors
-            ),
-            Vec::new(),
-        ));
-    }
-    checks
 }

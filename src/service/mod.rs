@@ -54,6 +54,19 @@ impl MonitorService {
     }
 }
 
+impl MonitorService {
+    /// Counts a call by method and code, with its latency.
+    fn record<T>(&self, method: &str, result: &Result<T, Status>, started: std::time::Instant) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.node
+            .metrics
+            .grpc_call(method, code, started.elapsed().as_secs_f64());
+    }
+}
+
 /// An outcome of the wrong kind for the command: a bug, reported as INTERNAL.
 fn unexpected(outcome: Outcome) -> Status {
     status::error(
@@ -69,7 +82,10 @@ macro_rules! dispatch {
         impl Monitor for MonitorService {
             $(
                 async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
-                    self.$method(request.into_inner()).await.map(Response::new)
+                    let started = std::time::Instant::now();
+                    let result = self.$method(request.into_inner()).await;
+                    self.record(stringify!($method), &result, started);
+                    result.map(Response::new)
                 }
             )*
 
@@ -81,9 +97,10 @@ macro_rules! dispatch {
                 &self,
                 request: Request<api::WatchClusterMapRequest>,
             ) -> Result<Response<Self::WatchClusterMapStream>, Status> {
-                self.watch_cluster_map(request.into_inner())
-                    .await
-                    .map(Response::new)
+                let started = std::time::Instant::now();
+                let result = self.watch_cluster_map(request.into_inner()).await;
+                self.record("watch_cluster_map", &result, started);
+                result.map(Response::new)
             }
         }
     };

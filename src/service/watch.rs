@@ -119,11 +119,14 @@ impl MonitorService {
         let cache = self.watches.clone();
         let settings = self.node.watch;
         tokio::spawn(async move {
-            let hint = || node.leader_hint();
-            if let Err(status) = run(&serving, &cache, settings, subscriber, &tx).await {
-                let status = status.unwrap_or_else(|| status::not_leader(&hint()));
+            let metrics = &node.metrics;
+            metrics.watch_streams.inc();
+            let result = run(&serving, &cache, settings, subscriber, &tx, metrics).await;
+            if let Err(status) = result {
+                let status = status.unwrap_or_else(|| status::not_leader(&node.leader_hint()));
                 let _ = tx.send(Err(status)).await;
             }
+            metrics.watch_streams.dec();
         });
         Ok(ReceiverStream::new(rx))
     }
@@ -137,6 +140,7 @@ async fn run(
     settings: WatchSettings,
     mut sub: Subscriber,
     tx: &mpsc::Sender<Result<WatchClusterMapResponse, Status>>,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), Option<Status>> {
     let leader = serving.term.epoch.0;
     let mut commits = serving.commits();
@@ -153,6 +157,7 @@ async fn run(
                 if tx.send(Ok(update)).await.is_err() {
                     return Ok(());
                 }
+                metrics.watch_updates.inc();
                 sent_since_tick = true;
             }
             last_seq = seq;
@@ -168,6 +173,7 @@ async fn run(
                     if tx.send(Ok(p)).await.is_err() {
                         return Ok(());
                     }
+                    metrics.watch_updates.inc();
                 }
                 sent_since_tick = false;
             }

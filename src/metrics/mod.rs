@@ -1,9 +1,15 @@
 //! Prometheus metrics of the monitor. One [`Metrics`] value (cheap to clone) is shared by every
 //! component; names follow Prometheus conventions (`fastblock_` prefix, `_total` counters,
-//! `_seconds` histograms). README.md ("Metrics") lists them with their meaning.
+//! `_seconds` histograms, base units). The cluster's state (OSDs, PGs, epochs, I/O) is read at
+//! scrape time by [`render_cluster`], only on the leader. README.md ("Metrics") lists
+//! every series with its meaning.
+
+mod cluster;
+
+pub use cluster::render as render_cluster;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
@@ -58,8 +64,14 @@ pub struct Metrics {
     pub etcd_up: IntGauge,
     /// Restarts of the embedded etcd child after it died.
     pub etcd_restarts: IntCounter,
-    /// Always 1; labels carry the version and name.
-    pub info: IntGaugeVec,
+    /// gRPC calls answered, by method and status code.
+    pub grpc_requests: IntCounterVec,
+    /// gRPC call latency (until the reply; for streams, until the stream opened), by method.
+    pub grpc_seconds: HistogramVec,
+    /// Map watch streams open.
+    pub watch_streams: IntGauge,
+    /// Map updates sent to watchers.
+    pub watch_updates: IntCounter,
 }
 
 impl Metrics {
@@ -114,7 +126,7 @@ impl Metrics {
         .expect("valid metric");
         let etcd_up = IntGauge::new(
             "fastblock_embedded_etcd_up",
-            "1 while the embedded etcd child process runs (0 in external mode)",
+            "1 while the embedded etcd member runs and answers its health check (absent in external mode)",
         )
         .expect("valid metric");
         let etcd_restarts = IntCounter::new(
@@ -122,12 +134,34 @@ impl Metrics {
             "Times the embedded etcd child died and was restarted",
         )
         .expect("valid metric");
-        let info = IntGaugeVec::new(
+        let grpc_requests = IntCounterVec::new(
             Opts::new(
-                "fastblock_monitor_info",
-                "Always 1; labels describe this monitor",
+                "fastblock_grpc_requests_total",
+                "gRPC calls answered by this monitor, by method and status code",
             ),
-            &["version", "name"],
+            &["method", "code"],
+        )
+        .expect("valid metric");
+        let grpc_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "fastblock_grpc_request_duration_seconds",
+                "gRPC call latency until the reply (for streams: until the stream opened), by method",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method"],
+        )
+        .expect("valid metric");
+        let watch_streams = IntGauge::new(
+            "fastblock_watch_streams",
+            "WatchClusterMap streams currently open on this monitor",
+        )
+        .expect("valid metric");
+        let watch_updates = IntCounter::new(
+            "fastblock_watch_updates_sent_total",
+            "Map updates (full snapshots, deltas, progress notices) sent to watch streams",
         )
         .expect("valid metric");
         for c in [
@@ -139,7 +173,10 @@ impl Metrics {
             Box::new(commit_batch_commands.clone()),
             Box::new(etcd_up.clone()),
             Box::new(etcd_restarts.clone()),
-            Box::new(info.clone()),
+            Box::new(grpc_requests.clone()),
+            Box::new(grpc_seconds.clone()),
+            Box::new(watch_streams.clone()),
+            Box::new(watch_updates.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -172,8 +209,35 @@ impl Metrics {
             commit_batch_commands,
             etcd_up,
             etcd_restarts,
-            info,
+            grpc_requests,
+            grpc_seconds,
+            watch_streams,
+            watch_updates,
         }
+    }
+
+    /// Drops the embedded-etcd series: in external mode there is no child process to report
+    /// on, and a constant 0 would read as a dead member.
+    pub fn external_etcd(&self) {
+        for c in [
+            Box::new(self.etcd_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.etcd_restarts.clone()),
+        ] {
+            // Only fails when not registered, which is the state asked for.
+            let _ = self.registry.unregister(c);
+        }
+    }
+
+    /// Counts one answered gRPC call.
+    pub fn grpc_call(&self, method: &str, code: tonic::Code, seconds: f64) {
+        let code = match code {
+            tonic::Code::Ok => "OK".to_string(),
+            other => format!("{other:?}"),
+        };
+        self.grpc_requests.with_label_values(&[method, &code]).inc();
+        self.grpc_seconds
+            .with_label_values(&[method])
+            .observe(seconds);
     }
 
     /// Counts a leadership change.
@@ -219,5 +283,39 @@ mod tests {
             text.contains("fastblock_etcd_txn_failures_total{reason=\"error\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn grpc_calls_are_counted_by_method_and_code() {
+        let m = Metrics::new();
+        m.grpc_call("boot", tonic::Code::Ok, 0.001);
+        m.grpc_call("boot", tonic::Code::Ok, 0.002);
+        m.grpc_call("create_pool", tonic::Code::InvalidArgument, 0.001);
+        let text = m.render();
+        assert!(
+            text.contains("fastblock_grpc_requests_total{code=\"OK\",method=\"boot\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "fastblock_grpc_requests_total{code=\"InvalidArgument\",method=\"create_pool\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastblock_grpc_request_duration_seconds_count{method=\"boot\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn external_etcd_drops_the_embedded_member_series() {
+        let m = Metrics::new();
+        assert!(m.render().contains("fastblock_embedded_etcd_up 0"));
+        m.external_etcd();
+        m.external_etcd();
+        let text = m.render();
+        assert!(!text.contains("fastblock_embedded_etcd"), "{text}");
+        assert!(text.contains("fastblock_leader 0"), "{text}");
     }
 }
