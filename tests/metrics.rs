@@ -435,7 +435,7 @@ async fn leader_and_standby_metrics_follow_the_cluster_state() {
     assert_eq!(
         s.value(
             "fastblock_grpc_request_duration_seconds_count",
-            &[("method", "boot")]
+            &[("method", "boot"), ("code", "OK")]
         ),
         6.0
     );

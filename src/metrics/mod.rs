@@ -145,13 +145,13 @@ impl Metrics {
         let grpc_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "fastblock_grpc_request_duration_seconds",
-                "gRPC call latency until the reply (for streams: until the stream opened), by method",
+                "gRPC call latency until the reply (for streams: until the stream opened), by method and status code",
             )
             .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5, 5.0, 10.0,
             ]),
-            &["method"],
+            &["method", "code"],
         )
         .expect("valid metric");
         let watch_streams = IntGauge::new(
@@ -236,7 +236,7 @@ impl Metrics {
         };
         self.grpc_requests.with_label_values(&[method, &code]).inc();
         self.grpc_seconds
-            .with_label_values(&[method])
+            .with_label_values(&[method, &code])
             .observe(seconds);
     }
 
@@ -303,7 +303,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("fastblock_grpc_request_duration_seconds_count{method=\"boot\"} 2"),
+            text.contains(
+                "fastblock_grpc_request_duration_seconds_count{code=\"OK\",method=\"boot\"} 2"
+            ),
             "{text}"
         );
     }
