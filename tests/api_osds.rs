@@ -574,3 +574,72 @@ async fn silent_osds_go_down_then_out_and_a_heartbeat_brings_one_back() {
     let s = osd(&map, silent);
     assert!(s.up && s.r#in, "{s:?}");
 }
+
+/// A whole rack going silent at once is more OSDs than one etcd transaction can change: they
+/// are all marked down (in several commands), not refused as one oversized change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_osds_silent_at_once_are_all_marked_down() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    // nodown holds them up while they boot; clearing it lets one check find all 200 silent.
+    m.set_flag(api::SetFlagRequest {
+        flag: api::ClusterFlag::Nodown as i32,
+    })
+    .await
+    .unwrap();
+    boot_osds(&m, 1, 200, 10).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = m
+        .get_cluster_status(api::GetClusterStatusRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.osds_total, status.osds_up),
+        (200, 200),
+        "nodown held them up"
+    );
+    let epoch = status.osdmap_epoch;
+    m.unset_flag(api::UnsetFlagRequest {
+        flag: api::ClusterFlag::Nodown as i32,
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    let status = loop {
+        let s = m
+            .get_cluster_status(api::GetClusterStatusRequest::default())
+            .await
+            .unwrap();
+        if s.osds_up == 0 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} OSDs still up; log:\n{}",
+            s.osds_up,
+            c.log(0)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.osds_in, 200, "down, not out");
+    assert!(
+        c.log(0).contains("count=200"),
+        "one check found all 200 silent"
+    );
+    // 200 OSDs in commands of at most 48: at least 5 epochs (plus the flag's own).
+    assert!(
+        status.osdmap_epoch >= epoch + 1 + 5,
+        "{} -> {}",
+        epoch,
+        status.osdmap_epoch
+    );
+    assert!(!c.log(0).contains("cannot mark OSDs down"), "{}", c.log(0));
+}

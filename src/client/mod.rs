@@ -109,6 +109,22 @@ impl MonitorClient {
         })
     }
 
+    /// A client of the same monitors with connections of its own, so that its calls never
+    /// queue behind this client's (e.g. heartbeats behind a burst of PG reports).
+    pub fn with_own_connections(&self) -> MonitorClient {
+        MonitorClient {
+            monitors: self.monitors.clone(),
+            options: self.options.clone(),
+            leader: Mutex::new(
+                self.leader
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Parses a comma-separated `host:port,host:port` list.
     pub fn parse_list(list: &str) -> Vec<String> {
         list.split(',')

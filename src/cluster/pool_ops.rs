@@ -18,7 +18,7 @@ use super::pool::{
 };
 use super::records::{RecordKey, Tombstone};
 use super::state::{Applied, ClusterState};
-use super::topology::{DomainKey, Topology};
+use super::topology::{DomainKey, TopoOsd, Topology};
 use super::types::{Epoch, OsdId, PgId, PoolId};
 
 /// The most PGs one RefreshPgs command may change (bounds the transaction it becomes).
@@ -171,8 +171,20 @@ impl ClusterState {
                 pg,
             });
         }
-        let up = self.up_set();
-        let usable = Usable::new(self, &pool);
+        // Only this PG's OSDs matter: its members and those of its pending change.
+        let involved: Vec<OsdId> = pool
+            .pgs
+            .get(pg)
+            .map(|p| {
+                p.members
+                    .iter()
+                    .chain(p.target.iter().flat_map(|t| &t.members))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let up = self.up_among(involved.iter().copied());
+        let usable = Usable::among(self, &pool, involved);
         let size = pool.size;
         let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
         self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
@@ -224,7 +236,7 @@ impl ClusterState {
                 target: list(&target.members),
             });
         }
-        let up = self.up_set();
+        let up = self.up_among(current.members.iter().chain(&target.members).copied());
         let size = pool.size;
         let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
         self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
@@ -346,6 +358,13 @@ impl ClusterState {
         Ok(())
     }
 
+    /// The up OSDs among `osds` (see [`Usable::among`]).
+    pub(super) fn up_among(&self, osds: impl IntoIterator<Item = OsdId>) -> HashSet<OsdId> {
+        osds.into_iter()
+            .filter(|id| self.osds.get(id).is_some_and(|o| o.is_up()))
+            .collect()
+    }
+
     pub(super) fn up_set(&self) -> HashSet<OsdId> {
         self.osds
             .values()
@@ -366,6 +385,22 @@ impl Usable {
         let topo = state.topology();
         let domains = topo
             .under_root(&pool.root)
+            .map(|o| (o.id, o.domain(pool.failure_domain)))
+            .collect();
+        Usable { domains }
+    }
+
+    /// The same view restricted to `osds`: enough to judge one PG's members, at a cost that
+    /// does not grow with the cluster (a PG report must not walk 10,000 OSDs).
+    pub(super) fn among(
+        state: &ClusterState,
+        pool: &Pool,
+        osds: impl IntoIterator<Item = OsdId>,
+    ) -> Usable {
+        let domains = osds
+            .into_iter()
+            .filter_map(|id| TopoOsd::usable(state.osds.get(&id)?))
+            .filter(|o| o.root == pool.root)
             .map(|o| (o.id, o.domain(pool.failure_domain)))
             .collect();
         Usable { domains }

@@ -24,6 +24,18 @@ pub struct TopoOsd {
 }
 
 impl TopoOsd {
+    /// The placement view of one osdmap OSD; None unless it is in and weighs more than 0.
+    pub fn usable(o: &Osd) -> Option<TopoOsd> {
+        (o.is_in() && o.weight.0 > 0).then(|| TopoOsd {
+            id: o.id,
+            weight: o.weight,
+            host: o.location.host.clone(),
+            rack: o.location.rack.clone(),
+            root: o.location.root.clone(),
+            core_num: o.core_num.max(1),
+        })
+    }
+
     /// The OSD's failure domain at level `fd`, as a comparable key.
     pub fn domain(&self, fd: FailureDomain) -> DomainKey {
         match fd {
@@ -91,19 +103,7 @@ pub struct Topology {
 impl Topology {
     /// Builds the view from osdmap OSDs: only OSDs that are in and weigh more than 0.
     pub fn from_osds<'a>(osds: impl IntoIterator<Item = &'a Osd>) -> Topology {
-        Topology::build(
-            osds.into_iter()
-                .filter(|o| o.is_in() && o.weight.0 > 0)
-                .map(|o| TopoOsd {
-                    id: o.id,
-                    weight: o.weight,
-                    host: o.location.host.clone(),
-                    rack: o.location.rack.clone(),
-                    root: o.location.root.clone(),
-                    core_num: o.core_num.max(1),
-                })
-                .collect(),
-        )
+        Topology::build(osds.into_iter().filter_map(TopoOsd::usable).collect())
     }
 
     /// Builds the view from explicit OSDs (tests and benchmarks). OSDs weighing 0 are left

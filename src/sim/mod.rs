@@ -88,6 +88,9 @@ pub struct FleetStats {
 /// A running fleet.
 pub struct Fleet {
     client: Arc<MonitorClient>,
+    /// Heartbeats go over connections of their own, as a real OSD's would: a burst of PG
+    /// reports queued on the shared connections must not delay them past the down grace.
+    heartbeat_client: MonitorClient,
     spec: FleetSpec,
     osds: Vec<Arc<SimOsd>>,
     by_id: HashMap<u32, Arc<SimOsd>>,
@@ -159,6 +162,7 @@ impl Fleet {
         osds.sort_by_key(|o| o.id);
         let by_id = osds.iter().map(|o| (o.id, o.clone())).collect();
         Ok(Arc::new(Fleet {
+            heartbeat_client: client.with_own_connections(),
             client,
             spec,
             osds,
@@ -228,7 +232,7 @@ impl Fleet {
                     let fleet = &self;
                     async move {
                         let r = fleet
-                            .client
+                            .heartbeat_client
                             .heartbeat(api::HeartbeatRequest {
                                 osd_id: o.id,
                                 boot_instance: o.instance(),

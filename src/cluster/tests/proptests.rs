@@ -164,7 +164,25 @@ fn check_invariants(s: &ClusterState) {
             root: p.root.clone(),
         };
         let ok_for_pool = usable(s, &spec.root);
+        let whole = crate::cluster::pool_ops::Usable::new(s, p);
+        let up = s.up_set();
         for (id, pg) in p.pgs.iter() {
+            // The per-PG views used by PG reports agree with the whole-cluster ones.
+            let involved: Vec<OsdId> = pg
+                .members
+                .iter()
+                .chain(pg.target.iter().flat_map(|t| &t.members))
+                .copied()
+                .collect();
+            let among = crate::cluster::pool_ops::Usable::among(s, p, involved.iter().copied());
+            assert_eq!(among.misplaced(&pg.members), whole.misplaced(&pg.members));
+            if let Some(t) = &pg.target {
+                assert_eq!(among.misplaced(&t.members), whole.misplaced(&t.members));
+            }
+            let up_among = s.up_among(involved.iter().copied());
+            for m in &involved {
+                assert_eq!(up_among.contains(m), up.contains(m), "{m} up");
+            }
             let distinct: HashSet<OsdId> = pg.members.iter().copied().collect();
             assert_eq!(
                 distinct.len(),
