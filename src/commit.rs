@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::failure::FailureDetector;
+use crate::batches::TooLarge;
+use crate::cluster::failure::{DetectorFindings, FailureDetector};
 use crate::cluster::iostats::IoStats;
 use crate::cluster::{
-    Applied, ClusterError, ClusterState, Command, OsdId, OutRefusal, Outcome, RecordKey,
-    encode_record,
+    Applied, ClusterError, ClusterState, Command, Outcome, RecordKey, encode_record,
 };
 use crate::etcd::{EncodedOp, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
@@ -80,10 +80,11 @@ pub struct Serving {
     detector: Mutex<FailureDetector>,
     /// Client I/O statistics of this term.
     pub iostats: Mutex<IoStats>,
-    /// Automatic outs the guards refused at the last check (for the health report).
-    out_refused: Mutex<Vec<(OsdId, OutRefusal)>>,
-    /// OSDs marked down repeatedly (id, times) at the last check.
-    flapping: Mutex<Vec<(OsdId, usize)>>,
+    /// What the failure detector found at its last check (for health, status and metrics).
+    findings: ArcSwap<DetectorFindings>,
+    /// Changes the term's tasks cannot commit under the transaction limits (for the health
+    /// report).
+    pub too_large: TooLarge,
     /// The most recent published snapshots with their commit sequence numbers, oldest first:
     /// map watchers step through them to see every epoch. Replaced whole on every publish, so
     /// thousands of watchers read it without a lock.
@@ -111,14 +112,14 @@ impl Serving {
         self.detector.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The automatic outs refused at the last check.
-    pub fn out_refused(&self) -> MutexGuard<'_, Vec<(OsdId, OutRefusal)>> {
-        self.out_refused.lock().unwrap_or_else(|p| p.into_inner())
+    /// What the failure detector found at its last check.
+    pub fn findings(&self) -> Arc<DetectorFindings> {
+        self.findings.load_full()
     }
 
-    /// OSDs marked down repeatedly at the last check, with how often.
-    pub fn flapping(&self) -> MutexGuard<'_, Vec<(OsdId, usize)>> {
-        self.flapping.lock().unwrap_or_else(|p| p.into_inner())
+    /// Publishes the failure detector's findings of a check.
+    pub fn set_findings(&self, findings: DetectorFindings) {
+        self.findings.store(Arc::new(findings));
     }
 
     /// Changes every time a new snapshot is published.
@@ -186,8 +187,8 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) 
         commits,
         detector: Mutex::new(FailureDetector::new(now)),
         iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
-        out_refused: Mutex::new(Vec::new()),
-        flapping: Mutex::new(Vec::new()),
+        findings: ArcSwap::default(),
+        too_large: TooLarge::default(),
         history: ArcSwap::from_pointee(vec![(0, initial)]),
     });
     (serving.clone(), Pipeline { serving, queue: rx })
@@ -462,8 +463,17 @@ impl Staged {
             key: keys.record(key),
             value: state.record(key).map(|r| encode_record(&r)),
         };
-        let mut prelude: Vec<EncodedOp> = applied.prelude.iter().map(record).collect();
-        let mut cleanup: Vec<EncodedOp> = applied.cleanup.iter().map(record).collect();
+        // A command names a record once per change it makes to it (a pool's record and a PG
+        // chunk once per PG changed); each record is encoded and written once.
+        let encode = |list: &[RecordKey]| -> Vec<EncodedOp> {
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            list.iter()
+                .filter(|k| seen.insert(*k))
+                .map(record)
+                .collect()
+        };
+        let mut prelude = encode(&applied.prelude);
+        let mut cleanup = encode(&applied.cleanup);
         for (key, value) in &applied.blobs {
             let op = EncodedOp {
                 key: keys.blob(key),
@@ -477,7 +487,7 @@ impl Staged {
         }
         Staged {
             outcome: applied.outcome.clone(),
-            ops: applied.touched.iter().map(record).collect(),
+            ops: encode(&applied.touched),
             prelude,
             cleanup,
         }
@@ -646,6 +656,40 @@ mod tests {
         add(&mut g, Vec::new());
         assert!(!g.is_empty(), "a no-op command still waits for its answer");
         assert!(g.ops.is_empty());
+    }
+
+    #[test]
+    fn a_record_named_once_per_change_is_encoded_and_written_once() {
+        // RefreshPgs names the pool record and a PG chunk once per PG it changes: 512 PGs of
+        // one chunk are 1,024 names but two records.
+        let keys = KeyLayout::new("/fb", "master");
+        let pool = crate::cluster::PoolId(1);
+        let mut touched = Vec::new();
+        for _ in 0..512 {
+            touched.push(RecordKey::Pool(pool));
+            touched.push(RecordKey::PgChunk(pool, 0));
+        }
+        touched.push(RecordKey::PgChunk(pool, 1));
+        let applied = Applied {
+            outcome: outcome(),
+            touched,
+            prelude: vec![RecordKey::Counters, RecordKey::Counters],
+            cleanup: vec![RecordKey::Tombstone(pool), RecordKey::Tombstone(pool)],
+            blobs: Vec::new(),
+        };
+        let staged = Staged::encode(&ClusterState::default(), &applied, &keys);
+        let names: Vec<&str> = staged.ops.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                keys.record(&RecordKey::Pool(pool)),
+                keys.record(&RecordKey::PgChunk(pool, 0)),
+                keys.record(&RecordKey::PgChunk(pool, 1)),
+            ],
+            "first-seen order, each once"
+        );
+        assert_eq!(staged.prelude.len(), 1);
+        assert_eq!(staged.cleanup.len(), 1);
     }
 
     #[test]

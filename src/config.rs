@@ -113,6 +113,7 @@ struct RawConfig {
     osd_out_after: Option<String>,
     rebalance_max_fraction: Option<f64>,
     osd_min_in_ratio: Option<f64>,
+    osd_min_up_ratio: Option<f64>,
     auto_out_subtree_limit: Option<String>,
     osd_flap_count: Option<i64>,
     osd_flap_window: Option<String>,
@@ -160,6 +161,9 @@ pub struct Config {
     pub rebalance_max_fraction: f64,
     /// Automatic outs never leave fewer than this share of the booted OSDs in.
     pub osd_min_in_ratio: f64,
+    /// Automatic mark-down never leaves fewer than this share of the OSDs that are in or up
+    /// up (0 disables the guard).
+    pub osd_min_up_ratio: f64,
     /// Automatic outs never take an OSD whose whole subtree at this level is down.
     pub auto_out_subtree_limit: Option<crate::cluster::SubtreeLimit>,
     /// Marked down this many times within `osd_flap_window`: reported as flapping.
@@ -539,6 +543,13 @@ impl RawConfig {
                 return Err(src.error("osd_min_in_ratio", format!("{r} is not in [0, 1]")));
             }
         };
+        let osd_min_up_ratio = match self.osd_min_up_ratio {
+            None => crate::cluster::failure::DEFAULT_MIN_UP_RATIO,
+            Some(r) if (0.0..=1.0).contains(&r) => r,
+            Some(r) => {
+                return Err(src.error("osd_min_up_ratio", format!("{r} is not in [0, 1]")));
+            }
+        };
         let auto_out_subtree_limit = match self.auto_out_subtree_limit.as_deref() {
             None | Some("rack") => Some(crate::cluster::SubtreeLimit::Rack),
             Some("host") => Some(crate::cluster::SubtreeLimit::Host),
@@ -580,6 +591,7 @@ impl RawConfig {
             watch_history_epochs,
             watch_progress_every,
             osd_min_in_ratio,
+            osd_min_up_ratio,
             auto_out_subtree_limit,
             osd_flap_count,
             osd_flap_window,
@@ -851,6 +863,7 @@ const KNOWN_KEYS: &[&str] = &[
     "osd_out_after",
     "rebalance_max_fraction",
     "osd_min_in_ratio",
+    "osd_min_up_ratio",
     "auto_out_subtree_limit",
     "osd_flap_count",
     "osd_flap_window",
@@ -1208,6 +1221,13 @@ mod tests {
         assert_eq!(
             err(&format!("{BASE}osd_min_in_ratio = 1.5\n")),
             "monitor.toml:3: osd_min_in_ratio: 1.5 is not in [0, 1]"
+        );
+        assert_eq!(c.osd_min_up_ratio, 0.3);
+        let c = parse(&format!("{BASE}osd_min_up_ratio = 0\n")).unwrap();
+        assert_eq!(c.osd_min_up_ratio, 0.0);
+        assert_eq!(
+            err(&format!("{BASE}osd_min_up_ratio = -0.1\n")),
+            "monitor.toml:3: osd_min_up_ratio: -0.1 is not in [0, 1]"
         );
         assert_eq!(
             err(&format!("{BASE}osd_flap_count = 0\n")),

@@ -16,7 +16,7 @@ use crate::cluster::failure::FailurePolicy;
 use crate::commit::TxnLimits;
 use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
-use crate::etcd::{KeyLayout, Store};
+use crate::etcd::{Etcd, KeyLayout, Store};
 use crate::leadership::{ElectionSettings, Leadership};
 use crate::logging::LogFile;
 use crate::metrics::Metrics;
@@ -24,7 +24,7 @@ use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
 use crate::service::{MonitorService, WatchSettings};
-use crate::{VERSION, etcd, http, observer, term, timing};
+use crate::{VERSION, http, observer, term, timing};
 
 /// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
 const MAX_REQUEST: usize = 64 << 20;
@@ -49,7 +49,13 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     spawn_signal_handler(shutdown.clone(), log_file);
 
     let keys = KeyLayout::new(&config.etcd_prefix, &config.election_master_key);
-    let client = etcd::connect(&config.etcd_endpoints)
+    // With several endpoints listed, this monitor's own member is tried first.
+    let own_member = config
+        .embedded_etcd
+        .as_ref()
+        .and_then(|e| e.advertise_client_urls.first())
+        .map(crate::config::url_text);
+    let client = Etcd::connect(&config.etcd_endpoints, own_member.as_deref())
         .await
         .context("cannot create the etcd client")?;
     let me = MonitorRecord {
@@ -151,6 +157,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
             },
             flap_count: config.osd_flap_count,
             flap_window: config.osd_flap_window,
+            min_up_ratio: config.osd_min_up_ratio,
         },
         raft_leader_url,
         rebalance_fraction: config.rebalance_max_fraction,

@@ -4,112 +4,131 @@
 //!
 //! A command must fit one etcd transaction (128 operations), and every OSD it changes is about
 //! one operation, so a host or rack failing at once is marked down (or out) in several
-//! commands of at most [`OSDS_PER_COMMAND`] OSDs; a command still too large is split in half.
+//! commands of at most [`OSDS_PER_COMMAND`] OSDs; a command still too large is split in half
+//! ([`crate::batches`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::failure::FailurePolicy;
-use crate::cluster::{ClusterFlag, Command, OsdId, Outcome};
+use crate::batches::propose_in_parts;
+use crate::cluster::failure::{DetectorFindings, FailurePolicy};
+use crate::cluster::{ClusterFlag, Command, Outcome};
 use crate::commit::{ProposeError, Serving};
 
 /// How often the detector looks.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A check that wakes up this much later than it was due means the monitor could not run
+/// (frozen, starved of CPU, swapped out): heartbeats could not be processed either, so that
+/// time is forgiven to every OSD before the check looks for silent ones.
+const STALL: Duration = Duration::from_secs(2);
 
 /// OSDs changed by one MarkDown or MarkOut command.
 pub const OSDS_PER_COMMAND: usize = 48;
 
-/// Proposes `make(ids)` for `ids` in commands of at most [`OSDS_PER_COMMAND`] OSDs, in id
-/// order, splitting a command the pipeline finds too large; each part's result with its OSDs.
-pub async fn propose_in_parts(
-    serving: &Serving,
-    ids: Vec<OsdId>,
-    make: impl Fn(Vec<OsdId>) -> Command,
-) -> Vec<(Vec<OsdId>, Result<Outcome, ProposeError>)> {
-    let mut todo: Vec<Vec<OsdId>> = ids
-        .chunks(OSDS_PER_COMMAND)
-        .map(<[OsdId]>::to_vec)
-        .collect();
-    todo.reverse();
-    let mut out = Vec::new();
-    while let Some(part) = todo.pop() {
-        match serving.propose(make(part.clone())).await {
-            Err(ProposeError::TooLarge { .. }) if part.len() > 1 => {
-                let (a, b) = part.split_at(part.len() / 2);
-                todo.push(b.to_vec());
-                todo.push(a.to_vec());
-            }
-            Err(ProposeError::NotLeader) => {
-                out.push((part, Err(ProposeError::NotLeader)));
-                break;
-            }
-            result => out.push((part, result)),
-        }
-    }
-    out
-}
-
 /// Runs until `stop`.
 pub async fn run(serving: Arc<Serving>, policy: FailurePolicy, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each check is due one period after the previous one finished, so the time a check
+    // spends proposing is never mistaken for a stall.
+    let mut due = tokio::time::Instant::now() + CHECK_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
-        let snap = serving.snapshot();
-        let now = Instant::now();
-        let decisions = serving.detector().check(&snap, now, policy);
-        let flags = snap.flags();
-        if !decisions.mark_down.is_empty() && !flags.contains(ClusterFlag::NoDown) {
-            let shown = &decisions.mark_down[..decisions.mark_down.len().min(32)];
-            tracing::warn!(count = decisions.mark_down.len(), osds = ?shown, after_s = policy.down_after.as_secs(), "marking OSDs down: no heartbeat");
-            let ids = decisions.mark_down;
-            for (part, result) in
-                propose_in_parts(&serving, ids, |ids| Command::MarkDown { ids }).await
-            {
-                match result {
-                    Ok(_) => {
-                        let mut detector = serving.detector();
-                        for id in part {
-                            detector.marked_down(id, now);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs down")
-                    }
-                }
-            }
+        let late = tokio::time::Instant::now().saturating_duration_since(due);
+        if late > STALL {
+            tracing::warn!(
+                stalled_ms = late.as_millis() as u64,
+                "the monitor did not run for a while; that time does not count as OSD silence"
+            );
+            serving.detector().forgive(late, Instant::now());
         }
-        let mut refused = Vec::new();
-        if !decisions.mark_out.is_empty() && !flags.contains(ClusterFlag::NoOut) {
-            let guards = policy.guards;
-            let parts = propose_in_parts(&serving, decisions.mark_out, |ids| Command::MarkOut {
-                ids,
-                guards,
-            })
-            .await;
-            for (part, result) in parts {
-                match result {
-                    Ok(Outcome::MarkedOut { marked, refused: r }) => {
-                        if !marked.is_empty() {
-                            tracing::warn!(osds = ?marked, after_s = policy.out_after.as_secs(), "marked OSDs out: down too long");
-                        }
-                        if !r.is_empty() {
-                            tracing::warn!(osds = ?r, "automatic out refused by the guards");
-                        }
-                        refused.extend(r);
-                    }
-                    Ok(other) => tracing::warn!(?other, "unexpected outcome of MarkOut"),
-                    Err(e) => tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs out"),
-                }
-            }
-        }
-        *serving.out_refused() = refused;
-        let flapping = serving.detector().flapping(now, &policy);
-        *serving.flapping() = flapping;
+        check_once(&serving, policy).await;
+        due = tokio::time::Instant::now() + CHECK_EVERY;
     }
+}
+
+/// One check: decide, propose the decisions in parts, publish the findings.
+async fn check_once(serving: &Serving, policy: FailurePolicy) {
+    let snap = serving.snapshot();
+    let now = Instant::now();
+    let decisions = serving.detector().check(&snap, now, policy);
+    let flags = snap.flags();
+    if !decisions.down_refused.is_empty() && !flags.contains(ClusterFlag::NoDown) {
+        tracing::warn!(
+            osds = decisions.down_refused.len(),
+            min_up_ratio = policy.min_up_ratio,
+            "not marking silent OSDs down: too few would stay up"
+        );
+    }
+    let mut too_large = Vec::new();
+    if !decisions.mark_down.is_empty() && !flags.contains(ClusterFlag::NoDown) {
+        let shown = &decisions.mark_down[..decisions.mark_down.len().min(32)];
+        tracing::warn!(count = decisions.mark_down.len(), osds = ?shown, after_s = policy.down_after.as_secs(), "marking OSDs down: no heartbeat");
+        let ids = decisions.mark_down;
+        let propose = |c| serving.propose(c);
+        for (part, result) in propose_in_parts(propose, ids, OSDS_PER_COMMAND, |ids| {
+            Command::MarkDown { ids }
+        })
+        .await
+        {
+            match result {
+                Ok(_) => {
+                    let mut detector = serving.detector();
+                    for id in part {
+                        detector.marked_down(id, now);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs down");
+                    if let ProposeError::TooLarge { .. } = e {
+                        too_large.push(format!("marking {} down: {e}", part[0]));
+                    }
+                }
+            }
+        }
+    }
+    let mut refused = Vec::new();
+    if !decisions.mark_out.is_empty() && !flags.contains(ClusterFlag::NoOut) {
+        let guards = policy.guards;
+        let propose = |c| serving.propose(c);
+        let parts = propose_in_parts(propose, decisions.mark_out, OSDS_PER_COMMAND, |ids| {
+            Command::MarkOut { ids, guards }
+        })
+        .await;
+        for (part, result) in parts {
+            match result {
+                Ok(Outcome::MarkedOut { marked, refused: r }) => {
+                    if !marked.is_empty() {
+                        tracing::warn!(osds = ?marked, after_s = policy.out_after.as_secs(), "marked OSDs out: down too long");
+                    }
+                    if !r.is_empty() {
+                        tracing::warn!(osds = ?r, "automatic out refused by the guards");
+                    }
+                    refused.extend(r);
+                }
+                Ok(other) => tracing::warn!(?other, "unexpected outcome of MarkOut"),
+                Err(e) => {
+                    tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs out");
+                    if let ProposeError::TooLarge { .. } = e {
+                        too_large.push(format!("marking {} out: {e}", part[0]));
+                    }
+                }
+            }
+        }
+    }
+    serving.too_large.report("failure check", too_large);
+    let flapping = serving.detector().flapping(now, &policy);
+    let down_refused = if flags.contains(ClusterFlag::NoDown) {
+        Vec::new()
+    } else {
+        decisions.down_refused
+    };
+    serving.set_findings(DetectorFindings {
+        out_refused: refused,
+        down_refused,
+        flapping,
+    });
 }

@@ -42,8 +42,12 @@ pub struct Check {
 pub struct Findings<'a> {
     /// Automatic outs the guards refused.
     pub out_refused: &'a [(OsdId, OutRefusal)],
+    /// Silent OSDs the min-up-ratio guard keeps up.
+    pub down_refused: &'a [OsdId],
     /// OSDs marked down repeatedly, with how often.
     pub flapping: &'a [(OsdId, usize)],
+    /// Changes that cannot be committed under the transaction limits, one line each.
+    pub too_large: &'a [String],
     /// Monitors registered now, and how many the cluster is configured with (0: unknown).
     pub monitors: usize,
     pub expected_monitors: usize,
@@ -167,6 +171,33 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
             Severity::Warn,
             format!("{} down osds not marked out automatically", refused.len()),
             refused,
+        );
+    }
+    if !f.down_refused.is_empty() {
+        push(
+            "OSD_DOWN_REFUSED",
+            Severity::Err,
+            format!(
+                "{} silent osds not marked down: too few osds would stay up \
+                 (osd_min_up_ratio)",
+                f.down_refused.len()
+            ),
+            f.down_refused
+                .iter()
+                .map(|id| format!("{id} sends no heartbeat but stays up"))
+                .collect(),
+        );
+    }
+    if !f.too_large.is_empty() {
+        push(
+            "TXN_TOO_LARGE",
+            Severity::Err,
+            format!(
+                "{} changes cannot be committed: each exceeds one etcd transaction \
+                 (raise etcd_txn_max_ops / etcd_txn_max_bytes)",
+                f.too_large.len()
+            ),
+            f.too_large.to_vec(),
         );
     }
     if !f.flapping.is_empty() {

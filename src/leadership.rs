@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::LeaderEpoch;
-use crate::etcd::store::with_timeout;
-use crate::etcd::{Fence, KeyLayout};
+use crate::etcd::endpoints::within;
+use crate::etcd::{Etcd, EtcdFailure, Fence, KeyLayout};
 use crate::metrics::{LeadershipChange, Metrics};
 use crate::proto::store::MonitorRecord;
 use crate::timing;
@@ -119,11 +119,7 @@ pub struct Leadership {
 
 impl Leadership {
     /// Starts campaigning.
-    pub fn spawn(
-        client: etcd_client::Client,
-        settings: ElectionSettings,
-        metrics: Metrics,
-    ) -> Leadership {
+    pub fn spawn(client: Etcd, settings: ElectionSettings, metrics: Metrics) -> Leadership {
         let (role_tx, role) = watch::channel(Role::Standby);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(client, settings, role_tx, metrics, stop.clone()));
@@ -146,7 +142,7 @@ impl Leadership {
 }
 
 async fn run(
-    client: etcd_client::Client,
+    client: Etcd,
     settings: ElectionSettings,
     role_tx: watch::Sender<Role>,
     metrics: Metrics,
@@ -170,7 +166,7 @@ async fn run(
 
 /// One lease: register, campaign, lead until the term ends. Ok when it ended normally.
 async fn session(
-    client: &etcd_client::Client,
+    client: &Etcd,
     s: &ElectionSettings,
     role_tx: &watch::Sender<Role>,
     metrics: &Metrics,
@@ -179,7 +175,10 @@ async fn session(
     let ttl_secs = s.lease_ttl.as_secs() as i64;
     let clock = LeaseClock::new();
     let granted_at = Instant::now();
-    let lease = with_timeout(client.clone().lease_grant(ttl_secs, None))
+    let lease = client
+        .request(timing::ETCD_REQUEST_TIMEOUT, |mut c| async move {
+            c.lease_grant(ttl_secs, None).await
+        })
         .await
         .map_err(|e| format!("lease grant: {e}"))?;
     let lease_id = lease.id();
@@ -192,21 +191,16 @@ async fn session(
     .await;
     keepalive.stop();
     // Revoking removes our candidacy and registration at once instead of after a TTL.
-    let revoke = client.clone();
-    if let Err(e) = tokio::time::timeout(
-        Duration::from_secs(1),
-        revoke.clone().lease_revoke(lease_id),
-    )
-    .await
-    {
-        tracing::debug!(error = %e, "lease revoke timed out");
+    let mut revoke = client.client();
+    if let Err(e) = within(Duration::from_secs(1), revoke.lease_revoke(lease_id)).await {
+        tracing::debug!(error = %e, "lease revoke failed");
     }
     result
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn lead_in_session(
-    client: &etcd_client::Client,
+    client: &Etcd,
     s: &ElectionSettings,
     role_tx: &watch::Sender<Role>,
     metrics: &Metrics,
@@ -216,19 +210,24 @@ async fn lead_in_session(
     keepalive: &KeepAlive,
 ) -> Result<(), String> {
     let value = s.me.encode_to_vec();
-    with_timeout(client.clone().put(
-        s.keys.monitor(&s.me.name),
-        value.clone(),
-        Some(PutOptions::new().with_lease(lease_id)),
-    ))
-    .await
-    .map_err(|e| format!("register monitor: {e}"))?;
+    let key = s.keys.monitor(&s.me.name);
+    client
+        .request(timing::ETCD_REQUEST_TIMEOUT, |mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease_id)))
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| format!("register monitor: {e}"))?;
 
     tracing::info!(
         lease = format!("{lease_id:x}"),
         "campaigning for leadership"
     );
-    let mut election = client.election_client();
+    let (endpoint, campaigner) = client.pick();
+    let mut election = campaigner.election_client();
     let won = tokio::select! {
         _ = stop.cancelled() => return Ok(()),
         _ = keepalive.lost.cancelled() => {
@@ -236,7 +235,10 @@ async fn lead_in_session(
             return Ok(());
         }
         r = election.campaign(s.keys.election_name(), value, lease_id) => {
-            r.map_err(|e| format!("campaign: {e}"))?
+            r.map_err(|e| {
+                client.failed(endpoint, &EtcdFailure::from_client(&e));
+                format!("campaign: {e}")
+            })?
         }
     };
     let won_at = Instant::now();
@@ -294,7 +296,7 @@ async fn lead_in_session(
 
 /// Runs until the term must end, and says why.
 async fn watch_term(
-    client: &etcd_client::Client,
+    client: &Etcd,
     term: &LeaderTerm,
     stop: &CancellationToken,
     keepalive: &KeepAlive,
@@ -303,12 +305,23 @@ async fn watch_term(
     let key = term.fence.election_key.clone();
     let mut next_rev = term.epoch.0 as i64;
     let mut stream = None;
+    let mut endpoint = 0;
     loop {
         if stream.is_none() {
             let opts = WatchOptions::new().with_start_revision(next_rev);
-            match with_timeout(client.clone().watch(key.clone(), Some(opts))).await {
+            let (i, mut watcher) = client.pick();
+            endpoint = i;
+            match within(
+                timing::ETCD_REQUEST_TIMEOUT,
+                watcher.watch(key.clone(), Some(opts)),
+            )
+            .await
+            {
                 Ok(s) => stream = Some(s),
-                Err(e) => tracing::debug!(error = %e, "cannot watch the election key yet"),
+                Err(e) => {
+                    client.failed(i, &e);
+                    tracing::debug!(error = %e, "cannot watch the election key yet")
+                }
             }
         }
         let retry = tokio::time::sleep(timing::LEADER_TRACKER_RETRY);
@@ -330,18 +343,22 @@ async fn watch_term(
                             stream = None;
                         }
                     }
-                    Ok(None) | Err(_) => stream = None,
+                    Ok(None) => stream = None,
+                    Err(e) => {
+                        client.failed(endpoint, &EtcdFailure::from_client(&e));
+                        stream = None;
+                    }
                 }
             }
         }
     }
 }
 
-async fn resign(client: &etcd_client::Client, leader_key: &etcd_client::LeaderKey) {
+async fn resign(client: &Etcd, leader_key: &etcd_client::LeaderKey) {
     let opts = ResignOptions::new().with_leader(leader_key.clone());
     match tokio::time::timeout(
         Duration::from_secs(1),
-        client.election_client().resign(Some(opts)),
+        client.client().election_client().resign(Some(opts)),
     )
     .await
     {
@@ -366,12 +383,7 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    fn spawn(
-        client: etcd_client::Client,
-        lease_id: i64,
-        ttl: Duration,
-        clock: LeaseClock,
-    ) -> KeepAlive {
+    fn spawn(client: Etcd, lease_id: i64, ttl: Duration, clock: LeaseClock) -> KeepAlive {
         let lost = CancellationToken::new();
         let lost_reason = Arc::new(std::sync::Mutex::new(LeadershipChange::LeaseDeadline));
         let kick = Arc::new(Notify::new());
@@ -406,7 +418,7 @@ impl KeepAlive {
 
 #[allow(clippy::too_many_arguments)]
 async fn keepalive_loop(
-    client: etcd_client::Client,
+    client: Etcd,
     lease_id: i64,
     ttl: Duration,
     clock: LeaseClock,
@@ -418,6 +430,7 @@ async fn keepalive_loop(
     let period = ttl / timing::KEEPALIVES_PER_TTL;
     let mut next = Instant::now() + period;
     let mut stream = None;
+    let mut endpoint = 0;
     let give_up = |reason: LeadershipChange| {
         *lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
         clock.expire();
@@ -441,15 +454,17 @@ async fn keepalive_loop(
         }
         next = started + period;
         if stream.is_none() {
-            let mut lc = client.lease_client();
-            match tokio::time::timeout(period, lc.keep_alive(lease_id)).await {
-                Ok(Ok(s)) => stream = Some(s),
-                Ok(Err(e)) => {
+            let (i, c) = client.pick();
+            endpoint = i;
+            let mut lc = c.lease_client();
+            match within(period, lc.keep_alive(lease_id)).await {
+                Ok(s) => stream = Some(s),
+                Err(e) => {
+                    client.failed(i, &e);
                     tracing::warn!(error = %e, "cannot open the lease keep-alive stream");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!("opening the lease keep-alive stream timed out");
+                    // Try again soon (on another endpoint if this one is at fault), not a
+                    // whole period later.
+                    next = Instant::now() + timing::ETCD_RETRY_MIN;
                     continue;
                 }
             }
@@ -474,12 +489,20 @@ async fn keepalive_loop(
                 return give_up(LeadershipChange::LeaseExpired);
             }
             other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(None)) => "stream closed".to_string(),
-                    _ => "timed out".to_string(),
+                let failure = match other {
+                    Ok(Err(e)) => EtcdFailure::from_client(&e),
+                    Ok(Ok(None)) => EtcdFailure::from_client(
+                        &etcd_client::Error::LeaseKeepAliveError("stream closed".to_string()),
+                    ),
+                    _ => EtcdFailure::from_client(&etcd_client::Error::GRpcStatus(
+                        tonic::Status::deadline_exceeded("keep-alive timed out"),
+                    )),
                 };
-                tracing::warn!(error = %why, "lease keep-alive failed");
+                client.failed(endpoint, &failure);
+                tracing::warn!(error = %failure, "lease keep-alive failed");
+                // The next attempt goes out soon, on a fresh stream (on another endpoint if
+                // this one is at fault), not a whole period later.
+                next = Instant::now() + timing::ETCD_RETRY_MIN;
                 // A late answer on the old stream could be mistaken for a newer request's:
                 // always start over on a fresh stream.
                 stream = None;

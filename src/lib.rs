@@ -5,6 +5,7 @@
 //! pure core (`cluster`), the commit pipeline (`commit`) writes them to etcd under the leader
 //! fence, and readers see immutable snapshots.
 
+pub mod batches;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::LeaderEpoch;
-use crate::etcd::KeyLayout;
+use crate::etcd::endpoints::within;
 use crate::etcd::keys::prefix_end;
-use crate::etcd::store::with_timeout;
+use crate::etcd::{Etcd, EtcdFailure, KeyLayout};
 use crate::proto::store::MonitorRecord;
 use crate::timing;
 
@@ -36,7 +36,7 @@ pub struct MonitorView {
 
 /// Starts the observer; the view is updated until `stop` is cancelled.
 pub fn spawn(
-    client: etcd_client::Client,
+    client: Etcd,
     keys: KeyLayout,
     stop: CancellationToken,
 ) -> watch::Receiver<MonitorView> {
@@ -60,7 +60,7 @@ pub fn spawn(
 
 /// Reads the view, then watches for changes and re-reads on each. Returns on any error.
 async fn observe(
-    client: &etcd_client::Client,
+    client: &Etcd,
     keys: &KeyLayout,
     tx: &watch::Sender<MonitorView>,
     stop: &CancellationToken,
@@ -77,13 +77,16 @@ async fn observe(
             .with_range(prefix_end(p))
             .with_start_revision(revision + 1)
     };
-    let mut stream = with_timeout(
-        client
-            .clone()
-            .watch(election.clone(), Some(opts(&election))),
+    let (endpoint, mut watcher) = client.pick();
+    let mut stream = within(
+        timing::ETCD_REQUEST_TIMEOUT,
+        watcher.watch(election.clone(), Some(opts(&election))),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        client.failed(endpoint, &e);
+        e.to_string()
+    })?;
     stream
         .watch(monitors.clone(), Some(opts(&monitors)))
         .await
@@ -103,7 +106,10 @@ async fn observe(
             }
             Ok(Some(_)) => {}
             Ok(None) => return Err("watch stream closed".to_string()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                client.failed(endpoint, &EtcdFailure::from_client(&e));
+                return Err(e.to_string());
+            }
         }
     }
 }
@@ -118,10 +124,7 @@ fn replace_if_changed(current: &mut MonitorView, new: MonitorView) -> bool {
 }
 
 /// One consistent read of the election and the registry.
-async fn read(
-    client: &etcd_client::Client,
-    keys: &KeyLayout,
-) -> Result<(MonitorView, i64), String> {
+async fn read(client: &Etcd, keys: &KeyLayout) -> Result<(MonitorView, i64), String> {
     let election = keys.election_prefix();
     let monitors = keys.monitors_prefix();
     let txn = Txn::new().and_then([
@@ -139,7 +142,11 @@ async fn read(
             Some(GetOptions::new().with_range(prefix_end(&monitors))),
         ),
     ]);
-    let resp = with_timeout(client.clone().txn(txn))
+    let resp = client
+        .request(timing::ETCD_REQUEST_TIMEOUT, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
         .await
         .map_err(|e| e.to_string())?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);

@@ -12,13 +12,17 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::batches::{PartResult, propose_in_parts};
 use crate::cluster::{ClusterFlag, Command, Epoch, Outcome, REFRESH_BATCH};
-use crate::commit::Serving;
+use crate::commit::{ProposeError, Serving};
+use crate::failure_check::OSDS_PER_COMMAND;
 
 /// A full pass happens at least this often, whatever changed.
 const PASS_EVERY: Duration = Duration::from_secs(5);
 /// Bursts of commits (a boot storm) are coalesced into one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Name under which this task reports changes too large to commit.
+const TASK: &str = "reconcile";
 
 /// Runs until `stop`. `rebalance_fraction` bounds each rebalance round (0.05: 5% of the PGs).
 pub async fn run(serving: Arc<Serving>, rebalance_fraction: f64, stop: CancellationToken) {
@@ -46,33 +50,104 @@ pub async fn run(serving: Arc<Serving>, rebalance_fraction: f64, stop: Cancellat
             continue;
         }
         seen = Some(snap.osdmap_epoch());
-        more = false;
-        let mut repaired = false;
-        for pool in snap.pools() {
-            if stop.is_cancelled() {
-                return;
-            }
-            let pgs = snap.pgs_needing_refresh(pool.id, REFRESH_BATCH);
-            if pgs.is_empty() {
-                continue;
-            }
-            repaired = true;
-            let full = pgs.len() == REFRESH_BATCH;
-            match serving
-                .propose(Command::RefreshPgs { pool: pool.id, pgs })
-                .await
-            {
-                // A full batch that changed something may have more behind it. PGs that cannot
-                // be fixed now (no OSD to refill them) change nothing: wait for the next osdmap
-                // change or the periodic pass instead of spinning on them.
-                Ok(Outcome::Refreshed { changed }) => more |= full && changed > 0,
-                Ok(other) => tracing::warn!(pool = %pool.id, ?other, "unexpected refresh outcome"),
-                Err(e) => tracing::warn!(pool = %pool.id, error = %e, "cannot refresh PGs"),
+        let mut too_large = Vec::new();
+        let pass = repair(&serving, &stop, &mut too_large).await;
+        more = pass.more;
+        if !pass.repaired && !stop.is_cancelled() {
+            balanced_at =
+                rebalance_round(&serving, rebalance_fraction, balanced_at, &mut too_large).await;
+        }
+        if !stop.is_cancelled() {
+            serving.too_large.report(TASK, too_large);
+        }
+    }
+}
+
+/// What one repair pass found.
+struct Repair {
+    /// Something needed repair (rebalancing waits until nothing does).
+    repaired: bool,
+    /// More may be waiting behind a full batch: pass again without waiting for a change.
+    more: bool,
+}
+
+/// Replays what cleared flags deferred, then brings a batch of each pool's PGs up to date.
+async fn repair(
+    serving: &Serving,
+    stop: &CancellationToken,
+    too_large: &mut Vec<String>,
+) -> Repair {
+    let propose = |c| serving.propose(c);
+    let mut pass = Repair {
+        repaired: false,
+        more: false,
+    };
+    let snap = serving.snapshot();
+    let released = snap.deferred_releases(usize::MAX);
+    if !released.is_empty() {
+        pass.repaired = true;
+        tracing::info!(
+            osds = released.len(),
+            "replaying what cleared flags deferred"
+        );
+        let parts = propose_in_parts(propose, released, OSDS_PER_COMMAND, |ids| {
+            Command::ReleaseDeferred { ids }
+        })
+        .await;
+        for (part, result) in parts {
+            match result {
+                // The released OSDs change the osdmap: the PGs are looked at again after it.
+                Ok(_) => pass.more = true,
+                Err(e) => note_failure(&e, || format!("releasing {}", part[0]), too_large),
             }
         }
-        if !repaired {
-            balanced_at = rebalance_round(&serving, rebalance_fraction, balanced_at, &stop).await;
+        return pass;
+    }
+    for pool in snap.pools() {
+        if stop.is_cancelled() {
+            return pass;
         }
+        let pgs = snap.pgs_needing_refresh(pool.id, REFRESH_BATCH);
+        if pgs.is_empty() {
+            continue;
+        }
+        pass.repaired = true;
+        let full = pgs.len() == REFRESH_BATCH;
+        let id = pool.id;
+        let parts = propose_in_parts(propose, pgs, REFRESH_BATCH, |pgs| Command::RefreshPgs {
+            pool: id,
+            pgs,
+        })
+        .await;
+        let changed = count_changed(&parts, |part, e| {
+            note_failure(e, || format!("{id} PG {}", part[0].0), too_large)
+        });
+        // A full batch that changed something may have more behind it. PGs that cannot be
+        // fixed now (no OSD to refill them) change nothing: wait for the next osdmap change or
+        // the periodic pass instead of spinning on them.
+        pass.more |= full && changed > 0;
+    }
+    pass
+}
+
+/// PGs changed by the committed parts; `failed` is called for every part that failed.
+fn count_changed<T>(parts: &[PartResult<T>], mut failed: impl FnMut(&[T], &ProposeError)) -> usize {
+    let mut changed = 0;
+    for (part, result) in parts {
+        match result {
+            Ok(Outcome::Refreshed { changed: n }) => changed += n,
+            Ok(other) => tracing::warn!(?other, "unexpected outcome of a PG change"),
+            Err(e) => failed(part, e),
+        }
+    }
+    changed
+}
+
+/// Logs a failed part; one that cannot fit a transaction even alone is reported for health.
+fn note_failure(e: &ProposeError, what: impl Fn() -> String, too_large: &mut Vec<String>) {
+    tracing::warn!(error = %e, change = %what(), "cannot commit a reconciler change");
+    if let ProposeError::TooLarge { .. } = e {
+        too_large.push(format!("{}: {e}", what()));
     }
 }
 
@@ -81,7 +156,7 @@ async fn rebalance_round(
     serving: &Serving,
     fraction: f64,
     balanced_at: Option<(Epoch, usize)>,
-    stop: &CancellationToken,
+    too_large: &mut Vec<String>,
 ) -> Option<(Epoch, usize)> {
     let snap = serving.snapshot();
     if snap.flags().contains(ClusterFlag::NoRebalance) {
@@ -104,20 +179,26 @@ async fn rebalance_round(
     }
     let total: usize = plan.values().map(Vec::len).sum();
     tracing::info!(moves = total, in_flight, "rebalance round");
+    let propose = |c| serving.propose(c);
     for (pool, moves) in plan {
-        for batch in moves.chunks(REFRESH_BATCH) {
-            if stop.is_cancelled() {
-                return None;
-            }
-            let command = Command::Rebalance {
-                pool,
-                moves: batch.to_vec(),
-            };
-            if let Err(e) = serving.propose(command).await {
-                tracing::warn!(%pool, error = %e, "cannot apply rebalance moves");
-                return None;
-            }
+        let parts = propose_in_parts(propose, moves, REFRESH_BATCH, |moves| Command::Rebalance {
+            pool,
+            moves,
+        })
+        .await;
+        if parts
+            .iter()
+            .any(|(_, r)| matches!(r, Err(ProposeError::NotLeader)))
+        {
+            return None;
         }
+        count_changed(&parts, |part, e| {
+            note_failure(
+                e,
+                || format!("{pool} PG {} (rebalance)", part[0].pg.0),
+                too_large,
+            )
+        });
     }
     None
 }

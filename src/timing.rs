@@ -33,6 +33,12 @@ pub const ETCD_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Interval of health probes while waiting for the embedded member.
 pub const ETCD_HEALTH_POLL: Duration = Duration::from_millis(200);
 
+/// How often every configured etcd endpoint is probed (when `etcd_server` lists several).
+pub const ETCD_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long a probe may take before its endpoint counts as unhealthy. A frozen member is thus
+/// avoided within `ETCD_PROBE_EVERY + ETCD_PROBE_TIMEOUT`, well inside one lease TTL.
+pub const ETCD_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Interval at which the leader tracker re-reads the election when its watch is broken.
 pub const LEADER_TRACKER_RETRY: Duration = Duration::from_millis(500);
 

@@ -579,10 +579,13 @@ async fn silent_osds_go_down_then_out_and_a_heartbeat_brings_one_back() {
 /// are all marked down (in several commands), not refused as one oversized change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_osds_silent_at_once_are_all_marked_down() {
+    // The min-up-ratio guard is off: this test is about marking many OSDs down at once (the
+    // guard has its own test below).
     let mut c = TestCluster::new(
         1,
         ClusterOptions {
-            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"".to_string(),
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"\nosd_min_up_ratio = 0"
+                .to_string(),
             ..ClusterOptions::default()
         },
     );
@@ -642,4 +645,140 @@ async fn two_hundred_osds_silent_at_once_are_all_marked_down() {
         status.osdmap_epoch
     );
     assert!(!c.log(0).contains("cannot mark OSDs down"), "{}", c.log(0));
+}
+
+/// Heartbeats `osds` every 300 ms until aborted.
+fn keep_beating(
+    m: std::sync::Arc<fastblock_monitor::client::MonitorClient>,
+    osds: Vec<common::api::FakeOsd>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for o in &osds {
+                let _ = m
+                    .heartbeat(api::HeartbeatRequest {
+                        osd_id: o.id,
+                        boot_instance: o.instance,
+                    })
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+async fn osd_infos(m: &fastblock_monitor::client::MonitorClient) -> Vec<api::OsdInfo> {
+    m.get_osd_map(api::GetOsdMapRequest {
+        osd_id: 0,
+        epoch: 0,
+    })
+    .await
+    .unwrap()
+    .osdmap
+    .as_ref()
+    .unwrap()
+    .osds
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_mark_down_stops_at_the_min_up_ratio() {
+    // 10 OSDs, 8 fall silent: with the default ratio 0.3, 3 stay up (the 2 beating and the
+    // silent one heard from last), and the health report says why.
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = std::sync::Arc::new(c.client(0));
+    let osds = boot_osds(&m, 1, 10, 10).await;
+    let beat = keep_beating(m.clone(), osds[..2].to_vec());
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let up = osd_infos(&m).await.iter().filter(|o| o.up).count();
+        if up <= 3 {
+            assert_eq!(up, 3, "never below the ratio");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{up} still up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // It holds: a few more checks change nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let infos = osd_infos(&m).await;
+    assert_eq!(infos.iter().filter(|o| o.up).count(), 3);
+    let kept: Vec<u32> = infos
+        .iter()
+        .filter(|o| o.up && osds[2..].iter().any(|s| s.id == o.id))
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(kept.len(), 1, "one silent OSD kept up");
+    let status = m
+        .get_cluster_status(api::GetClusterStatusRequest::default())
+        .await
+        .unwrap();
+    let check = status
+        .checks
+        .iter()
+        .find(|c| c.code == "OSD_DOWN_REFUSED")
+        .unwrap_or_else(|| panic!("no OSD_DOWN_REFUSED in {:?}", status.checks));
+    assert_eq!(check.severity, api::HealthStatus::Err as i32);
+    assert_eq!(check.detail.len(), 1);
+    assert!(
+        check.detail[0].starts_with(&format!("osd.{} ", kept[0])),
+        "{:?}",
+        check.detail
+    );
+    assert!(c.log(0).contains("not marking silent OSDs down"));
+    beat.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_does_not_mark_its_osds_down_when_it_resumes() {
+    // The leader is frozen (SIGSTOP) for longer than osd_down_after while its OSDs keep
+    // sending heartbeats; the lease (20 s) outlives the freeze, so it still leads when it
+    // resumes. The silence was the monitor's, not the OSDs': none may be marked down.
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            lease_ttl_secs: 20,
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = std::sync::Arc::new(c.client(0));
+    let osds = boot_osds(&m, 1, 20, 5).await;
+    let beat = keep_beating(m.clone(), osds.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = osd_infos(&m).await;
+    assert!(before.iter().all(|o| o.up), "{before:?}");
+    let epoch = m.get_leader().await.unwrap().leader_epoch;
+
+    c.signal(0, nix::sys::signal::Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    c.signal(0, nix::sys::signal::Signal::SIGCONT);
+    // Several checks after the resume, with the heartbeats flowing again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        m.get_leader().await.unwrap().leader_epoch,
+        epoch,
+        "the same term: the freeze did not cost the lease"
+    );
+    let after = osd_infos(&m).await;
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a.up, "osd.{} was marked down: {a:?}\n{}", a.id, c.log(0));
+        assert_eq!(
+            a.last_change, b.last_change,
+            "osd.{} changed (down and back up)",
+            a.id
+        );
+    }
+    assert!(c.log(0).contains("the monitor did not run for a while"));
+    beat.abort();
 }

@@ -1,7 +1,8 @@
 //! The PG lifecycle end to end, with real monitors and a fleet of fake OSDs playing the OSD
 //! side: create → active; an OSD dies → undersize within the grace → out after the interval →
 //! remapped → finished → active; it comes back → rebalanced onto it (deferred by norebalance);
-//! and the same remap finished by the next leader when the leader is killed in the middle.
+//! and the same remap finished by the next leader when the leader is killed in the middle; and a
+//! whole host marked out on a cluster large enough that its remap spans many transactions.
 
 mod common;
 
@@ -234,6 +235,82 @@ async fn a_remap_in_flight_is_finished_by_the_next_leader() {
             .changes_finished
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
+    );
+    stop.cancel();
+    let _ = running.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_host_marked_out_is_remapped_under_the_default_limits() {
+    // 96 OSDs on 12 hosts and a 4,096-PG pool: the host holds ~1,024 replicas, so the PGs to
+    // refresh span many PG chunks. With etcd's stock limits (128 ops, 1 MiB per transaction:
+    // no txn keys in the config) every batch must be cut to fit, or nothing is remapped.
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: timings(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = Arc::new(c.cluster_client());
+    let spec = FleetSpec {
+        osds: 96,
+        hosts: 12,
+        change_takes: Duration::from_millis(50),
+        ..fleet_spec("hostout", Duration::ZERO)
+    };
+    let fleet = Fleet::start(m.clone(), spec, |_, _| {}).await.unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(fleet.clone().run(stop.clone()));
+    m.create_pool(api::CreatePoolRequest {
+        name: "big".to_string(),
+        pg_size: 3,
+        pg_count: 4096,
+        failure_domain: "host".to_string(),
+        root: String::new(),
+    })
+    .await
+    .unwrap();
+    until_pool(&m, "every PG active", all_active).await;
+
+    let host = fleet.osds()[0].host.clone();
+    let gone: Vec<u32> = fleet
+        .osds()
+        .iter()
+        .filter(|o| o.host == host)
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(gone.len(), 8);
+    let held = pool(&m)
+        .await
+        .pgs
+        .iter()
+        .filter(|g| g.members.iter().any(|id| gone.contains(id)))
+        .count();
+    assert!(
+        held > 512,
+        "more PGs to remap than one refresh batch: {held}"
+    );
+    for id in &gone {
+        m.osd_out(api::OsdOutRequest { osd_id: *id }).await.unwrap();
+    }
+    until_pool(&m, "the host's PGs remapped away and active", |p| {
+        all_active(p)
+            && p.pgs
+                .iter()
+                .all(|g| g.members.len() == 3 && !g.members.iter().any(|id| gone.contains(id)))
+    })
+    .await;
+    let status = m
+        .get_cluster_status(api::GetClusterStatusRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        status.checks.iter().all(|c| c.code != "TXN_TOO_LARGE"),
+        "{:?}",
+        status.checks
     );
     stop.cancel();
     let _ = running.await;

@@ -87,6 +87,10 @@ pub enum Command {
     },
     SetFlag(ClusterFlag),
     UnsetFlag(ClusterFlag),
+    /// Reconciler: replay what a cleared `noup`/`noin` deferred for these OSDs.
+    ReleaseDeferred {
+        ids: Vec<OsdId>,
+    },
     CreatePool(PoolArgs),
     DeletePool {
         name: String,

@@ -1,12 +1,18 @@
 //! Failure detection bookkeeping: when each OSD was last heard from and since when it has been
 //! down, and the resulting decisions. Heartbeats only touch this in-memory table; only the
 //! decisions (mark down, mark out) become commands. Time is passed in.
+//!
+//! Two guards keep a monitor that cannot hear its OSDs (overloaded, stalled, cut off) from
+//! marking healthy OSDs down en masse: automatic mark-down never takes the share of up OSDs
+//! below `min_up_ratio` (Ceph's `mon_osd_min_up_ratio`), and time during which the monitor
+//! itself could not run (a stall the caller measures and passes to [`FailureDetector::forgive`])
+//! does not count as OSD silence.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::osd::Liveness;
-use super::osd_ops::OutGuards;
+use super::osd_ops::{OutGuards, OutRefusal};
 use super::state::ClusterState;
 use super::types::OsdId;
 
@@ -22,6 +28,9 @@ pub struct FailurePolicy {
     /// An OSD marked down this many times within `flap_window` is reported as flapping.
     pub flap_count: usize,
     pub flap_window: Duration,
+    /// Automatic mark-down stops where it would leave fewer than this share of the OSDs
+    /// that count (in, or up) up; 0 disables the guard.
+    pub min_up_ratio: f64,
 }
 
 impl Default for FailurePolicy {
@@ -32,14 +41,31 @@ impl Default for FailurePolicy {
             guards: OutGuards::default(),
             flap_count: 5,
             flap_window: Duration::from_secs(600),
+            min_up_ratio: DEFAULT_MIN_UP_RATIO,
         }
     }
+}
+
+/// Ceph's default `mon_osd_min_up_ratio`.
+pub const DEFAULT_MIN_UP_RATIO: f64 = 0.3;
+
+/// What the failure detector found at its last check, for health, status and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectorFindings {
+    /// Automatic outs the guards refused.
+    pub out_refused: Vec<(OsdId, OutRefusal)>,
+    /// Silent OSDs kept up by the min-up-ratio guard.
+    pub down_refused: Vec<OsdId>,
+    /// OSDs marked down repeatedly, with how often.
+    pub flapping: Vec<(OsdId, usize)>,
 }
 
 /// What the detector decided on one check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decisions {
     pub mark_down: Vec<OsdId>,
+    /// Silent OSDs that the min-up-ratio guard keeps up.
+    pub down_refused: Vec<OsdId>,
     pub mark_out: Vec<OsdId>,
 }
 
@@ -76,16 +102,24 @@ impl FailureDetector {
         self.last_seen.get(&id).copied().unwrap_or(self.started)
     }
 
-    /// Up OSDs silent for longer than `down_after` go down; down OSDs that are in and have
-    /// been down (as seen by this term) for longer than `out_after` go out.
+    /// Up OSDs silent for longer than `down_after` go down (longest silent first, as far as
+    /// the min-up-ratio guard allows); down OSDs that are in and have been down (as seen by
+    /// this term) for longer than `out_after` go out.
     pub fn check(&mut self, state: &ClusterState, now: Instant, t: FailurePolicy) -> Decisions {
         let mut d = Decisions::default();
+        let mut silent: Vec<(Instant, OsdId)> = Vec::new();
+        let (mut up, mut counted) = (0usize, 0usize);
         for osd in state.osds() {
+            if osd.is_up() || osd.is_in() {
+                counted += 1;
+            }
             match osd.liveness {
                 Liveness::Up { .. } => {
+                    up += 1;
                     self.down_since.remove(&osd.id);
-                    if now.saturating_duration_since(self.last_seen(osd.id)) > t.down_after {
-                        d.mark_down.push(osd.id);
+                    let seen = self.last_seen(osd.id);
+                    if now.saturating_duration_since(seen) > t.down_after {
+                        silent.push((seen, osd.id));
                     }
                 }
                 Liveness::Down { .. } if osd.is_in() => {
@@ -99,8 +133,26 @@ impl FailureDetector {
                 }
             }
         }
+        silent.sort();
+        let allowed = downs_allowed(up, counted, t.min_up_ratio);
+        let refused = silent.split_off(allowed.min(silent.len()));
+        d.mark_down = silent.into_iter().map(|(_, id)| id).collect();
+        d.down_refused = refused.into_iter().map(|(_, id)| id).collect();
+        d.down_refused.sort();
         self.last_seen.retain(|id, _| state.osd(*id).is_some());
         d
+    }
+
+    /// Moves every clock forward by `lost`, time during which the monitor could not run (so
+    /// could not process heartbeats either): OSDs are not blamed for that silence.
+    pub fn forgive(&mut self, lost: Duration, now: Instant) {
+        self.started = (self.started + lost).min(now);
+        for seen in self.last_seen.values_mut() {
+            *seen = (*seen + lost).min(now);
+        }
+        for since in self.down_since.values_mut() {
+            *since = (*since + lost).min(now);
+        }
     }
 
     /// Notes that the detector marked `id` down at `now` (for flap detection).
@@ -129,6 +181,15 @@ impl FailureDetector {
     }
 }
 
+/// How many of `up` OSDs may go down while at least `ratio` of `counted` stay up.
+fn downs_allowed(up: usize, counted: usize, ratio: f64) -> usize {
+    if ratio <= 0.0 {
+        return up;
+    }
+    let keep = (ratio * counted as f64).ceil() as usize;
+    up.saturating_sub(keep)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +205,7 @@ mod tests {
         },
         flap_count: 3,
         flap_window: Duration::from_secs(60),
+        min_up_ratio: 0.3,
     };
 
     #[test]
@@ -171,6 +233,88 @@ mod tests {
         );
         let d = fd.check(&s, seen_down + Duration::from_secs(31), T);
         assert_eq!(d.mark_out, vec![OsdId(3)]);
+    }
+
+    #[test]
+    fn mark_down_stops_at_the_min_up_ratio_longest_silent_first() {
+        let s = cluster(10, 10);
+        let t0 = Instant::now();
+        let mut fd = FailureDetector::new(t0);
+        // OSDs 1 and 2 keep beating; 3..=10 fall silent, 10 first, then 9, ... then 3.
+        for (i, id) in (3..=10).rev().enumerate() {
+            fd.heard_from(OsdId(id), t0 + Duration::from_secs(i as u64));
+        }
+        for id in 1..=2 {
+            fd.heard_from(OsdId(id), t0 + Duration::from_secs(30));
+        }
+        let d = fd.check(&s, t0 + Duration::from_secs(30), T);
+        // 10 OSDs count, 3 must stay up: 7 of the 8 silent go down, the most recently heard
+        // (osd.3) is kept up.
+        assert_eq!(d.mark_down, (4..=10).rev().map(OsdId).collect::<Vec<_>>());
+        assert_eq!(d.down_refused, [OsdId(3)]);
+        // Without the guard, all 8.
+        let off = FailurePolicy {
+            min_up_ratio: 0.0,
+            ..T
+        };
+        let d = fd.check(&s, t0 + Duration::from_secs(30), off);
+        assert_eq!(d.mark_down.len(), 8);
+        assert!(d.down_refused.is_empty());
+    }
+
+    #[test]
+    fn the_guard_counts_osds_that_are_in_or_up() {
+        let mut s = cluster(10, 10);
+        // Four OSDs are long gone (down and out): they do not dilute the ratio.
+        s.apply(&Command::MarkDown {
+            ids: (7..=10).map(OsdId).collect(),
+        })
+        .unwrap();
+        s.apply(&Command::MarkOut {
+            ids: (7..=10).map(OsdId).collect(),
+            guards: OutGuards {
+                min_in_ratio: 0.0,
+                subtree_limit: None,
+            },
+        })
+        .unwrap();
+        let t0 = Instant::now();
+        let mut fd = FailureDetector::new(t0);
+        fd.heard_from(OsdId(1), t0 + Duration::from_secs(30));
+        let d = fd.check(&s, t0 + Duration::from_secs(30), T);
+        // 6 count, ceil(1.8) = 2 stay up: osd.1 (beating) and one silent one.
+        assert_eq!(d.mark_down.len(), 4);
+        assert_eq!(d.down_refused.len(), 1);
+        assert_eq!(downs_allowed(0, 0, 0.3), 0);
+        assert_eq!(downs_allowed(3, 3, 0.0), 3);
+        assert_eq!(
+            downs_allowed(1, 1, 0.3),
+            0,
+            "a lone OSD is never marked down"
+        );
+    }
+
+    #[test]
+    fn a_stall_of_the_monitor_is_not_held_against_the_osds() {
+        let s = cluster(3, 3);
+        let t0 = Instant::now();
+        let mut fd = FailureDetector::new(t0);
+        for id in 1..=3 {
+            fd.heard_from(OsdId(id), t0);
+        }
+        // The monitor could not run for 20 s; then the OSDs' queued heartbeats are not yet
+        // processed when the check runs.
+        let now = t0 + Duration::from_secs(20);
+        fd.forgive(Duration::from_secs(19), now);
+        assert_eq!(fd.check(&s, now, T), Decisions::default());
+        // An OSD that stays silent afterwards still goes down after the interval.
+        fd.heard_from(OsdId(1), now + Duration::from_secs(10));
+        fd.heard_from(OsdId(2), now + Duration::from_secs(10));
+        let d = fd.check(&s, now + Duration::from_secs(10), T);
+        assert_eq!(d.mark_down, [OsdId(3)]);
+        // Never moved past now.
+        fd.forgive(Duration::from_secs(3600), now);
+        assert!(fd.last_seen(OsdId(3)) <= now);
     }
 
     #[test]

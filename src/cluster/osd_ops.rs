@@ -509,9 +509,11 @@ impl ClusterState {
         applied
     }
 
-    /// Clears a flag and replays what it deferred: `noup` marks held-down OSDs up, `noin` marks
-    /// the OSDs it kept out in. (`noout`, `nodown` and `norebalance` are level-triggered: the
-    /// failure detector and the reconciler act on the next pass.)
+    /// Clears a flag. What `noup` and `noin` deferred is replayed by the reconciler through
+    /// [`Command::ReleaseDeferred`], in parts that fit a transaction: with thousands of OSDs
+    /// held down, one command releasing all of them could never commit. (`noout`, `nodown` and
+    /// `norebalance` are level-triggered as well: the failure detector and the reconciler act on
+    /// their next pass.)
     pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied {
         let mut applied = Applied::new(Outcome::Flags {
             flags: self.meta.flags,
@@ -520,43 +522,73 @@ impl ClusterState {
         if self.meta.flags.contains(flag) {
             self.meta.flags = self.meta.flags.without(flag);
             self.bump_osdmap(&mut applied.touched);
-            let flags = self.meta.flags;
-            let epoch = self.meta.epoch;
-            let deferred: Vec<Osd> = self
-                .osds
-                .values()
-                .filter(|o| match flag {
-                    ClusterFlag::NoUp => matches!(o.liveness, Liveness::HeldDown { .. }),
-                    ClusterFlag::NoIn => {
-                        o.is_up()
-                            && matches!(
-                                o.membership,
-                                Membership::Out {
-                                    reason: OutReason::DeferredByNoIn,
-                                    ..
-                                }
-                            )
-                    }
-                    _ => false,
-                })
-                .map(|o| (**o).clone())
-                .collect();
-            for mut osd in deferred {
-                if let Liveness::HeldDown { instance } = osd.liveness {
-                    osd.liveness = Liveness::Up {
-                        instance,
-                        since: epoch,
-                    };
-                }
-                osd.membership = membership_on_up(osd.membership, flags, epoch);
-                self.put_osd(osd, &mut applied.touched);
-            }
         }
         applied.outcome = Outcome::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         };
         applied
+    }
+
+    /// Up to `limit` OSDs whose change a cleared flag deferred: held down by `noup`, or kept
+    /// out by `noin` although up.
+    pub fn deferred_releases(&self, limit: usize) -> Vec<OsdId> {
+        let flags = self.meta.flags;
+        self.osds
+            .values()
+            .filter(|o| released_by(o, flags))
+            .map(|o| o.id)
+            .take(limit)
+            .collect()
+    }
+
+    /// Replays what a cleared flag deferred for `ids`: a held-down OSD goes up, an OSD kept out
+    /// by `noin` goes in. OSDs no longer concerned (a flag set again, the OSD gone or changed)
+    /// are left alone.
+    pub(super) fn release_deferred(&mut self, ids: &[OsdId]) -> Applied {
+        let mut applied = Applied::new(Outcome::OsdMap {
+            osdmap_epoch: self.meta.epoch,
+        });
+        let flags = self.meta.flags;
+        for id in ids {
+            let Some(mut osd) = self.osds.get(id).map(|o| (**o).clone()) else {
+                continue;
+            };
+            if !released_by(&osd, flags) {
+                continue;
+            }
+            let epoch = self.bump_osdmap(&mut applied.touched);
+            if let Liveness::HeldDown { instance } = osd.liveness {
+                osd.liveness = Liveness::Up {
+                    instance,
+                    since: epoch,
+                };
+            }
+            osd.membership = membership_on_up(osd.membership, flags, epoch);
+            self.put_osd(osd, &mut applied.touched);
+        }
+        applied.outcome = Outcome::OsdMap {
+            osdmap_epoch: self.meta.epoch,
+        };
+        applied
+    }
+}
+
+/// Whether `o` waits for a flag that `flags` no longer has.
+fn released_by(o: &Osd, flags: super::flags::Flags) -> bool {
+    match o.liveness {
+        Liveness::HeldDown { .. } => !flags.contains(ClusterFlag::NoUp),
+        _ => {
+            o.is_up()
+                && !flags.contains(ClusterFlag::NoIn)
+                && matches!(
+                    o.membership,
+                    Membership::Out {
+                        reason: OutReason::DeferredByNoIn,
+                        ..
+                    }
+                )
+        }
     }
 }
 

@@ -360,6 +360,7 @@ impl ClusterState {
                 pg,
                 members,
             } => self.member_change_finish(*result, *pool, *pg, members),
+            Command::ReleaseDeferred { ids } => Ok(self.release_deferred(ids)),
             Command::RefreshPgs { pool, pgs } => self.refresh_pgs(*pool, pgs),
             Command::Rebalance { pool, moves } => self.rebalance(*pool, moves),
         }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
+use super::endpoints::{Etcd, EtcdFailure};
 use super::keys::{KeyLayout, prefix_end};
 use crate::cluster::{BlobKey, LeaderEpoch, OsdId, Record, RecordKey, decode_record};
 use crate::metrics::Metrics;
@@ -56,7 +57,7 @@ pub enum StoreError {
     Fenced,
     /// etcd failed or did not answer in time. For a write the outcome is unknown.
     #[error("etcd request failed: {0}")]
-    Etcd(String),
+    Etcd(EtcdFailure),
     /// Stored data does not decode.
     #[error("stored cluster data is invalid: {0}")]
     Corrupt(String),
@@ -65,15 +66,19 @@ pub enum StoreError {
 /// Reads and writes the cluster state under the leader fence.
 #[derive(Clone)]
 pub struct Store {
-    client: etcd_client::Client,
+    etcd: Etcd,
     keys: KeyLayout,
     metrics: Metrics,
 }
 
+/// Attempts at reading one page of the load before the load as a whole fails (each attempt
+/// already tries every healthy endpoint).
+const PAGE_ATTEMPTS: u32 = 4;
+
 impl Store {
-    pub fn new(client: etcd_client::Client, keys: KeyLayout, metrics: Metrics) -> Store {
+    pub fn new(etcd: Etcd, keys: KeyLayout, metrics: Metrics) -> Store {
         Store {
-            client,
+            etcd,
             keys,
             metrics,
         }
@@ -89,10 +94,6 @@ impl Store {
     pub async fn load(&self, fence: &Fence) -> Result<Vec<(RecordKey, Record)>, StoreError> {
         let prefix = self.keys.cluster_prefix();
         let end = prefix_end(&prefix);
-        let mut kv = self
-            .client
-            .kv_client()
-            .max_decoding_message_size(LOAD_MAX_MESSAGE);
         let first = Txn::new().when([fence.compare()]).and_then([TxnOp::get(
             prefix.clone(),
             Some(
@@ -101,13 +102,20 @@ impl Store {
                     .with_limit(LOAD_PAGE),
             ),
         )]);
-        let resp = with_timeout(kv.txn(first)).await?;
+        let resp = self
+            .etcd
+            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+                let mut kv = c.kv_client().max_decoding_message_size(LOAD_MAX_MESSAGE);
+                let txn = first.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !resp.succeeded() {
             return Err(StoreError::Fenced);
         }
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
         let Some(TxnOpResponse::Get(mut page)) = resp.op_responses().into_iter().next() else {
-            return Err(StoreError::Etcd(
+            return Err(StoreError::Corrupt(
                 "fenced read returned no range".to_string(),
             ));
         };
@@ -133,19 +141,58 @@ impl Store {
                 break;
             };
             next.push(0);
-            let options = GetOptions::new()
-                .with_range(end.clone())
-                .with_revision(revision)
-                .with_limit(LOAD_PAGE);
-            page = with_timeout(kv.get(next, Some(options))).await?;
+            page = self.load_page(next, &end, revision).await?;
         }
         Ok(records)
+    }
+
+    /// One page of the load at the load's revision: a failed page is read again (every page
+    /// reads the same revision, so the load stays one consistent snapshot) instead of failing
+    /// the whole load.
+    async fn load_page(
+        &self,
+        from: Vec<u8>,
+        end: &[u8],
+        revision: i64,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        let options = GetOptions::new()
+            .with_range(end.to_vec())
+            .with_revision(revision)
+            .with_limit(LOAD_PAGE);
+        let mut backoff = timing::ETCD_RETRY_MIN;
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .etcd
+                .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+                    let mut kv = c.kv_client().max_decoding_message_size(LOAD_MAX_MESSAGE);
+                    let (from, options) = (from.clone(), options.clone());
+                    async move { kv.get(from, Some(options)).await }
+                })
+                .await;
+            match result {
+                Err(StoreError::Etcd(e)) if e.endpoint_at_fault() && attempt < PAGE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "reading a page of the state failed; reading it again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(timing::ETCD_RETRY_MAX);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The config text an OSD reported at boot (kept outside the cluster state).
     pub async fn osd_config(&self, id: OsdId) -> Result<Option<String>, StoreError> {
         let key = self.keys.blob(&BlobKey::OsdConfig(id));
-        let resp = with_timeout(self.client.clone().get(key, None)).await?;
+        let resp = self
+            .etcd
+            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+                let key = key.clone();
+                let mut kv = c.kv_client();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         Ok(resp
             .kvs()
             .first()
@@ -163,8 +210,16 @@ impl Store {
             .collect();
         let txn = Txn::new().when([fence.compare()]).and_then(txn_ops);
         let started = Instant::now();
-        let mut kv = self.client.kv_client();
-        let result = with_timeout(kv.txn(txn)).await;
+        // Safe to send to another endpoint after a failure: a transaction of absolute values
+        // under the fence applies the same way twice.
+        let result = self
+            .etcd
+            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+                let txn = txn.clone();
+                let mut kv = c.kv_client();
+                async move { kv.txn(txn).await }
+            })
+            .await;
         self.metrics
             .etcd_txn_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -185,19 +240,5 @@ impl Store {
                 Err(e)
             }
         }
-    }
-}
-
-/// Bounds one etcd request by the standard timeout.
-pub async fn with_timeout<T>(
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timing::ETCD_REQUEST_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(StoreError::Etcd(e.to_string())),
-        Err(_) => Err(StoreError::Etcd(format!(
-            "no answer within {:?}",
-            timing::ETCD_REQUEST_TIMEOUT
-        ))),
     }
 }

@@ -150,11 +150,14 @@ pub fn render(node: &Node, out: &mut String) {
         snap.image_count() as f64,
     );
 
+    let findings = serving.findings();
     let checks = health::evaluate(
         &snap,
         &Findings {
-            out_refused: &serving.out_refused(),
-            flapping: &serving.flapping(),
+            out_refused: &findings.out_refused,
+            down_refused: &findings.down_refused,
+            flapping: &findings.flapping,
+            too_large: &serving.too_large.all(),
             monitors: node.view().monitors.len(),
             expected_monitors: node.expected_monitors,
         },

@@ -114,11 +114,14 @@ impl MonitorService {
         let rates = lock(&serving.iostats).rates(Instant::now());
         let states = health::pg_states(&snap);
         let pgs = states.values().sum();
+        let findings = serving.findings();
         let checks = health::evaluate(
             &snap,
             &health::Findings {
-                out_refused: &serving.out_refused(),
-                flapping: &serving.flapping(),
+                out_refused: &findings.out_refused,
+                down_refused: &findings.down_refused,
+                flapping: &findings.flapping,
+                too_large: &serving.too_large.all(),
                 monitors: monitors.len(),
                 expected_monitors: self.node.expected_monitors,
             },

@@ -24,8 +24,12 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
     /// Extra monitor.toml lines.
     pub extra_config: String,
-    /// Use this external etcd endpoint instead of embedded members.
+    /// Use this external etcd endpoint (or comma-separated endpoints) instead of embedded
+    /// members.
     pub external_etcd: Option<String>,
+    /// Embedded members: list every member's client URL in `etcd_server` (same order on every
+    /// monitor) instead of the monitor's own member only.
+    pub list_all_members: bool,
 }
 
 impl Default for ClusterOptions {
@@ -35,6 +39,7 @@ impl Default for ClusterOptions {
             env: Vec::new(),
             extra_config: String::new(),
             external_etcd: None,
+            list_all_members: false,
         }
     }
 }
@@ -128,10 +133,26 @@ impl TestCluster {
             let data_dir = dir.path().join(&name);
             let log = dir.path().join(format!("{name}.log"));
             let config = dir.path().join(format!("{name}.toml"));
+            let all_members = (0..n)
+                .map(|k| format!("\"{ip}:{}\"", port(k, 2)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let etcd_server = if options.list_all_members {
+                all_members
+            } else {
+                format!("\"{ip}:{}\"", port(i, 2))
+            };
             let etcd = match &options.external_etcd {
-                Some(url) => format!("embedded_etcd = false\netcd_server = [\"{url}\"]"),
+                Some(urls) => {
+                    let list = urls
+                        .split(',')
+                        .map(|u| format!("\"{u}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("embedded_etcd = false\netcd_server = [{list}]")
+                }
                 None => format!(
-                    r#"etcd_server = ["{ip}:{client}"]
+                    r#"etcd_server = [{etcd_server}]
 etcd_name = "{name}"
 etcd_initial_cluster = "{initial_cluster}"
 etcd_listen_client_urls = ["http://{ip}:{client}"]
@@ -172,7 +193,9 @@ election_lease_ttl = "{ttl}s"
                 http: format!("{ip}:{}", port(i, 1)),
                 etcd_client_url: options
                     .external_etcd
-                    .clone()
+                    .as_deref()
+                    .and_then(|u| u.split(',').next())
+                    .map(str::to_string)
                     .unwrap_or_else(|| format!("http://{ip}:{}", port(i, 2))),
                 child: None,
             });
@@ -498,4 +521,35 @@ pub fn start_external_etcd(dir: &Path, ip: &str) -> (Child, String) {
         .stderr(Stdio::null());
     die_with_parent(&mut cmd);
     (cmd.spawn().expect("etcd must be installed"), client)
+}
+
+/// A plain etcd cluster of `n` members (for external mode) in `dir` on `ip`: the processes and
+/// their client URLs, in member order.
+pub fn start_external_etcd_cluster(dir: &Path, ip: &str, n: usize) -> (Vec<Child>, Vec<String>) {
+    let peer = |k: usize| format!("http://{ip}:{}", 23810 + 10 * k);
+    let client = |k: usize| format!("http://{ip}:{}", 23811 + 10 * k);
+    let initial = (0..n)
+        .map(|k| format!("ext{k}={}", peer(k)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children = Vec::new();
+    for k in 0..n {
+        let mut cmd = Command::new("etcd");
+        cmd.arg(format!("--name=ext{k}"))
+            .arg(format!(
+                "--data-dir={}",
+                dir.join(format!("external-etcd-{k}")).display()
+            ))
+            .arg(format!("--listen-client-urls={}", client(k)))
+            .arg(format!("--advertise-client-urls={}", client(k)))
+            .arg(format!("--listen-peer-urls={}", peer(k)))
+            .arg(format!("--initial-advertise-peer-urls={}", peer(k)))
+            .arg(format!("--initial-cluster={initial}"))
+            .arg("--initial-cluster-state=new")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        children.push(cmd.spawn().expect("etcd must be installed"));
+    }
+    (children, (0..n).map(client).collect())
 }

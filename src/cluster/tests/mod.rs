@@ -86,6 +86,13 @@ pub(super) fn assert_no_op(s: &mut ClusterState, cmd: Command) -> Applied {
     a
 }
 
+/// Replays what cleared flags deferred, as the reconciler does after a flag is unset: returns
+/// the release command's result (no-op when nothing waits).
+pub(super) fn release(s: &mut ClusterState) -> Applied {
+    let ids = s.deferred_releases(usize::MAX);
+    run(s, Command::ReleaseDeferred { ids })
+}
+
 /// Applies an id to `uuid` and returns it.
 pub(super) fn apply_id(s: &mut ClusterState, uuid: &str) -> OsdId {
     match run(

@@ -569,11 +569,67 @@ fn noup_holds_a_booting_osd_down_until_the_flag_is_cleared() {
     let epoch = s.osdmap_epoch();
     let a = run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
     assert_eq!(s.osdmap_epoch(), epoch.next());
+    assert_eq!(a.touched, [RecordKey::OsdMapMeta], "the flag alone");
+    assert_eq!(s.deferred_releases(usize::MAX), [id]);
+    let a = release(&mut s);
+    assert_eq!(s.osdmap_epoch(), epoch.next().next());
     assert!(a.touched.contains(&RecordKey::Osd(id)));
     assert_eq!(up_instance(&s, id.0), Some(3));
     assert!(osd(&s, id.0).is_in(), "in on its first boot");
     // The OSDs that were up all along were not rewritten.
     assert!(!a.touched.contains(&RecordKey::Osd(OsdId(1))));
+    assert!(s.deferred_releases(usize::MAX).is_empty());
+    assert_no_op(&mut s, Command::ReleaseDeferred { ids: vec![id] });
+}
+
+#[test]
+fn a_release_for_an_osd_whose_flag_is_set_again_changes_nothing() {
+    let mut s = cluster(2, 2);
+    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    let id = apply_id(&mut s, &uuid(10));
+    run(&mut s, boot(id.0, 10, 0, 3));
+    assert!(s.deferred_releases(usize::MAX).is_empty(), "noup still set");
+    // A release decided before the flag was set again is not applied blindly.
+    assert_no_op(&mut s, Command::ReleaseDeferred { ids: vec![id] });
+    assert!(matches!(liveness(&s, id.0), Liveness::HeldDown { .. }));
+    // Unknown ids are ignored.
+    assert_no_op(
+        &mut s,
+        Command::ReleaseDeferred {
+            ids: vec![OsdId(999)],
+        },
+    );
+}
+
+#[test]
+fn thousands_of_held_down_osds_are_released_in_parts() {
+    // The replay of a cleared noup is level-triggered: the flag command stays one small
+    // record however many OSDs wait, and the releases are taken in bounded parts.
+    let mut s = cluster(2, 2);
+    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    let mut held = Vec::new();
+    for n in 0..3000u32 {
+        let id = apply_id(&mut s, &uuid(1000 + u128::from(n)));
+        run(&mut s, boot(id.0, 1000 + u128::from(n), n % 50, 1));
+        held.push(id);
+    }
+    let a = run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    assert_eq!(a.touched, [RecordKey::OsdMapMeta]);
+    let first = s.deferred_releases(48);
+    assert_eq!(first, held[..48]);
+    let a = run(&mut s, Command::ReleaseDeferred { ids: first });
+    assert_eq!(
+        a.touched
+            .iter()
+            .filter(|k| matches!(k, RecordKey::Osd(_)))
+            .count(),
+        48
+    );
+    while !s.deferred_releases(1).is_empty() {
+        let part = s.deferred_releases(48);
+        run(&mut s, Command::ReleaseDeferred { ids: part });
+    }
+    assert!(held.iter().all(|id| up_instance(&s, id.0) == Some(1)));
 }
 
 #[test]
@@ -590,6 +646,7 @@ fn noup_holds_a_rebooting_osd_down_and_keeps_it_in() {
     );
     assert!(osd(&s, 1).is_in());
     run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    release(&mut s);
     assert_eq!(up_instance(&s, 1), Some(2));
 }
 
@@ -609,7 +666,8 @@ fn noin_keeps_a_first_boot_out_until_the_flag_is_cleared() {
     assert_eq!(up_instance(&s, id.0), Some(3));
     assert_eq!(out_reason(&s, id.0), Some(OutReason::DeferredByNoIn));
 
-    let a = run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    let a = release(&mut s);
     assert!(a.touched.contains(&RecordKey::Osd(id)));
     assert!(osd(&s, id.0).is_in());
 }
@@ -632,10 +690,12 @@ fn noup_and_noin_together_release_in_either_order() {
     run(&mut s, boot(id.0, 10, 0, 3));
     // noin cleared first: the OSD is not up yet, so it stays out.
     run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    release(&mut s);
     assert!(matches!(liveness(&s, id.0), Liveness::HeldDown { .. }));
     assert!(!osd(&s, id.0).is_in());
     // noup cleared: up, and in on its first boot.
     run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    release(&mut s);
     assert_eq!(up_instance(&s, id.0), Some(3));
     assert!(osd(&s, id.0).is_in());
 }
@@ -699,6 +759,7 @@ fn under_noin_an_auto_out_osd_coming_back_waits_for_the_flag() {
     run(&mut s, reboot(2, 3, 2));
     assert_eq!(out_reason(&s, 2), Some(OutReason::DeferredByNoIn));
     run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    release(&mut s);
     assert!(osd(&s, 2).is_in());
 }
 
@@ -817,6 +878,7 @@ fn osd_stop_of_a_held_down_osd_marks_it_down() {
     ));
     // Nothing left for the flag to release.
     run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    assert!(s.deferred_releases(usize::MAX).is_empty());
     assert!(!osd(&s, 1).is_up());
 }
 
