@@ -119,6 +119,9 @@ struct RawConfig {
     osd_flap_window: Option<String>,
     watch_history_epochs: Option<i64>,
     watch_progress_every: Option<String>,
+    watch_buffer_budget: Option<i64>,
+    max_connections: Option<i64>,
+    connection_idle_timeout: Option<String>,
 }
 
 /// The resolved configuration of one monitor.
@@ -173,6 +176,12 @@ pub struct Config {
     pub watch_history_epochs: u64,
     /// A map watch sends a progress message after this long without updates.
     pub watch_progress_every: Duration,
+    /// Bytes of map updates that watch streams may hold before the slowest are cut.
+    pub watch_buffer_budget: u64,
+    /// Most client connections open at once on the gRPC port.
+    pub max_connections: usize,
+    /// A connection from which nothing was read for this long is closed.
+    pub connection_idle_timeout: Duration,
 }
 
 /// How to run the embedded etcd member.
@@ -587,9 +596,38 @@ impl RawConfig {
             self.watch_progress_every.as_deref(),
             "5s",
         )?;
+        let watch_buffer_budget = match self.watch_buffer_budget {
+            None => 256 << 20,
+            Some(n) if (1 << 20..=64 << 30).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(src.error(
+                    "watch_buffer_budget",
+                    format!("{n} is out of range 1048576..=68719476736 (bytes)"),
+                ));
+            }
+        };
+        let max_connections = match self.max_connections {
+            None => 16_384,
+            Some(n) if (16..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(src.error(
+                    "max_connections",
+                    format!("{n} is out of range 16..=1000000"),
+                ));
+            }
+        };
+        let connection_idle_timeout = duration(
+            src,
+            "connection_idle_timeout",
+            self.connection_idle_timeout.as_deref(),
+            "120s",
+        )?;
         Ok(Config {
             watch_history_epochs,
             watch_progress_every,
+            watch_buffer_budget,
+            max_connections,
+            connection_idle_timeout,
             osd_min_in_ratio,
             osd_min_up_ratio,
             auto_out_subtree_limit,
@@ -869,6 +907,9 @@ const KNOWN_KEYS: &[&str] = &[
     "osd_flap_window",
     "watch_history_epochs",
     "watch_progress_every",
+    "watch_buffer_budget",
+    "max_connections",
+    "connection_idle_timeout",
 ];
 
 fn closest_key(name: &str) -> Option<&'static str> {
@@ -1232,6 +1273,30 @@ mod tests {
         assert_eq!(
             err(&format!("{BASE}osd_flap_count = 0\n")),
             "monitor.toml:3: osd_flap_count: 0 is out of range 1..=1000"
+        );
+    }
+
+    #[test]
+    fn connection_and_watch_limits() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.max_connections, 16_384);
+        assert_eq!(c.connection_idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.watch_buffer_budget, 256 << 20);
+        let c = parse(&format!(
+            "{BASE}max_connections = 100\nconnection_idle_timeout = \"5s\"\nwatch_buffer_budget = 1048576\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.max_connections, c.connection_idle_timeout, c.watch_buffer_budget),
+            (100, Duration::from_secs(5), 1 << 20)
+        );
+        assert_eq!(
+            err(&format!("{BASE}max_connections = 15\n")),
+            "monitor.toml:3: max_connections: 15 is out of range 16..=1000000"
+        );
+        assert_eq!(
+            err(&format!("{BASE}watch_buffer_budget = 1000\n")),
+            "monitor.toml:3: watch_buffer_budget: 1000 is out of range 1048576..=68719476736 (bytes)"
         );
     }
 

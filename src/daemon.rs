@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
 use crate::etcd::{Etcd, KeyLayout, Store};
 use crate::leadership::{ElectionSettings, Leadership};
+use crate::listener::{self, ConnLimits, Listener};
 use crate::logging::LogFile;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -32,6 +33,7 @@ const MAX_REQUEST: usize = 64 << 20;
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let grpc_limits = connection_limits(&config);
 
     let grpc_listener = TcpListener::bind(config.grpc_bind())
         .await
@@ -88,13 +90,21 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
 
     let grpc_stop = CancellationToken::new();
     let grpc = tokio::spawn(serve_grpc(
-        grpc_listener,
+        Listener::new(grpc_listener, grpc_limits, "grpc", metrics.clone()),
         node.clone(),
         health_service,
         grpc_stop.clone(),
     ));
     let http_stop = CancellationToken::new();
-    let http = tokio::spawn(http::serve(http_listener, node.clone(), http_stop.clone()));
+    let http_limits = ConnLimits {
+        max_connections: HTTP_MAX_CONNECTIONS,
+        idle_timeout: config.connection_idle_timeout,
+    };
+    let http = tokio::spawn(http::serve(
+        Listener::new(http_listener, http_limits, "http", metrics.clone()),
+        node.clone(),
+        http_stop.clone(),
+    ));
     tracing::info!(
         name = %config.hostname,
         grpc = %config.grpc_bind(),
@@ -204,8 +214,38 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     Ok(())
 }
 
+/// Connections the HTTP port accepts at once (scrapes and health checks).
+const HTTP_MAX_CONNECTIONS: usize = 128;
+/// Descriptors kept free for everything but client connections: etcd clients, the log, the
+/// embedded etcd child's pipes, the HTTP port.
+const RESERVED_DESCRIPTORS: u64 = 256 + HTTP_MAX_CONNECTIONS as u64;
+
+/// Raises the open-file limit as far as allowed and derives the gRPC connection cap from it.
+fn connection_limits(config: &Config) -> ConnLimits {
+    let mut max = config.max_connections;
+    match listener::raise_descriptor_limit() {
+        Ok((soft, hard)) => {
+            let fits = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
+            if fits < max {
+                tracing::warn!(
+                    max_connections = max,
+                    open_file_limit = soft,
+                    hard_limit = hard,
+                    "the open-file limit allows only {fits} client connections; raise LimitNOFILE (ulimit -n) to serve max_connections"
+                );
+                max = fits;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+    ConnLimits {
+        max_connections: max,
+        idle_timeout: config.connection_idle_timeout,
+    }
+}
+
 async fn serve_grpc(
-    listener: TcpListener,
+    listener: Listener,
     node: Arc<Node>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
@@ -217,11 +257,9 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("gRPC reflection")?;
-    // Accepted connections need TCP_NODELAY set here: with Nagle's algorithm a reply written in
-    // two pieces waits for the peer's delayed ACK (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    // The listener sets TCP_NODELAY on accepted connections: with Nagle's algorithm a reply
+    // written in two pieces waits for the peer's delayed ACK (~40 ms).
+    let incoming = listener.into_stream();
     let monitor = MonitorServer::new(MonitorService::new(node))
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
@@ -229,6 +267,9 @@ async fn serve_grpc(
         // Full maps of large clusters are tens of MiB: do not crawl through 64 KiB windows.
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(32 << 20))
+        // Pings find dead peers; live clients answer them, so they never look idle.
+        .http2_keepalive_interval(Some(timing::HTTP2_KEEPALIVE_EVERY))
+        .http2_keepalive_timeout(Some(timing::HTTP2_KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(reflection)
         .add_service(monitor)

@@ -8,14 +8,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
 /// Serves the endpoints on `listener` until `stop`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: crate::listener::Listener,
     node: Arc<Node>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
@@ -24,12 +23,6 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(node);
-    // Small replies must not wait for delayed ACKs (Nagle): set TCP_NODELAY per connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

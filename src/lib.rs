@@ -19,6 +19,7 @@ pub mod fbclient;
 pub mod health;
 pub mod http;
 pub mod leadership;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod node;

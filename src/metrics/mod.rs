@@ -9,8 +9,8 @@ mod cluster;
 pub use cluster::render as render_cluster;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Why a leadership term ended or began; the `reason` label of leadership changes.
@@ -72,6 +72,22 @@ pub struct Metrics {
     pub watch_streams: IntGauge,
     /// Map updates sent to watchers.
     pub watch_updates: IntCounter,
+    /// Bytes of distinct map updates held for watch streams that have not taken them yet.
+    pub watch_held_bytes: IntGauge,
+    /// Watch streams whose connection was closed because the watch buffer budget ran out.
+    pub watch_streams_cut: IntCounter,
+    /// Connections open, by protocol (grpc, http).
+    pub connections_open: IntGaugeVec,
+    /// Connections refused at the connection limit, by protocol.
+    pub connections_refused: IntCounterVec,
+    /// Connections closed after the idle timeout, by protocol.
+    pub connections_idle_closed: IntCounterVec,
+    /// Failed accepts, by protocol and kind (out_of_descriptors, other).
+    pub accept_errors: IntCounterVec,
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
 impl Metrics {
@@ -164,6 +180,39 @@ impl Metrics {
             "Map updates (full snapshots, deltas, progress notices) sent to watch streams",
         )
         .expect("valid metric");
+        let watch_held_bytes = IntGauge::new(
+            "fastblock_watch_held_bytes",
+            "Bytes of distinct map updates held for watch streams that have not taken them yet (bounded by watch_buffer_budget)",
+        )
+        .expect("valid metric");
+        let watch_streams_cut = IntCounter::new(
+            "fastblock_watch_streams_cut_total",
+            "Watch streams whose connection was closed because the watch buffer budget ran out (the slowest first)",
+        )
+        .expect("valid metric");
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "fastblock_connections_open",
+                "Connections open, by protocol",
+            ),
+            &["protocol"],
+        )
+        .expect("valid metric");
+        let connections_refused = counter_vec(
+            "fastblock_connections_refused_total",
+            "Connections closed on accept because max_connections were open, by protocol",
+            &["protocol"],
+        );
+        let connections_idle_closed = counter_vec(
+            "fastblock_connections_idle_closed_total",
+            "Connections closed after connection_idle_timeout without reading anything, by protocol",
+            &["protocol"],
+        );
+        let accept_errors = counter_vec(
+            "fastblock_accept_errors_total",
+            "Failed accepts, by protocol and kind (out_of_descriptors: the accept loop backs off)",
+            &["protocol", "kind"],
+        );
         for c in [
             Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(leader_epoch.clone()),
@@ -177,6 +226,12 @@ impl Metrics {
             Box::new(grpc_seconds.clone()),
             Box::new(watch_streams.clone()),
             Box::new(watch_updates.clone()),
+            Box::new(watch_held_bytes.clone()),
+            Box::new(watch_streams_cut.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(connections_idle_closed.clone()),
+            Box::new(accept_errors.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -193,6 +248,14 @@ impl Metrics {
         }
         for r in ["fenced", "error"] {
             etcd_txn_failures.with_label_values(&[r]);
+        }
+        for p in ["grpc", "http"] {
+            connections_open.with_label_values(&[p]);
+            connections_refused.with_label_values(&[p]);
+            connections_idle_closed.with_label_values(&[p]);
+            for k in ["out_of_descriptors", "other"] {
+                accept_errors.with_label_values(&[p, k]);
+            }
         }
         #[cfg(target_os = "linux")]
         {
@@ -213,6 +276,12 @@ impl Metrics {
             grpc_seconds,
             watch_streams,
             watch_updates,
+            watch_held_bytes,
+            watch_streams_cut,
+            connections_open,
+            connections_refused,
+            connections_idle_closed,
+            accept_errors,
         }
     }
 
