@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::api::{boot_osds, expect_err, fingerprint};
+use common::api::{boot_osds, expect_err, fingerprint, uuid};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::MonitorClient;
 use fastblock_monitor::proto::monitor as api;
@@ -525,6 +525,7 @@ async fn pg_protocol() {
             pool_id: p,
             pg_id: 0,
             members: pg0.members.clone(),
+            leader_id: pg0.members[0],
         })
         .await,
         Code::FailedPrecondition,
@@ -565,6 +566,7 @@ async fn pg_protocol() {
             pool_id: p,
             pg_id: 0,
             members: remapped.members.clone(),
+            leader_id: remapped.new_members[0],
         })
         .await,
         Code::FailedPrecondition,
@@ -578,6 +580,7 @@ async fn pg_protocol() {
             pool_id: p,
             pg_id: 0,
             members: remapped.members.clone(),
+            leader_id: remapped.new_members[0],
         })
         .await
         .unwrap();
@@ -593,6 +596,7 @@ async fn pg_protocol() {
             pool_id: p,
             pg_id: 0,
             members: remapped.new_members.clone(),
+            leader_id: remapped.new_members[0],
         })
         .await
         .unwrap();
@@ -607,4 +611,210 @@ async fn pg_protocol() {
     assert_eq!(status.pgs, 16);
     let counted: u64 = status.pg_states.iter().map(|s| s.count).sum();
     assert_eq!(counted, 16, "every state combination counted");
+}
+
+/// A monitor with OSDs 1..=6 on three hosts (as in the issue: a PG's members are one OSD per
+/// host, three OSDs are outsiders) and pool "rbd" of 8 size-3 PGs, still creating.
+async fn six_osds_and_a_pool() -> (TestCluster, MonitorClient, u32) {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"600s\"\nosd_out_after = \"600s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    boot_osds(&m, 1, 6, 3).await;
+    let p = m
+        .create_pool(pool("rbd", 3, 8, "host"))
+        .await
+        .unwrap()
+        .pool_id;
+    (c, m, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_pg_reports_are_refused_and_change_nothing() {
+    let (_c, m, p) = six_osds_and_a_pool().await;
+    // An OSD that has an id but never booted.
+    let never = m
+        .apply_id(api::ApplyIdRequest { uuid: uuid(40) })
+        .await
+        .unwrap()
+        .osd_id;
+    let map = pgmap(&m, &[]).await.remove(&p).unwrap();
+    let pg1 = map.pgs[1].clone();
+    let members = pg1.members.clone();
+    let outsiders: Vec<u32> = (1..=6).filter(|o| !members.contains(o)).collect();
+    assert_eq!(outsiders.len(), 3);
+    let elected =
+        |leader: u32, members: Vec<u32>, new_members: Vec<u32>| api::LeaderBeElectedRequest {
+            leader_id: leader,
+            pool_id: p,
+            pg_id: 1,
+            members,
+            new_members,
+        };
+    let before = fingerprint(&m, &[]).await;
+
+    // The issue's report: the outsiders name themselves the members; then with the true list.
+    for &o in &outsiders {
+        for list in [outsiders.clone(), members.clone()] {
+            expect_err(
+                m.leader_be_elected(elected(o, list, vec![])).await,
+                Code::InvalidArgument,
+                "LEADER_NOT_MEMBER",
+            );
+        }
+    }
+    let forged = vec![members[0], outsiders[0], outsiders[1]];
+    let refused = [
+        (
+            elected(members[0], forged, vec![]),
+            Code::FailedPrecondition,
+            "PG_MEMBERS_MISMATCH",
+        ),
+        (
+            elected(members[0], members.clone(), outsiders.clone()),
+            Code::FailedPrecondition,
+            "PG_MEMBERS_MISMATCH",
+        ),
+        (
+            elected(never, vec![never, members[1], members[2]], vec![]),
+            Code::FailedPrecondition,
+            "PG_REPORTER_NOT_UP",
+        ),
+        (
+            elected(404, members.clone(), vec![]),
+            Code::NotFound,
+            "OSD_NOT_FOUND",
+        ),
+    ];
+    for (req, code, reason) in refused {
+        expect_err(m.leader_be_elected(req).await, code, reason);
+    }
+    let finish = |leader_id: u32| api::PgMemberChangeFinishRequest {
+        result: -1,
+        pool_id: p,
+        pg_id: 1,
+        members: Vec::new(),
+        leader_id,
+    };
+    expect_err(
+        m.pg_member_change_finish(finish(0)).await,
+        Code::InvalidArgument,
+        "PG_REPORTER_MISSING",
+    );
+    expect_err(
+        m.pg_member_change_finish(finish(outsiders[0])).await,
+        Code::InvalidArgument,
+        "LEADER_NOT_MEMBER",
+    );
+
+    // Nothing moved: not the PG (still creating, no leader), not the pool epoch, nothing else.
+    assert_eq!(fingerprint(&m, &[]).await, before);
+    let after = pgmap(&m, &[]).await.remove(&p).unwrap();
+    assert_eq!(after.epoch, map.epoch, "the pool epoch moved");
+    assert_eq!(after.pgs[1].state, api::PgStateBit::Creating as u32);
+    assert_eq!(after.pgs[1].leader, 0);
+
+    // The true report, in raft's own order, is accepted.
+    let mut reordered = members.clone();
+    reordered.reverse();
+    let r = m
+        .leader_be_elected(elected(members[0], reordered, vec![]))
+        .await
+        .unwrap();
+    assert_eq!(r.state, api::PgStateBit::Active as u32);
+    assert_eq!(r.pool_epoch, map.epoch + 1);
+    let pg = pgmap(&m, &[]).await.remove(&p).unwrap().pgs.remove(1);
+    assert_eq!((pg.members, pg.leader), (members.clone(), members[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_statistics_count_each_osd_once_and_only_from_members() {
+    let (c, m, p) = six_osds_and_a_pool().await;
+    let map = pgmap(&m, &[]).await.remove(&p).unwrap();
+    let members = map.pgs[0].members.clone();
+    let outsider = (1..=6).find(|o| !members.contains(o)).unwrap();
+    let writes = |bytes: u64| api::PgIoCounters {
+        read_bytes: 0,
+        write_bytes: bytes,
+        read_ops: 0,
+        write_ops: bytes / 4096,
+    };
+    let stats = |osd_id: u32, pg: &str, bytes: u64| api::DataStatisticsRequest {
+        osd_id,
+        pgs: [(pg.to_string(), writes(bytes))].into(),
+    };
+    let series = "fastblock_pool_write_bytes_total{pool=\"rbd\"}";
+    let pg0 = format!("{p}.0");
+
+    // Two members alternate with unchanged totals (the issue's case: kept per PG, each switch
+    // counted 1,000,000 again) until the status has a rate window of two samples or more: the
+    // pool total stays at 1,000,000 and the write rate at 0.
+    let deadline = std::time::Instant::now() + LONG;
+    let io = loop {
+        for (osd, bytes) in [(members[0], 1_000_000), (members[1], 0)] {
+            let r = m.data_statistics(stats(osd, &pg0, bytes)).await.unwrap();
+            assert_eq!((r.ignored, r.not_member), (0, 0));
+        }
+        assert_eq!(c.metric(0, series), Some(1_000_000.0));
+        let io = m
+            .get_cluster_status(api::GetClusterStatusRequest {})
+            .await
+            .unwrap()
+            .client_io
+            .unwrap();
+        if io.window_seconds > 0.0 {
+            break io;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rate window: {io:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(io.write_bytes_per_sec, 0.0, "{io:?}");
+
+    // An outsider's entry is skipped and counted; a never-booted OSD is refused.
+    let r = m
+        .data_statistics(stats(outsider, &pg0, 1 << 40))
+        .await
+        .unwrap();
+    assert_eq!((r.ignored, r.not_member), (0, 1));
+    let never = m
+        .apply_id(api::ApplyIdRequest { uuid: uuid(40) })
+        .await
+        .unwrap()
+        .osd_id;
+    expect_err(
+        m.data_statistics(stats(never, &pg0, 1 << 40)).await,
+        Code::FailedPrecondition,
+        "PG_REPORTER_NOT_UP",
+    );
+    expect_err(
+        m.data_statistics(api::DataStatisticsRequest {
+            osd_id: members[0],
+            pgs: [(pg0.clone(), writes(1)), (format!("{p}.0x0"), writes(2))].into(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "DUPLICATE_PG_NAME",
+    );
+    assert_eq!(c.metric(0, series), Some(1_000_000.0));
+
+    // Past 2^64 the exported counter stays at the top instead of wrapping to a lower value.
+    m.data_statistics(stats(members[0], &pg0, u64::MAX))
+        .await
+        .unwrap();
+    m.data_statistics(stats(members[1], &pg0, u64::MAX))
+        .await
+        .unwrap();
+    let top = c.metric(0, series).expect("exported");
+    assert_eq!(top, u64::MAX as f64);
+    m.data_statistics(stats(members[0], &pg0, 5)).await.unwrap();
+    assert_eq!(c.metric(0, series), Some(top), "the counter went back");
 }

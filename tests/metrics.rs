@@ -575,22 +575,22 @@ async fn leader_and_standby_metrics_follow_the_cluster_state() {
         write_ops: wo,
     };
     let pid = pool.pool_id;
-    m.data_statistics(api::DataStatisticsRequest {
-        osd_id: ids[0],
-        pgs: [
-            (format!("{pid}.0"), counters(4096, 8192, 1, 2)),
-            (format!("{pid}.1"), counters(100, 0, 3, 0)),
-        ]
-        .into(),
-    })
-    .await
-    .expect("statistics");
-    m.data_statistics(api::DataStatisticsRequest {
-        osd_id: ids[0],
-        pgs: [(format!("{pid}.0"), counters(5000, 8192, 2, 2))].into(),
-    })
-    .await
-    .expect("statistics");
+    // Each PG's counters come from one of its members (only members are counted).
+    let (osd0, osd1) = (pool.pgs[0].members[0], pool.pgs[1].members[0]);
+    for (osd, pg, c) in [
+        (osd0, 0, counters(4096, 8192, 1, 2)),
+        (osd1, 1, counters(100, 0, 3, 0)),
+        (osd0, 0, counters(5000, 8192, 2, 2)),
+    ] {
+        let r = m
+            .data_statistics(api::DataStatisticsRequest {
+                osd_id: osd,
+                pgs: [(format!("{pid}.{pg}"), c)].into(),
+            })
+            .await
+            .expect("statistics");
+        assert_eq!((r.ignored, r.not_member), (0, 0));
+    }
     let s = scrape(&c, leader);
     let pool_label = [("pool", "rbd")];
     assert_eq!(

@@ -119,6 +119,8 @@ pub enum Command {
         new_members: Vec<OsdId>,
     },
     MemberChangeFinish {
+        /// The OSD reporting (None: the request did not say).
+        reporter: Option<OsdId>,
         result: i32,
         pool: PoolId,
         pg: PgId,

@@ -83,11 +83,25 @@ pub enum ClusterError {
     PgNotFound { pool: PoolId, pg: PgId },
     #[error("members: {0}")]
     InvalidMembers(String),
-    #[error("{leader} is not a member of {pool} {pg}")]
+    #[error("{leader} is not a member of {pool} {pg} nor of its membership change in progress")]
     LeaderNotMember {
         leader: OsdId,
         pool: PoolId,
         pg: PgId,
+    },
+    #[error("the reporting OSD (leader_id) is missing; it must be an up member of the PG")]
+    ReporterMissing,
+    #[error("{0} is not up (never booted, down or held down); only an up OSD reports for its PGs")]
+    ReporterNotUp(OsdId),
+    #[error(
+        "{pool} {pg}: the reported {reported} are not the PG's as the monitor holds them \
+         ({held}); read the pgmap again"
+    )]
+    MembersNotHeld {
+        pool: PoolId,
+        pg: PgId,
+        reported: String,
+        held: String,
     },
     #[error("{pool} {pg} has no membership change in progress")]
     PgNotRemapped { pool: PoolId, pg: PgId },
@@ -98,4 +112,8 @@ pub enum ClusterError {
         reported: String,
         target: String,
     },
+    #[error("{0} is not a PG name like <pool id>.<pg id>")]
+    InvalidPgName(String),
+    #[error("{pool} {pg} is named twice in one report")]
+    DuplicatePgName { pool: PoolId, pg: PgId },
 }

@@ -159,6 +159,18 @@ pub struct Pg {
     pub change_failures: u32,
 }
 
+impl Pg {
+    /// Whether `osd` holds this PG: a member, or a member of the change in progress. Only such
+    /// an OSD may report for the PG.
+    pub fn involves(&self, osd: OsdId) -> bool {
+        self.members.contains(&osd)
+            || self
+                .target
+                .as_ref()
+                .is_some_and(|t| t.members.contains(&osd))
+    }
+}
+
 /// A pool's PGs, chunked for storage and copy-on-write sharing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PgTable {

@@ -153,6 +153,11 @@ impl ClusterState {
         Ok(applied)
     }
 
+    /// A PG's raft leader reports in. The report must come from an up OSD holding the PG and
+    /// describe the PG as the monitor holds it: `members` its members and `new_members` empty or
+    /// its target, or `members` its target (the change finished without a
+    /// PgMemberChangeFinish). Lists compare as sets: raft keeps its own order after a change, the
+    /// monitor's order (primary first) stays.
     pub(super) fn leader_be_elected(
         &mut self,
         leader: OsdId,
@@ -164,6 +169,25 @@ impl ClusterState {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, false)?;
         self.check_members(new_members, true)?;
+        let current = pool
+            .pgs
+            .get(pg)
+            .cloned()
+            .ok_or(ClusterError::PgNotFound { pool: pool_id, pg })?;
+        self.check_reporter(leader, pool_id, pg, &current)?;
+        let target = current.target.as_ref().map(|t| t.members.as_slice());
+        let as_held = same_set(members, &current.members)
+            && (new_members.is_empty() || target.is_some_and(|t| same_set(new_members, t)));
+        let change_done = new_members.is_empty() && target.is_some_and(|t| same_set(members, t));
+        if !as_held && !change_done {
+            return Err(ClusterError::MembersNotHeld {
+                pool: pool_id,
+                pg,
+                reported: reported_lists(members, new_members),
+                held: held_lists(&current),
+            });
+        }
+        // A raft leader is in its own group (a target member is not before the change starts).
         if !members.contains(&leader) && !new_members.contains(&leader) {
             return Err(ClusterError::LeaderNotMember {
                 leader,
@@ -172,17 +196,12 @@ impl ClusterState {
             });
         }
         // Only this PG's OSDs matter: its members and those of its pending change.
-        let involved: Vec<OsdId> = pool
-            .pgs
-            .get(pg)
-            .map(|p| {
-                p.members
-                    .iter()
-                    .chain(p.target.iter().flat_map(|t| &t.members))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let involved: Vec<OsdId> = current
+            .members
+            .iter()
+            .chain(target.into_iter().flatten())
+            .copied()
+            .collect();
         let up = self.up_among(involved.iter().copied());
         let usable = Usable::among(self, &pool, involved);
         let size = pool.size;
@@ -190,7 +209,7 @@ impl ClusterState {
         self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
             p.leader = Some(leader);
             if let Some(t) = &p.target {
-                if same_set(members, &t.members) {
+                if change_done {
                     // The OSDs finished the change without telling us: adopt it.
                     p.members = t.members.clone();
                     p.core = t.core;
@@ -211,8 +230,12 @@ impl ClusterState {
         Ok(applied)
     }
 
+    /// The outcome of a membership change, reported by `reporter`, an up OSD holding the PG
+    /// (a member before or after the change). Success must name the target's members (in any
+    /// order).
     pub(super) fn member_change_finish(
         &mut self,
+        reporter: Option<OsdId>,
         result: i32,
         pool_id: PoolId,
         pg: PgId,
@@ -220,11 +243,13 @@ impl ClusterState {
     ) -> Result<Applied, ClusterError> {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, result != 0)?;
+        let reporter = reporter.ok_or(ClusterError::ReporterMissing)?;
         let current = pool
             .pgs
             .get(pg)
             .cloned()
             .ok_or(ClusterError::PgNotFound { pool: pool_id, pg })?;
+        self.check_reporter(reporter, pool_id, pg, &current)?;
         let Some(target) = current.target.clone() else {
             return Err(ClusterError::PgNotRemapped { pool: pool_id, pg });
         };
@@ -339,12 +364,19 @@ impl ClusterState {
         Ok(p)
     }
 
-    /// Members reported by an OSD: no duplicates, only known OSDs, not empty (unless allowed).
+    /// Members reported by an OSD: at most a PG's largest size, no duplicates, only known OSDs,
+    /// not empty (unless allowed). Without duplicates, comparing as sets is exact.
     fn check_members(&self, members: &[OsdId], may_be_empty: bool) -> Result<(), ClusterError> {
         if members.is_empty() && !may_be_empty {
             return Err(ClusterError::InvalidMembers(
                 "the list is empty".to_string(),
             ));
+        }
+        if members.len() > MAX_PG_SIZE as usize {
+            return Err(ClusterError::InvalidMembers(format!(
+                "{} OSDs listed; a PG has at most {MAX_PG_SIZE}",
+                members.len()
+            )));
         }
         let mut seen = HashSet::new();
         for m in members {
@@ -354,6 +386,38 @@ impl ClusterState {
             if !self.osds.contains_key(m) {
                 return Err(ClusterError::InvalidMembers(format!("{m} does not exist")));
             }
+        }
+        Ok(())
+    }
+
+    /// An OSD reporting for a PG must exist, be up (booted, not down or held down), and hold
+    /// the PG as the monitor knows it.
+    fn check_reporter(
+        &self,
+        reporter: OsdId,
+        pool: PoolId,
+        pg: PgId,
+        current: &Pg,
+    ) -> Result<(), ClusterError> {
+        self.check_reporter_up(reporter)?;
+        if !current.involves(reporter) {
+            return Err(ClusterError::LeaderNotMember {
+                leader: reporter,
+                pool,
+                pg,
+            });
+        }
+        Ok(())
+    }
+
+    /// An OSD reporting about PGs (leader reports, I/O statistics) must exist and be up.
+    pub(crate) fn check_reporter_up(&self, reporter: OsdId) -> Result<(), ClusterError> {
+        let osd = self
+            .osds
+            .get(&reporter)
+            .ok_or(ClusterError::OsdNotFound(reporter))?;
+        if !osd.is_up() {
+            return Err(ClusterError::ReporterNotUp(reporter));
         }
         Ok(())
     }
@@ -462,6 +526,27 @@ fn same_set(a: &[OsdId], b: &[OsdId]) -> bool {
 fn list(ids: &[OsdId]) -> String {
     let v: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
     format!("[{}]", v.join(","))
+}
+
+/// The lists of a leader report, for an error.
+fn reported_lists(members: &[OsdId], new_members: &[OsdId]) -> String {
+    if new_members.is_empty() {
+        format!("members {}", list(members))
+    } else {
+        format!(
+            "members {} with new members {}",
+            list(members),
+            list(new_members)
+        )
+    }
+}
+
+/// A PG's lists as the monitor holds them, for an error.
+fn held_lists(pg: &Pg) -> String {
+    match &pg.target {
+        Some(t) => format!("members {}, target {}", list(&pg.members), list(&t.members)),
+        None => format!("members {}, no change in progress", list(&pg.members)),
+    }
 }
 
 fn pg_outcome(pool: &Pool, pg: PgId) -> Outcome {

@@ -355,11 +355,12 @@ impl ClusterState {
                 new_members,
             } => self.leader_be_elected(*leader, *pool, *pg, members, new_members),
             Command::MemberChangeFinish {
+                reporter,
                 result,
                 pool,
                 pg,
                 members,
-            } => self.member_change_finish(*result, *pool, *pg, members),
+            } => self.member_change_finish(*reporter, *result, *pool, *pg, members),
             Command::ReleaseDeferred { ids } => Ok(self.release_deferred(ids)),
             Command::RefreshPgs { pool, pgs } => self.refresh_pgs(*pool, pgs),
             Command::Rebalance { pool, moves } => self.rebalance(*pool, moves),

@@ -6,7 +6,7 @@ use tonic::Status;
 
 use super::osds::lock;
 use super::{MonitorService, convert, status, unexpected};
-use crate::cluster::iostats::{IoCounters, parse_pg_name};
+use crate::cluster::iostats::{IoCounters, IoReport};
 use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState};
 use crate::health;
 use crate::proto::monitor as api;
@@ -174,44 +174,25 @@ impl MonitorService {
     ) -> Result<api::DataStatisticsResponse, Status> {
         let serving = self.leader()?;
         let snap = serving.snapshot();
-        let reporter = OsdId(r.osd_id);
-        if snap.osd(reporter).is_none() {
-            return Err(status::cluster_error(&ClusterError::OsdNotFound(reporter)));
-        }
-        // Validate the whole report before recording any of it.
-        let mut parsed = Vec::with_capacity(r.pgs.len());
-        for (name, c) in &r.pgs {
-            let key = parse_pg_name(name).ok_or_else(|| {
-                status::error(
-                    tonic::Code::InvalidArgument,
-                    "INVALID_PG_NAME",
-                    format!("'{name}' is not a PG name like <pool id>.<pg id>"),
-                )
-            })?;
-            parsed.push((key, c));
-        }
-        let mut ignored = 0u32;
-        let known: Vec<_> = parsed
-            .into_iter()
-            .filter(|((pool, pg), _)| {
-                let ok = snap.pool(*pool).is_some_and(|p| pg.0 < p.pg_count);
-                ignored += u32::from(!ok);
-                ok
-            })
-            .map(|(key, c)| {
-                (
-                    key,
-                    IoCounters {
-                        read_bytes: c.read_bytes,
-                        write_bytes: c.write_bytes,
-                        read_ops: c.read_ops,
-                        write_ops: c.write_ops,
-                    },
-                )
-            })
-            .collect();
-        lock(&serving.iostats).report(known, Instant::now());
-        Ok(api::DataStatisticsResponse { ignored })
+        let entries = r.pgs.iter().map(|(name, c)| {
+            (
+                name.as_str(),
+                IoCounters {
+                    read_bytes: c.read_bytes,
+                    write_bytes: c.write_bytes,
+                    read_ops: c.read_ops,
+                    write_ops: c.write_ops,
+                },
+            )
+        });
+        let report = IoReport::check(&snap, OsdId(r.osd_id), entries)
+            .map_err(|e| status::cluster_error(&e))?;
+        let reply = api::DataStatisticsResponse {
+            ignored: report.unknown,
+            not_member: report.not_member,
+        };
+        lock(&serving.iostats).record(report, &snap, Instant::now());
+        Ok(reply)
     }
 }
 

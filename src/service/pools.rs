@@ -173,6 +173,8 @@ impl MonitorService {
     ) -> Result<api::PgChangeResponse, Status> {
         let serving = self.leader()?;
         let command = Command::MemberChangeFinish {
+            // 0 is no OSD's id: the request did not name its reporter.
+            reporter: (r.leader_id != 0).then_some(OsdId(r.leader_id)),
             result: r.result,
             pool: PoolId(r.pool_id),
             pg: PgId(r.pg_id),

@@ -94,7 +94,13 @@ pub fn cluster_error_code(e: &ClusterError) -> (Code, &'static str) {
         E::InvalidMembers(_) => (C::InvalidArgument, "INVALID_MEMBERS"),
         E::LeaderNotMember { .. } => (C::InvalidArgument, "LEADER_NOT_MEMBER"),
         E::PgNotRemapped { .. } => (C::FailedPrecondition, "PG_NOT_REMAPPED"),
-        E::MembersMismatch { .. } => (C::FailedPrecondition, "PG_MEMBERS_MISMATCH"),
+        E::MembersMismatch { .. } | E::MembersNotHeld { .. } => {
+            (C::FailedPrecondition, "PG_MEMBERS_MISMATCH")
+        }
+        E::ReporterMissing => (C::InvalidArgument, "PG_REPORTER_MISSING"),
+        E::ReporterNotUp(_) => (C::FailedPrecondition, "PG_REPORTER_NOT_UP"),
+        E::InvalidPgName(_) => (C::InvalidArgument, "INVALID_PG_NAME"),
+        E::DuplicatePgName { .. } => (C::InvalidArgument, "DUPLICATE_PG_NAME"),
     }
 }
 

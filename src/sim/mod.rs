@@ -301,9 +301,11 @@ impl Fleet {
                     if targets_alive
                         && now.saturating_duration_since(first_seen.1) >= self.spec.change_takes
                     {
+                        // The group's leader after the change reports it: a target member.
                         out.push(PgWork::Finish {
                             pool: *pool_id,
                             pg: pg.id,
+                            reporter: pg.new_members[0],
                             members: pg.new_members.clone(),
                         });
                     }
@@ -354,7 +356,12 @@ impl Fleet {
                 }
                 r.map(|_| ())
             }
-            PgWork::Finish { pool, pg, members } => {
+            PgWork::Finish {
+                pool,
+                pg,
+                reporter,
+                members,
+            } => {
                 let r = self
                     .client
                     .pg_member_change_finish(api::PgMemberChangeFinishRequest {
@@ -362,6 +369,7 @@ impl Fleet {
                         pool_id: *pool,
                         pg_id: *pg,
                         members: members.clone(),
+                        leader_id: *reporter,
                     })
                     .await;
                 if r.is_ok() {
@@ -371,11 +379,17 @@ impl Fleet {
             }
         };
         if let Err(e) = result {
-            // A PG that changed under us (already finished, pool deleted) is not an error of
-            // the fleet: the next poll sees the new state.
+            // A PG that changed under us (already finished, moved away from the reporter, pool
+            // deleted) is not an error of the fleet: the next poll sees the new state.
             if !matches!(
                 e.reason().as_deref(),
-                Some("PG_NOT_REMAPPED" | "PG_MEMBERS_MISMATCH" | "POOL_NOT_FOUND" | "PG_NOT_FOUND")
+                Some(
+                    "PG_NOT_REMAPPED"
+                        | "PG_MEMBERS_MISMATCH"
+                        | "LEADER_NOT_MEMBER"
+                        | "POOL_NOT_FOUND"
+                        | "PG_NOT_FOUND"
+                )
             ) {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, ?w, "fake OSD request failed");
@@ -397,6 +411,7 @@ enum PgWork {
     Finish {
         pool: u32,
         pg: u32,
+        reporter: u32,
         members: Vec<u32>,
     },
 }

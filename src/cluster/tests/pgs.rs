@@ -33,8 +33,20 @@ fn elect(leader: OsdId, pool: PoolId, pg: u32, members: &[OsdId], new: &[OsdId])
     }
 }
 
+/// A PgMemberChangeFinish reported by the first OSD listed (none for an empty list).
 fn finish(result: i32, pool: PoolId, pg: u32, members: &[OsdId]) -> Command {
+    finish_by(members.first().copied(), result, pool, pg, members)
+}
+
+fn finish_by(
+    reporter: Option<OsdId>,
+    result: i32,
+    pool: PoolId,
+    pg: u32,
+    members: &[OsdId],
+) -> Command {
     Command::MemberChangeFinish {
+        reporter,
         result,
         pool,
         pg: PgId(pg),
@@ -144,9 +156,264 @@ fn the_leader_must_be_a_member_or_a_new_member() {
             pg: PgId(0),
         },
     );
-    // A leader among the new members is fine.
-    run(&mut s, elect(stranger, p, 0, &m, &[stranger]));
-    assert_eq!(pg(&s, p, 0).leader, Some(stranger));
+    // A leader among the new members of the change in progress is fine.
+    run(&mut s, Command::OsdOut { id: m[1] });
+    refresh(&mut s, p);
+    let target = pg(&s, p, 0).target.expect("remapped").members;
+    let newcomer = *target.iter().find(|o| !m.contains(o)).unwrap();
+    run(&mut s, elect(newcomer, p, 0, &m, &target));
+    assert_eq!(pg(&s, p, 0).leader, Some(newcomer));
+}
+
+// ---- forged reports: who may report, and what --------------------------------------------------
+
+/// A pool of 64 size-3 PGs on `cluster(6, 3)`, still creating: each PG has three outsiders.
+fn creating_pool() -> (ClusterState, PoolId) {
+    let mut s = cluster(6, 3);
+    let p = pool(&mut s, "rbd", 3, 64, "host");
+    (s, p)
+}
+
+/// The OSDs of `cluster(6, 3)` a PG does not involve (neither member nor target member).
+fn outsiders(s: &ClusterState, pool: PoolId, id: u32) -> Vec<OsdId> {
+    let g = pg(s, pool, id);
+    (1..=6).map(OsdId).filter(|o| !g.involves(*o)).collect()
+}
+
+/// The refusal of a report whose lists are not those of `g`, PG `id` as the monitor holds it.
+fn not_held(g: &Pg, pool: PoolId, id: u32, reported: String) -> ClusterError {
+    let held = match &g.target {
+        Some(t) => format!("members {}, target {}", list(&g.members), list(&t.members)),
+        None => format!("members {}, no change in progress", list(&g.members)),
+    };
+    ClusterError::MembersNotHeld {
+        pool,
+        pg: PgId(id),
+        reported,
+        held,
+    }
+}
+
+fn not_member(leader: OsdId, pool: PoolId, pg: u32) -> ClusterError {
+    ClusterError::LeaderNotMember {
+        leader,
+        pool,
+        pg: PgId(pg),
+    }
+}
+
+#[test]
+fn outsiders_cannot_report_themselves_leader_with_any_list() {
+    // The case: the three OSDs a creating PG does not involve report it with
+    // osd_list = themselves. Each is refused and the PG stays creating, no epoch moves.
+    let (mut s, p) = creating_pool();
+    let m = pg(&s, p, 1).members;
+    let out = outsiders(&s, p, 1);
+    assert_eq!(out.len(), 3);
+    for &o in &out {
+        refuse(&mut s, elect(o, p, 1, &out, &[]), not_member(o, p, 1));
+        // Told LEADER_NOT_MEMBER with the true list, it is refused with a false one too...
+        refuse(&mut s, elect(o, p, 1, &m, &[]), not_member(o, p, 1));
+        let mut swapped = m.clone();
+        swapped[2] = o;
+        refuse(&mut s, elect(o, p, 1, &swapped, &[]), not_member(o, p, 1));
+        // ...and as a new member of a change the monitor never asked for.
+        refuse(&mut s, elect(o, p, 1, &m, &[o]), not_member(o, p, 1));
+    }
+    assert_eq!(pg(&s, p, 1).state, PgState::CREATING);
+    assert_eq!(pg(&s, p, 1).leader, None);
+}
+
+#[test]
+fn a_member_must_report_the_members_the_monitor_holds() {
+    let (mut s, p) = creating_pool();
+    let held = pg(&s, p, 1);
+    let m = held.members.clone();
+    let out = outsiders(&s, p, 1);
+    let forged = [m[0], out[0], out[1]];
+    refuse(
+        &mut s,
+        elect(m[0], p, 1, &forged, &[]),
+        not_held(&held, p, 1, format!("members {}", list(&forged))),
+    );
+    // A subset is not the list.
+    refuse(
+        &mut s,
+        elect(m[0], p, 1, &m[..2], &[]),
+        not_held(&held, p, 1, format!("members {}", list(&m[..2]))),
+    );
+    // New members of a change the monitor never asked for.
+    refuse(
+        &mut s,
+        elect(m[0], p, 1, &m, &out),
+        not_held(
+            &held,
+            p,
+            1,
+            format!("members {} with new members {}", list(&m), list(&out)),
+        ),
+    );
+    // More OSDs than any PG has are refused before anything is looked up or echoed.
+    let long: Vec<OsdId> = (1..=17).map(OsdId).collect();
+    refuse(
+        &mut s,
+        elect(m[0], p, 1, &long, &[]),
+        ClusterError::InvalidMembers("17 OSDs listed; a PG has at most 16".to_string()),
+    );
+    // The true list in any order is the list: accepted, and the monitor's order stays.
+    let mut reordered = m.clone();
+    reordered.reverse();
+    run(&mut s, elect(m[0], p, 1, &reordered, &[]));
+    assert_eq!(pg(&s, p, 1).members, m);
+    assert_eq!(pg(&s, p, 1).state, PgState::ACTIVE);
+}
+
+#[test]
+fn only_an_up_osd_may_report_itself_leader() {
+    let (mut s, p) = creating_pool();
+    let m = pg(&s, p, 1).members;
+    refuse(
+        &mut s,
+        elect(OsdId(99), p, 1, &m, &[]),
+        ClusterError::OsdNotFound(OsdId(99)),
+    );
+    // An OSD that was given an id but never booted, with the true list or one naming it.
+    let never = apply_id(&mut s, &uuid(40));
+    refuse(
+        &mut s,
+        elect(never, p, 1, &m, &[]),
+        ClusterError::ReporterNotUp(never),
+    );
+    refuse(
+        &mut s,
+        elect(never, p, 1, &[never, m[1], m[2]], &[]),
+        ClusterError::ReporterNotUp(never),
+    );
+    // Members that are down (failure detector), stopped, or held down by noup.
+    run(&mut s, Command::MarkDown { ids: vec![m[0]] });
+    run(&mut s, Command::OsdStop { id: m[1] });
+    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, Command::OsdStop { id: m[2] });
+    run(&mut s, reboot(m[2].0, 3, 2));
+    assert!(matches!(
+        osd(&s, m[2].0).liveness,
+        crate::cluster::Liveness::HeldDown { .. }
+    ));
+    for member in m.iter().copied() {
+        refuse(
+            &mut s,
+            elect(member, p, 1, &m, &[]),
+            ClusterError::ReporterNotUp(member),
+        );
+    }
+    assert_eq!(pg(&s, p, 1).state, PgState::CREATING);
+}
+
+#[test]
+fn reports_on_a_remapped_pg_name_its_members_or_its_target() {
+    let (mut s, p, id) = remapped();
+    let current = pg(&s, p, id);
+    let target = current.target.clone().unwrap().members;
+    let kept = *target.iter().find(|o| current.members.contains(o)).unwrap();
+    let newcomer = *target
+        .iter()
+        .find(|o| !current.members.contains(o))
+        .unwrap();
+    // New members other than the target.
+    let partial = [kept, newcomer];
+    refuse(
+        &mut s,
+        elect(kept, p, id, &current.members, &partial),
+        not_held(
+            &current,
+            p,
+            id,
+            format!(
+                "members {} with new members {}",
+                list(&current.members),
+                list(&partial)
+            ),
+        ),
+    );
+    // The target as the members while a change is still said to run.
+    refuse(
+        &mut s,
+        elect(kept, p, id, &target, &current.members),
+        not_held(
+            &current,
+            p,
+            id,
+            format!(
+                "members {} with new members {}",
+                list(&target),
+                list(&current.members)
+            ),
+        ),
+    );
+    // A target member is not in the raft group before the change starts...
+    refuse(
+        &mut s,
+        elect(newcomer, p, id, &current.members, &[]),
+        not_member(newcomer, p, id),
+    );
+    // ...and the leaving member is not in it once the change is done.
+    refuse(&mut s, elect(X, p, id, &target, &[]), not_member(X, p, id));
+    assert!(pg(&s, p, id).state.contains(PgState::REMAPPED));
+}
+
+#[test]
+fn member_change_finish_needs_an_up_reporter_holding_the_pg() {
+    let (mut s, p, id) = remapped();
+    let current = pg(&s, p, id);
+    let target = current.target.clone().unwrap().members;
+    let newcomer = *target
+        .iter()
+        .find(|o| !current.members.contains(o))
+        .unwrap();
+    let outsider = outsiders(&s, p, id)[0];
+    refuse(
+        &mut s,
+        finish_by(None, 0, p, id, &target),
+        ClusterError::ReporterMissing,
+    );
+    refuse(
+        &mut s,
+        finish_by(Some(OsdId(99)), 0, p, id, &target),
+        ClusterError::OsdNotFound(OsdId(99)),
+    );
+    // An outsider can neither finish the change nor fail it.
+    refuse(
+        &mut s,
+        finish_by(Some(outsider), 0, p, id, &target),
+        not_member(outsider, p, id),
+    );
+    refuse(
+        &mut s,
+        finish_by(Some(outsider), -5, p, id, &[]),
+        not_member(outsider, p, id),
+    );
+    let never = apply_id(&mut s, &uuid(40));
+    refuse(
+        &mut s,
+        finish_by(Some(never), 0, p, id, &target),
+        ClusterError::ReporterNotUp(never),
+    );
+    run(
+        &mut s,
+        Command::MarkDown {
+            ids: vec![newcomer],
+        },
+    );
+    refuse(
+        &mut s,
+        finish_by(Some(newcomer), 0, p, id, &target),
+        ClusterError::ReporterNotUp(newcomer),
+    );
+    assert_eq!(pg(&s, p, id).change_failures, 0);
+    // The leaving member, still up, may report the change it led.
+    run(&mut s, finish_by(Some(X), 0, p, id, &target));
+    assert_eq!(pg(&s, p, id).members, target);
+    assert_eq!(pg(&s, p, id).target, None);
 }
 
 // ---- LeaderBeElected: success -----------------------------------------------------------------
@@ -447,7 +714,7 @@ fn a_failed_member_change_stays_remapped_and_is_made_visible() {
         assert!(a.touched.contains(&RecordKey::Pool(p)));
     }
     // A failure may report no members at all.
-    run(&mut s, finish(1, p, id, &[]));
+    run(&mut s, finish_by(Some(before.members[0]), 1, p, id, &[]));
     assert_eq!(pg(&s, p, id).change_failures, 3);
     // Success resets the count.
     let target = before.target.unwrap().members;

@@ -243,21 +243,32 @@ fn check_invariants(s: &ClusterState) {
     }
 }
 
-/// Completes every change in progress, as OSDs reporting success would.
+/// Completes every change in progress, as OSDs reporting success would: each reported by an up
+/// OSD of the PG (a change with none up cannot finish).
 fn finish_all(s: &mut ClusterState) {
-    let work: Vec<(PoolId, PgId, Vec<OsdId>)> = s
+    let work: Vec<(PoolId, PgId, OsdId, Vec<OsdId>)> = s
         .pools()
         .flat_map(|p| {
             p.pgs
                 .iter()
-                .filter_map(|(id, pg)| pg.target.as_ref().map(|t| (p.id, id, t.members.clone())))
+                .filter_map(|(id, pg)| {
+                    let t = pg.target.as_ref()?;
+                    let reporter = t
+                        .members
+                        .iter()
+                        .chain(&pg.members)
+                        .copied()
+                        .find(|m| s.osd(*m).is_some_and(|o| o.is_up()))?;
+                    Some((p.id, id, reporter, t.members.clone()))
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
-    for (pool, pg, members) in work {
+    for (pool, pg, reporter, members) in work {
         try_apply(
             s,
             Command::MemberChangeFinish {
+                reporter: Some(reporter),
                 result: 0,
                 pool,
                 pg,
