@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
-use crate::service::{MonitorService, WatchSettings};
+use crate::service::{MonitorService, WatchSettings, WithWatchRoute};
 use crate::{VERSION, http, observer, term, timing};
 
 /// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
@@ -83,6 +83,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         WatchSettings {
             history_epochs: config.watch_history_epochs,
             progress_every: config.watch_progress_every,
+            buffer_budget: config.watch_buffer_budget as usize,
         },
         view,
     ));
@@ -260,9 +261,12 @@ async fn serve_grpc(
     // The listener sets TCP_NODELAY on accepted connections: with Nagle's algorithm a reply
     // written in two pieces waits for the peer's delayed ACK (~40 ms).
     let incoming = listener.into_stream();
-    let monitor = MonitorServer::new(MonitorService::new(node))
+    let service = Arc::new(MonitorService::new(node));
+    let monitor = MonitorServer::from_arc(service.clone())
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
+    // WatchClusterMap is answered by its own route (shared buffers, the watch budget).
+    let monitor = WithWatchRoute::new(monitor, service);
     tonic::transport::Server::builder()
         // Full maps of large clusters are tens of MiB: do not crawl through 64 KiB windows.
         .initial_stream_window_size(Some(8 << 20))

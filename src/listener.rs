@@ -59,6 +59,15 @@ impl ConnHandle {
     pub fn is_closed(&self) -> bool {
         self.close.is_cancelled()
     }
+
+    /// A handle whose closing cancels `close` (for tests of what closes connections).
+    #[cfg(test)]
+    pub(crate) fn for_tests(close: CancellationToken) -> ConnHandle {
+        ConnHandle {
+            remote: None,
+            close,
+        }
+    }
 }
 
 /// Accepts connections within the limits. Which protocol it serves (`"grpc"`, `"http"`) labels
@@ -363,8 +372,12 @@ mod tests {
 
     #[test]
     fn descriptor_exhaustion_is_recognised() {
-        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::EMFILE)));
-        assert!(out_of_descriptors(&io::Error::from_raw_os_error(libc::ENFILE)));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
         assert!(!out_of_descriptors(&io::Error::from_raw_os_error(
             libc::ECONNABORTED
         )));

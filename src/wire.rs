@@ -73,6 +73,15 @@ impl<T: Message + Default> Preencoded<T> {
         }
     }
 
+    /// The encoding as shared bytes: for a pre-encoded message, the same buffer every holder
+    /// shares (no copy).
+    pub fn shared_bytes(&self) -> Bytes {
+        match &self.repr {
+            Repr::Fields(t) => Bytes::from(t.encode_to_vec()),
+            Repr::Encoded { bytes, .. } => bytes.clone(),
+        }
+    }
+
     /// The fields, by value.
     pub fn into_fields(mut self) -> T {
         std::mem::take(self.fields_mut())
@@ -190,6 +199,19 @@ mod tests {
             flags: vec![1],
             core_num: 2,
         }
+    }
+
+    #[test]
+    fn shared_bytes_of_a_preencoded_message_are_the_same_buffer() {
+        let pre = OsdMap::encode(&sample());
+        let a = pre.shared_bytes();
+        let b = pre.clone().shared_bytes();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "clones share the encoding");
+        assert_eq!(
+            a,
+            OsdMap::from(sample()).shared_bytes(),
+            "same bytes either way"
+        );
     }
 
     #[test]

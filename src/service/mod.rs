@@ -9,8 +9,10 @@ mod osds;
 mod pools;
 pub mod status;
 mod watch;
+mod watch_route;
 
 pub use watch::WatchSettings;
+pub use watch_route::{WatchBudget, WithWatchRoute};
 
 use std::sync::Arc;
 
@@ -27,14 +29,20 @@ pub struct MonitorService {
     node: Arc<Node>,
     maps: maps::MapCache,
     watches: Arc<watch::WatchCache>,
+    watch_budget: Arc<WatchBudget>,
 }
 
 impl MonitorService {
     pub fn new(node: Arc<Node>) -> MonitorService {
+        let watch_budget = Arc::new(WatchBudget::new(
+            node.watch.buffer_budget,
+            node.metrics.clone(),
+        ));
         MonitorService {
             node,
             maps: maps::MapCache::default(),
             watches: Arc::default(),
+            watch_budget,
         }
     }
 

@@ -31,6 +31,8 @@ use crate::wire::WatchClusterMapResponse;
 const BUFFER: usize = 16;
 /// Most cached updates before the cache is cleared.
 const CACHE_LIMIT: usize = 4096;
+/// Most bytes of cached updates before the cache is cleared (full maps of big pools are MiBs).
+const CACHE_BYTES: usize = 64 << 20;
 
 /// How watches behave.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +41,8 @@ pub struct WatchSettings {
     pub history_epochs: u64,
     /// A progress message is sent after this long without updates.
     pub progress_every: Duration,
+    /// Bytes of updates that streams may hold before the slowest are cut.
+    pub buffer_budget: usize,
 }
 
 impl Default for WatchSettings {
@@ -46,6 +50,7 @@ impl Default for WatchSettings {
         WatchSettings {
             history_epochs: 1000,
             progress_every: Duration::from_secs(5),
+            buffer_budget: 256 << 20,
         }
     }
 }
@@ -63,7 +68,13 @@ type UpdateKey = (Subject, Option<u64>, u64);
 /// Updates encoded once and shared by every subscriber at the same epochs.
 #[derive(Default)]
 pub(super) struct WatchCache {
-    updates: RwLock<HashMap<UpdateKey, WatchClusterMapResponse>>,
+    updates: RwLock<CachedUpdates>,
+}
+
+#[derive(Default)]
+struct CachedUpdates {
+    by_key: HashMap<UpdateKey, WatchClusterMapResponse>,
+    bytes: usize,
 }
 
 impl WatchCache {
@@ -78,16 +89,21 @@ impl WatchCache {
             .updates
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .by_key
             .get(&key)
         {
             return u.clone();
         }
         let u = WatchClusterMapResponse::encode(&build());
+        let size = prost::Message::encoded_len(&u);
         let mut cache = self.updates.write().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
+        if cache.by_key.len() >= CACHE_LIMIT || cache.bytes + size > CACHE_BYTES {
+            cache.by_key.clear();
+            cache.bytes = 0;
         }
-        cache.insert(key, u.clone());
+        if cache.by_key.insert(key, u.clone()).is_none() {
+            cache.bytes += size;
+        }
         u
     }
 }
