@@ -23,11 +23,9 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
+use crate::service::limits::{LARGEST, RequestLimits};
 use crate::service::{MonitorService, WatchSettings};
 use crate::{VERSION, etcd, http, observer, term, timing};
-
-/// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
-const MAX_REQUEST: usize = 64 << 20;
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
@@ -215,16 +213,18 @@ async fn serve_grpc(
     let incoming = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    // Each call's request size limit is enforced by RequestLimits, before tonic buffers the
+    // message; the service's own limit is only a backstop.
     let monitor = MonitorServer::new(MonitorService::new(node))
-        .max_decoding_message_size(MAX_REQUEST)
+        .max_decoding_message_size(LARGEST)
         .max_encoding_message_size(usize::MAX);
     tonic::transport::Server::builder()
         // Full maps of large clusters are tens of MiB: do not crawl through 64 KiB windows.
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(32 << 20))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(monitor)
+        .add_service(RequestLimits::new(health))
+        .add_service(RequestLimits::new(reflection))
+        .add_service(RequestLimits::new(monitor))
         .serve_with_incoming_shutdown(incoming, stop.cancelled())
         .await
         .context("gRPC server")

@@ -7,7 +7,7 @@ use tonic::Status;
 use super::osds::lock;
 use super::{MonitorService, convert, status, unexpected};
 use crate::cluster::iostats::{IoCounters, parse_pg_name};
-use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState};
+use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState, echo};
 use crate::health;
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
@@ -182,7 +182,7 @@ impl MonitorService {
                 status::error(
                     tonic::Code::InvalidArgument,
                     "INVALID_PG_NAME",
-                    format!("'{name}' is not a PG name like <pool id>.<pg id>"),
+                    format!("'{}' is not a PG name like <pool id>.<pg id>", echo(name)),
                 )
             })?;
             parsed.push((key, c));
