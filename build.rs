@@ -22,17 +22,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
-    tonic_prost_build::configure()
+    // Messages and the client, with tonic's codec.
+    preencoded(tonic_prost_build::configure())
         .build_client(true)
+        .build_server(false)
+        .compile_fds(descriptors.clone())?;
+    // The server alone, into a directory of its own, with a codec that answers undecodable
+    // requests with INVALID_ARGUMENT (src/service/codec.rs); its messages are the ones above.
+    let server_dir = out_dir.join("server");
+    std::fs::create_dir_all(&server_dir)?;
+    preencoded(tonic_prost_build::configure())
+        .build_client(false)
         .build_server(true)
-        // Large maps are served pre-encoded (src/wire.rs); their field layouts are generated
-        // from wire.proto.
+        .codec_path("crate::service::codec::ServerCodec")
+        .out_dir(server_dir)
+        .extern_path(".fastblock.monitor.v1", "crate::proto::monitor")
+        .extern_path(".fastblock.monitor.store.v1", "crate::proto::store")
+        .extern_path(".fastblock.monitor.wire.v1", "crate::proto::wire")
+        .compile_fds(descriptors)?;
+    Ok(())
+}
+
+/// Large maps are served pre-encoded (src/wire.rs); their field layouts are generated from
+/// wire.proto.
+fn preencoded(builder: tonic_prost_build::Builder) -> tonic_prost_build::Builder {
+    builder
         .extern_path(".fastblock.monitor.v1.OsdMap", "crate::wire::OsdMap")
         .extern_path(".fastblock.monitor.v1.PoolPgMap", "crate::wire::PoolPgMap")
         .extern_path(
             ".fastblock.monitor.v1.WatchClusterMapResponse",
             "crate::wire::WatchClusterMapResponse",
         )
-        .compile_fds(descriptors)?;
-    Ok(())
 }

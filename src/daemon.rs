@@ -24,11 +24,9 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
+use crate::service::limits::{LARGEST, RequestLimits};
 use crate::service::{MonitorService, WatchSettings, WithWatchRoute};
 use crate::{VERSION, http, observer, term, timing};
-
-/// The largest request accepted (DataStatistics of an OSD leading many PGs runs into MiBs).
-const MAX_REQUEST: usize = 64 << 20;
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
@@ -261,9 +259,11 @@ async fn serve_grpc(
     // The listener sets TCP_NODELAY on accepted connections: with Nagle's algorithm a reply
     // written in two pieces waits for the peer's delayed ACK (~40 ms).
     let incoming = listener.into_stream();
+    // Each call's request size limit is enforced by RequestLimits, before tonic buffers the
+    // message; the service's own limit is only a backstop.
     let service = Arc::new(MonitorService::new(node));
     let monitor = MonitorServer::from_arc(service.clone())
-        .max_decoding_message_size(MAX_REQUEST)
+        .max_decoding_message_size(LARGEST)
         .max_encoding_message_size(usize::MAX);
     // WatchClusterMap is answered by its own route (shared buffers, the watch budget).
     let monitor = WithWatchRoute::new(monitor, service);
@@ -274,9 +274,9 @@ async fn serve_grpc(
         // Pings find dead peers; live clients answer them, so they never look idle.
         .http2_keepalive_interval(Some(timing::HTTP2_KEEPALIVE_EVERY))
         .http2_keepalive_timeout(Some(timing::HTTP2_KEEPALIVE_TIMEOUT))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(monitor)
+        .add_service(RequestLimits::new(health))
+        .add_service(RequestLimits::new(reflection))
+        .add_service(RequestLimits::new(monitor))
         .serve_with_incoming_shutdown(incoming, stop.cancelled())
         .await
         .context("gRPC server")

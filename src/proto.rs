@@ -1,11 +1,13 @@
 //! Generated protobuf and gRPC code (see `proto/` and `build.rs`), in modules that mirror the
-//! proto packages (generated code refers across packages by relative paths).
+//! proto packages (generated code refers across packages by relative paths). The Monitor
+//! server is generated apart, with the server codec, and included beside the messages.
 
 mod generated {
     pub mod fastblock {
         pub mod monitor {
             pub mod v1 {
                 tonic::include_proto!("fastblock.monitor.v1");
+                include!(concat!(env!("OUT_DIR"), "/server/fastblock.monitor.v1.rs"));
             }
             pub mod store {
                 pub mod v1 {

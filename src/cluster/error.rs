@@ -1,8 +1,32 @@
 //! Why a command was refused by the state machine. Each variant maps to one gRPC code and
-//! ErrorInfo reason in `service::status`; docs/api.md lists them.
+//! ErrorInfo reason in `service::status`; docs/api.md lists them. A variant that quotes what a
+//! client sent holds it through [`echo`], so no error carries more than a short prefix of it.
 
 use super::placement::PlacementError;
 use super::types::{OsdId, PgId, PoolId};
+
+/// The most bytes of a client's value an error quotes.
+pub const ECHO_BYTES: usize = 64;
+
+/// A client's value as errors quote it: unchanged up to [`ECHO_BYTES`] bytes, else its first
+/// bytes (cut on a character boundary) and its length, e.g. `abc…(1048576 bytes)`. Error
+/// messages travel in gRPC headers, which clients cap at a few KiB.
+pub fn echo(value: &str) -> String {
+    clip(value, ECHO_BYTES)
+}
+
+/// `text` unchanged up to `max` bytes, else its first bytes up to `max` (cut on a character
+/// boundary) followed by `…(N bytes)`.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…({} bytes)", &text[..cut], text.len())
+}
 
 /// A command the state machine refused; the state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,4 +140,56 @@ pub enum ClusterError {
     InvalidPgName(String),
     #[error("{pool} {pg} is named twice in one report")]
     DuplicatePgName { pool: PoolId, pg: PgId },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_are_quoted_whole() {
+        assert_eq!(echo(""), "");
+        assert_eq!(echo("rbd"), "rbd");
+        let exact = "x".repeat(ECHO_BYTES);
+        assert_eq!(echo(&exact), exact);
+    }
+
+    #[test]
+    fn long_values_keep_a_prefix_and_their_length() {
+        let long = "a".repeat(1 << 20);
+        let e = echo(&long);
+        assert_eq!(e, format!("{}…(1048576 bytes)", "a".repeat(ECHO_BYTES)));
+        let one_over = "b".repeat(ECHO_BYTES + 1);
+        assert_eq!(
+            echo(&one_over),
+            format!("{}…(65 bytes)", "b".repeat(ECHO_BYTES))
+        );
+    }
+
+    #[test]
+    fn the_cut_never_splits_a_character() {
+        // 63 ASCII bytes then a 3-byte character straddling the 64-byte mark: the cut falls
+        // before it.
+        let text = format!("{}€€€", "a".repeat(ECHO_BYTES - 1));
+        assert_eq!(
+            echo(&text),
+            format!("{}…({} bytes)", "a".repeat(ECHO_BYTES - 1), text.len())
+        );
+        // Only multi-byte characters: the prefix is whole characters, at most 64 bytes.
+        let text = "é".repeat(100);
+        let e = echo(&text);
+        assert_eq!(e, format!("{}…(200 bytes)", "é".repeat(32)));
+        let text = "😀".repeat(40);
+        let e = echo(&text);
+        assert_eq!(e, format!("{}…(160 bytes)", "😀".repeat(16)));
+        let text = format!("ab{}", "😀".repeat(40));
+        assert_eq!(echo(&text), format!("ab{}…(162 bytes)", "😀".repeat(15)));
+    }
+
+    #[test]
+    fn clip_bounds_any_text() {
+        assert_eq!(clip("hello", 5), "hello");
+        assert_eq!(clip("hello!", 5), "hello…(6 bytes)");
+        assert_eq!(clip("€", 2), "…(3 bytes)");
+    }
 }

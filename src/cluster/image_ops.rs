@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::command::Outcome;
-use super::error::ClusterError;
+use super::error::{ClusterError, echo};
 use super::image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME, MIN_OBJECT_SIZE, SIZE_ALIGNMENT};
 use super::records::RecordKey;
 use super::state::{Applied, ClusterState};
@@ -35,7 +35,7 @@ impl ClusterState {
         self.pool_by_name
             .get(pool)
             .copied()
-            .ok_or_else(|| ClusterError::UnknownPoolName(pool.to_string()))
+            .ok_or_else(|| ClusterError::UnknownPoolName(echo(pool)))
     }
 
     pub(super) fn create_image(
@@ -48,7 +48,7 @@ impl ClusterState {
         let pool = self.pool_id_by_name(pool)?;
         check_name(name)?;
         if self.image_by_name.contains_key(&(pool, name.to_string())) {
-            return Err(ClusterError::ImageExists(name.to_string()));
+            return Err(ClusterError::ImageExists(echo(name)));
         }
         check_size(size)?;
         let object_size = if object_size == 0 {
@@ -82,7 +82,7 @@ impl ClusterState {
         let id = self
             .image_by_name
             .remove(&(pool, name.to_string()))
-            .ok_or_else(|| ClusterError::ImageNotFound(name.to_string()))?;
+            .ok_or_else(|| ClusterError::ImageNotFound(echo(name)))?;
         self.images.remove(&(pool, id));
         let mut applied = Applied::new(Outcome::ImageRemoved(id));
         applied.touched = vec![RecordKey::Image(pool, id)];
@@ -100,11 +100,11 @@ impl ClusterState {
         let current = self
             .image(pool, name)
             .cloned()
-            .ok_or_else(|| ClusterError::ImageNotFound(name.to_string()))?;
+            .ok_or_else(|| ClusterError::ImageNotFound(echo(name)))?;
         check_size(size)?;
         if size < current.size && !allow_shrink {
             return Err(ClusterError::ShrinkNotAllowed {
-                name: name.to_string(),
+                name: echo(name),
                 from: current.size,
                 to: size,
             });

@@ -79,21 +79,6 @@ pub fn parse_pg_name(name: &str) -> Option<(PoolId, PgId)> {
     Some((PoolId(pool), PgId(pg)))
 }
 
-/// The most bytes of a client's PG name an error repeats.
-const SHOWN_NAME_BYTES: usize = 64;
-
-/// A PG name from a report, quoted for an error and cut to [`SHOWN_NAME_BYTES`].
-fn shown(name: &str) -> String {
-    if name.len() <= SHOWN_NAME_BYTES {
-        return format!("'{name}'");
-    }
-    let mut end = SHOWN_NAME_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("'{}…' ({} bytes)", &name[..end], name.len())
-}
-
 /// Whether `osd` holds PG `pg` of `pool` in `state` (see [`super::Pg::involves`]).
 fn holds(state: &ClusterState, osd: OsdId, (pool, pg): (PoolId, PgId)) -> bool {
     state
@@ -135,8 +120,9 @@ impl IoReport {
         };
         let mut seen = HashSet::new();
         for (name, counters) in entries {
-            let key =
-                parse_pg_name(name).ok_or_else(|| ClusterError::InvalidPgName(shown(name)))?;
+            let key = parse_pg_name(name).ok_or_else(|| {
+                ClusterError::InvalidPgName(format!("'{}'", super::error::echo(name)))
+            })?;
             // Two spellings of one PG ("1.10", "1.0xa") would count against each other.
             if !seen.insert(key) {
                 return Err(ClusterError::DuplicatePgName {

@@ -24,11 +24,14 @@ mod types;
 mod tests;
 
 pub use command::{BootArgs, Command, Outcome, PoolArgs, ShardArg};
-pub use error::ClusterError;
+pub use error::{ClusterError, ECHO_BYTES, clip, echo};
 pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
 pub use osd::{DEFAULT_ROOT, DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
-pub use osd_ops::{OutGuards, OutRefusal, SubtreeLimit, parse_uuid};
+pub use osd_ops::{
+    MAX_ADDRESS_TEXT, MAX_CONFIG_TEXT, MAX_LABEL, MAX_UUID_TEXT, OutGuards, OutRefusal,
+    SubtreeLimit, label_too_long, parse_uuid,
+};
 pub use pool::{
     FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, PG_CHUNK, Pg, PgState, PgTable, Pool,
     Target, chunk_of,

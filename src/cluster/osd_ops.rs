@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::command::{BootArgs, Outcome};
-use super::error::ClusterError;
+use super::error::{ClusterError, echo};
 use super::flags::ClusterFlag;
 use super::osd::{DownReason, Liveness, Membership, Osd, OutReason, Shard};
 use super::records::RecordKey;
@@ -60,12 +60,16 @@ pub enum OutRefusal {
 pub const MAX_LABEL: usize = 255;
 /// The largest OSD config text kept, in bytes.
 pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
+/// The longest uuid text of any accepted form (`urn:uuid:` and 36 characters).
+pub const MAX_UUID_TEXT: usize = 45;
+/// The longest IP address text (an IPv6 address ending in a dotted IPv4 address).
+pub const MAX_ADDRESS_TEXT: usize = 45;
 
 /// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
 pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
     match Uuid::parse_str(s) {
         Ok(u) if !u.is_nil() => Ok(u),
-        _ => Err(ClusterError::InvalidUuid(s.to_string())),
+        _ => Err(ClusterError::InvalidUuid(echo(s))),
     }
 }
 
@@ -81,12 +85,20 @@ pub fn check_label(field: &'static str, value: &str) -> Result<(), ClusterError>
         return bad("must not be empty");
     }
     if value.len() > MAX_LABEL {
-        return bad("is longer than 255 bytes");
+        return Err(label_too_long(field));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must not contain spaces or control characters");
     }
     Ok(())
+}
+
+/// The error of a topology label longer than [`MAX_LABEL`].
+pub fn label_too_long(field: &'static str) -> ClusterError {
+    ClusterError::InvalidLocation {
+        field,
+        reason: format!("is longer than {MAX_LABEL} bytes"),
+    }
 }
 
 fn config_hash(text: &str) -> u64 {
@@ -145,7 +157,7 @@ impl ClusterState {
         if uuid != osd.uuid {
             return Err(ClusterError::UuidMismatch {
                 id: a.id,
-                given: a.uuid.clone(),
+                given: echo(&a.uuid),
             });
         }
         if a.instance == 0 {
@@ -167,7 +179,7 @@ impl ClusterState {
             .parse()
             .ok()
             .filter(|ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast())
-            .ok_or_else(|| ClusterError::InvalidAddress(a.address.clone()))?;
+            .ok_or_else(|| ClusterError::InvalidAddress(echo(&a.address)))?;
         let shards = check_shards(a)?;
         check_label("host", &a.host)?;
         if !a.rack.is_empty() {

@@ -32,6 +32,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use placer::Placer;
 
+use super::error::echo;
 use super::pool::FailureDomain;
 use super::topology::{TopoOsd, Topology};
 use super::types::OsdId;
@@ -262,7 +263,7 @@ fn check_without(
         return Err(PlacementError::NoEnoughOsd {
             available,
             needed: spec.size,
-            root: spec.root.clone(),
+            root: echo(&spec.root),
         });
     }
     if domains < spec.size as usize {
@@ -270,7 +271,7 @@ fn check_without(
             domains,
             needed: spec.size,
             failure_domain: spec.failure_domain,
-            root: spec.root.clone(),
+            root: echo(&spec.root),
         });
     }
     Ok(())
@@ -290,7 +291,7 @@ pub fn place_pool(
             domains: topo.domains(&spec.root, spec.failure_domain).len(),
             needed: spec.size,
             failure_domain: spec.failure_domain,
-            root: spec.root.clone(),
+            root: echo(&spec.root),
         }
     })?;
     for p in &out {
@@ -357,7 +358,7 @@ pub fn replace(
                 domains: topo.domains(&spec.root, fd).len(),
                 needed: spec.size,
                 failure_domain: fd,
-                root: spec.root.clone(),
+                root: echo(&spec.root),
             })?;
             let counts: Vec<(u32, &OsdLoad)> = m
                 .iter()

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::command::{Outcome, PoolArgs};
-use super::error::ClusterError;
+use super::error::{ClusterError, echo};
 use super::osd::DEFAULT_ROOT;
 use super::osd_ops::check_label;
 use super::placement::{self, Loads, Placement, PoolSpec};
@@ -45,7 +45,7 @@ impl ClusterState {
             return Err(ClusterError::InvalidPoolName(a.name.len()));
         }
         if self.pool_by_name.contains_key(&a.name) {
-            return Err(ClusterError::PoolNameExists(a.name.clone()));
+            return Err(ClusterError::PoolNameExists(echo(&a.name)));
         }
         if !(1..=MAX_PG_SIZE).contains(&a.size) {
             return Err(ClusterError::InvalidPgSize(a.size));
@@ -54,7 +54,7 @@ impl ClusterState {
             return Err(ClusterError::InvalidPgCount(a.pg_count));
         }
         let failure_domain = FailureDomain::from_name(&a.failure_domain)
-            .ok_or_else(|| ClusterError::UnknownFailureDomain(a.failure_domain.clone()))?;
+            .ok_or_else(|| ClusterError::UnknownFailureDomain(echo(&a.failure_domain)))?;
         let root = if a.root.is_empty() {
             DEFAULT_ROOT.to_string()
         } else {
@@ -118,7 +118,7 @@ impl ClusterState {
         let id = *self
             .pool_by_name
             .get(name)
-            .ok_or_else(|| ClusterError::UnknownPoolName(name.to_string()))?;
+            .ok_or_else(|| ClusterError::UnknownPoolName(echo(name)))?;
         let pool = self.take_pool(id).ok_or(ClusterError::PoolNotFound(id))?;
         let final_epoch = pool.epoch.next();
         self.pools.remove(&id);
@@ -257,7 +257,7 @@ impl ClusterState {
             return Err(ClusterError::MembersMismatch {
                 pool: pool_id,
                 pg,
-                reported: list(members),
+                reported: echo(&list(members)),
                 target: list(&target.members),
             });
         }

@@ -1,9 +1,14 @@
 //! The gRPC services: thin handlers that validate, call the core, and map errors to Status.
 //! Handlers are grouped by concern in `osds.rs`, `maps.rs`, `pools.rs` and `cluster.rs`; the
-//! trait implementation below only dispatches to them.
+//! trait implementation below only dispatches to them. Before a handler runs, `limits.rs` has
+//! held the request to its call's size limit and `codec.rs` has decoded it; handlers check the
+//! lengths of string fields (`fields.rs`) before building commands from them.
 
 mod cluster;
+pub mod codec;
 mod convert;
+mod fields;
+pub mod limits;
 mod maps;
 mod osds;
 mod pools;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::{MonitorService, status, unexpected};
+use super::{MonitorService, fields, status, unexpected};
 use crate::cluster::{
     BootArgs, BootInstance, ClusterError, Command, Liveness, OsdId, Outcome, ShardArg,
 };
@@ -16,6 +16,7 @@ impl MonitorService {
         &self,
         r: api::ApplyIdRequest,
     ) -> Result<api::ApplyIdResponse, Status> {
+        fields::uuid(&r.uuid)?;
         let serving = self.leader()?;
         match self
             .propose(&serving, Command::ApplyId { uuid: r.uuid })
@@ -31,6 +32,12 @@ impl MonitorService {
     }
 
     pub(super) async fn boot(&self, r: api::BootRequest) -> Result<api::BootResponse, Status> {
+        fields::uuid(&r.uuid)?;
+        fields::address(&r.address)?;
+        fields::label("host", &r.host)?;
+        fields::label("rack", &r.rack)?;
+        fields::label("root", &r.root)?;
+        fields::config(&r.config)?;
         let serving = self.leader()?;
         let id = OsdId(r.osd_id);
         let args = BootArgs {
@@ -156,6 +163,11 @@ impl MonitorService {
         &self,
         r: api::SetOsdLocationRequest,
     ) -> Result<api::OsdChangeResponse, Status> {
+        for (field, value) in [("host", &r.host), ("rack", &r.rack), ("root", &r.root)] {
+            if let Some(v) = value {
+                fields::label(field, v)?;
+            }
+        }
         self.osd_change_call(Command::SetLocation {
             id: OsdId(r.osd_id),
             host: r.host,

@@ -5,8 +5,8 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::osds::lock;
-use super::{MonitorService, convert, status, unexpected};
-use crate::cluster::{ClusterError, Command, OsdId, Outcome, PgId, PoolArgs, PoolId};
+use super::{MonitorService, convert, fields, status, unexpected};
+use crate::cluster::{ClusterError, Command, OsdId, Outcome, PgId, PoolArgs, PoolId, echo};
 use crate::commit::Serving;
 use crate::proto::monitor as api;
 
@@ -19,6 +19,8 @@ impl MonitorService {
         &self,
         r: api::CreatePoolRequest,
     ) -> Result<api::CreatePoolResponse, Status> {
+        fields::pool_name(&r.name)?;
+        fields::label("root", &r.root)?;
         let serving = self.leader()?;
         let args = PoolArgs {
             name: r.name,
@@ -41,6 +43,7 @@ impl MonitorService {
         &self,
         r: api::DeletePoolRequest,
     ) -> Result<api::DeletePoolResponse, Status> {
+        fields::pool_name(&r.name)?;
         let serving = self.leader()?;
         match self
             .propose(&serving, Command::DeletePool { name: r.name })
@@ -76,6 +79,8 @@ impl MonitorService {
         &self,
         r: api::CreateImageRequest,
     ) -> Result<api::ImageResponse, Status> {
+        fields::pool_name(&r.pool_name)?;
+        fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
         let command = Command::CreateImage {
             pool: r.pool_name.clone(),
@@ -90,6 +95,8 @@ impl MonitorService {
         &self,
         r: api::ResizeImageRequest,
     ) -> Result<api::ImageResponse, Status> {
+        fields::pool_name(&r.pool_name)?;
+        fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
         let command = Command::ResizeImage {
             pool: r.pool_name.clone(),
@@ -104,6 +111,8 @@ impl MonitorService {
         &self,
         r: api::RemoveImageRequest,
     ) -> Result<api::RemoveImageResponse, Status> {
+        fields::pool_name(&r.pool_name)?;
+        fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
         let command = Command::RemoveImage {
             pool: r.pool_name,
@@ -119,13 +128,15 @@ impl MonitorService {
         &self,
         r: api::GetImageInfoRequest,
     ) -> Result<api::ImageResponse, Status> {
+        fields::pool_name(&r.pool_name)?;
+        fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
         let snap = serving.snapshot();
         let pool = snap.pool_by_name(&r.pool_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::UnknownPoolName(r.pool_name.clone()))
+            status::cluster_error(&ClusterError::UnknownPoolName(echo(&r.pool_name)))
         })?;
         let image = snap.image(pool.id, &r.image_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::ImageNotFound(r.image_name.clone()))
+            status::cluster_error(&ClusterError::ImageNotFound(echo(&r.image_name)))
         })?;
         Ok(api::ImageResponse {
             image: Some(convert::image_info(image, &pool.name)),

@@ -1,11 +1,14 @@
 //! The one place where errors become gRPC statuses: a code plus an ErrorInfo whose reason is a
-//! stable machine-readable name.
+//! stable machine-readable name. Messages are bounded: values a client sent are quoted through
+//! `cluster::echo`, and every message is clipped to [`MAX_MESSAGE`] bytes besides.
+
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::cluster::ClusterError;
 use crate::cluster::placement::PlacementError;
+use crate::cluster::{ClusterError, clip};
 use crate::commit::ProposeError;
 
 /// ErrorInfo domain of every error of this service.
@@ -14,13 +17,51 @@ pub const DOMAIN: &str = "fastblock.monitor";
 pub const LEADER_HEADER: &str = "x-fastblock-leader";
 /// ErrorInfo reason of leader-only calls made on a standby.
 pub const NOT_LEADER: &str = "NOT_LEADER";
+/// ErrorInfo reason of a request message over its call's size limit.
+pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
+/// ErrorInfo reason of a request that is not one well-formed message of the call's type.
+pub const INVALID_MESSAGE: &str = "INVALID_MESSAGE";
+/// The longest status message, in bytes. The message travels twice in the response headers
+/// (`grpc-message` and inside `grpc-status-details-bin`), and gRPC clients refuse headers
+/// beyond a few KiB.
+pub const MAX_MESSAGE: usize = 1024;
 
 /// A status with an ErrorInfo detail.
 pub fn error(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    error_with_metadata(code, reason, message, HashMap::new())
+}
+
+/// A status with an ErrorInfo detail carrying `metadata`.
+fn error_with_metadata(
+    code: Code,
+    reason: &str,
+    message: impl Into<String>,
+    metadata: HashMap<String, String>,
+) -> Status {
     Status::with_error_details(
         code,
-        message,
-        ErrorDetails::with_error_info(reason, DOMAIN, std::collections::HashMap::new()),
+        clip(&message.into(), MAX_MESSAGE),
+        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
+    )
+}
+
+/// RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE: a request message of `size` bytes on a call that
+/// accepts at most `limit`. ErrorInfo.metadata["limit_bytes"] is the limit.
+pub fn request_too_large(call: &str, size: usize, limit: usize) -> Status {
+    error_with_metadata(
+        Code::ResourceExhausted,
+        REQUEST_TOO_LARGE,
+        format!("the {call} request message is {size} bytes; {call} accepts at most {limit} bytes"),
+        [("limit_bytes".to_string(), limit.to_string())].into(),
+    )
+}
+
+/// INVALID_ARGUMENT / INVALID_MESSAGE: the request is not a well-formed message of its call.
+pub fn invalid_message(why: impl std::fmt::Display) -> Status {
+    error(
+        Code::InvalidArgument,
+        INVALID_MESSAGE,
+        format!("malformed request: {why}"),
     )
 }
 
@@ -31,10 +72,9 @@ pub fn not_leader(leader: &str) -> Status {
     } else {
         format!("this monitor is not the leader; the leader is {leader}")
     };
-    let metadata: std::collections::HashMap<String, String> =
-        [("leader".to_string(), leader.to_string())]
-            .into_iter()
-            .collect();
+    let metadata: HashMap<String, String> = [("leader".to_string(), leader.to_string())]
+        .into_iter()
+        .collect();
     let mut status = Status::with_error_details(
         Code::Unavailable,
         message,

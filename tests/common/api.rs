@@ -154,3 +154,78 @@ pub async fn fingerprint(c: &MonitorClient, images: &[(&str, &str)]) -> Fingerpr
         ),
     }
 }
+
+/// A request body sent as one chunk, whatever its bytes.
+struct OneChunk(Option<tonic::codegen::Bytes>);
+
+impl http_body::Body for OneChunk {
+    type Data = tonic::codegen::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// `message` in gRPC framing: flag 0, big-endian length, the bytes.
+pub fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut f = vec![0];
+    f.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    f.extend_from_slice(message);
+    f
+}
+
+/// Sends `body` verbatim as the HTTP/2 body of a gRPC call to `path` (e.g.
+/// `/fastblock.monitor.v1.Monitor/ApplyId`) on the monitor at `addr`, and returns the reply's
+/// body bytes or its status. Lets tests send what no generated client would: bytes that are not
+/// protobuf, strings that are not UTF-8, bodies that are not gRPC framing.
+pub async fn raw_grpc_call(
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    use http_body::Body as _;
+    use tonic::codegen::{Service, http};
+    let mut channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(OneChunk(Some(body.into()))))
+        .expect("request");
+    std::future::poll_fn(|cx| channel.poll_ready(cx))
+        .await
+        .expect("channel ready");
+    let response = channel.call(request).await.expect("HTTP/2 response");
+    let failed = |headers: &http::HeaderMap| {
+        tonic::Status::from_header_map(headers).filter(|s| s.code() != tonic::Code::Ok)
+    };
+    // A trailers-only answer carries the status in its headers.
+    if let Some(status) = failed(response.headers()) {
+        return Err(status);
+    }
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame?;
+        if let Some(trailers) = frame.trailers_ref()
+            && let Some(status) = failed(trailers)
+        {
+            return Err(status);
+        }
+        if let Some(chunk) = frame.data_ref() {
+            data.extend_from_slice(chunk);
+        }
+    }
+    Ok(data)
+}

@@ -553,3 +553,14 @@ pub fn start_external_etcd_cluster(dir: &Path, ip: &str, n: usize) -> (Vec<Child
     }
     (children, (0..n).map(client).collect())
 }
+
+/// A `/proc/<pid>/status` memory figure of a process (e.g. `VmRSS`, `VmHWM`), in bytes.
+pub fn proc_memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}

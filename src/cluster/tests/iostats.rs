@@ -216,7 +216,7 @@ fn a_report_from_an_osd_that_is_not_up_or_malformed_is_refused_whole() {
     assert_eq!(
         report(&mut stats, &s, m[1], &[(&long, writes(1))], t0),
         Err(ClusterError::InvalidPgName(format!(
-            "'{}…' (100000 bytes)",
+            "'{}…(100000 bytes)'",
             "x".repeat(64)
         )))
     );

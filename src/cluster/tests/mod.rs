@@ -3,6 +3,7 @@
 //! Conventions: one command per group (`run` begins a group first, like one commit), every
 //! refused command goes through `refuse`, which checks the exact error and that nothing moved.
 
+mod echo;
 mod images;
 mod iostats;
 mod osds;
