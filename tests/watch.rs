@@ -369,3 +369,190 @@ async fn every_change_wakes_every_watcher_at_once() {
         }
     }
 }
+
+/// A raw watch stream from epoch 0 of every pgmap, on a connection of its own with a 1 KiB
+/// HTTP/2 window: not reading it really stalls the monitor's sender. The stream is open (its
+/// headers arrived) when this returns.
+async fn stalled_watcher(
+    addr: &str,
+) -> tonic::Streaming<fastblock_monitor::wire::WatchClusterMapResponse> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .unwrap();
+    api::monitor_client::MonitorClient::new(channel)
+        .watch_cluster_map(api::WatchClusterMapRequest {
+            osdmap_epoch: 0,
+            pool_epochs: Default::default(),
+            scope: api::WatchScope::Pgmaps as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A 65,536-PG pool on three OSDs: its full pgmap is over a MiB. Returns its size in bytes.
+async fn big_pool(m: &fastblock_monitor::client::MonitorClient) -> u64 {
+    boot_osds(m, 1, 3, 3).await;
+    m.create_pool(api::CreatePoolRequest {
+        name: "big".to_string(),
+        pg_size: 3,
+        pg_count: 65_536,
+        failure_domain: "host".to_string(),
+        root: String::new(),
+    })
+    .await
+    .unwrap();
+    let map = m.get_pg_map(api::GetPgMapRequest::default()).await.unwrap();
+    let size = prost::Message::encoded_len(&map.pools[0]) as u64;
+    assert!(size > 1 << 20, "full pgmap of {size} bytes");
+    size
+}
+
+/// Waits until `series` satisfies `cond`.
+fn until_metric(c: &TestCluster, series: &str, what: &str, cond: impl Fn(f64) -> bool) -> f64 {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        if let Some(v) = c.metric(0, series)
+            && cond(v)
+        {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_reading_watchers_share_one_copy_of_the_map() {
+    // 200 watchers that never read, each on its own connection, all sent the same full pgmap
+    // of over a MiB: they hold one buffer between them, not one copy each.
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    let size = big_pool(&m).await;
+    let pid = c.monitors[0].pid().unwrap();
+    let before = common::proc_memory(pid, "VmRSS");
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(stalled_watcher(&c.monitors[0].grpc).await);
+    }
+    until_metric(
+        &c,
+        "fastblock_watch_updates_sent_total",
+        "200 updates sent",
+        |v| v >= 200.0,
+    );
+    // Every stream holds the update it cannot send; the distinct bytes held are one map.
+    let held = until_metric(&c, "fastblock_watch_held_bytes", "updates held", |v| {
+        v >= size as f64
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held_later = c.metric(0, "fastblock_watch_held_bytes").unwrap();
+    let during = common::proc_memory(pid, "VmRSS");
+    eprintln!(
+        "map {size} bytes; held {held} then {held_later}; RSS {} MB before, {} MB with 200 stalled watchers",
+        before >> 20,
+        during >> 20
+    );
+    assert!(
+        held_later < 2.0 * size as f64,
+        "one copy, not one per watcher: {held_later} bytes held for a {size}-byte map"
+    );
+    // One copy each would be 200 × the map (over 200 MB).
+    assert!(
+        during.saturating_sub(before) < 100 << 20,
+        "RSS grew from {before} to {during}"
+    );
+    drop(streams);
+    until_metric(&c, "fastblock_watch_held_bytes", "holds released", |v| {
+        v == 0.0
+    });
+    until_metric(&c, "fastblock_watch_streams", "streams closed", |v| {
+        v == 0.0
+    });
+    eprintln!(
+        "RSS {} MB after the watchers left",
+        common::proc_memory(pid, "VmRSS") >> 20
+    );
+    assert_eq!(
+        c.metric(0, "fastblock_watch_streams_cut_total"),
+        Some(0.0),
+        "within the budget nobody is cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_watch_budget_the_slowest_watcher_is_cut() {
+    // Budget 1 MiB; two stalled watchers hold full maps of different epochs (over a MiB each):
+    // the older one's connection is closed, the newer one still gets its map.
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "watch_buffer_budget = 1048576".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    big_pool(&m).await;
+    let mut first = stalled_watcher(&c.monitors[0].grpc).await;
+    until_metric(
+        &c,
+        "fastblock_watch_held_bytes",
+        "the first map held",
+        |v| v > 0.0,
+    );
+    assert_eq!(c.metric(0, "fastblock_watch_streams_cut_total"), Some(0.0));
+    // A new pool epoch: PG 0's leader reports in (creating → active).
+    let map = m.get_pg_map(api::GetPgMapRequest::default()).await.unwrap();
+    let pg0 = map.pools[0].pgs[0].clone();
+    m.leader_be_elected(api::LeaderBeElectedRequest {
+        leader_id: pg0.members[0],
+        pool_id: map.pools[0].pool_id,
+        pg_id: 0,
+        members: pg0.members.clone(),
+        new_members: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let mut second = stalled_watcher(&c.monitors[0].grpc).await;
+    until_metric(
+        &c,
+        "fastblock_watch_streams_cut_total",
+        "a watcher cut",
+        |v| v >= 1.0,
+    );
+    // The first watcher's connection is gone: reading ends in an error, not a full map.
+    let first_result = tokio::time::timeout(LONG, async {
+        loop {
+            match first.message().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await
+    .expect("the cut stream ends");
+    assert!(first_result.is_err(), "cut, not a clean end");
+    // The newer watcher reads its full map.
+    let msg = tokio::time::timeout(LONG, second.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(Update::Pgmap(u)) = msg.into_fields().update else {
+        panic!("expected a pgmap update");
+    };
+    assert!(u.full);
+    assert_eq!(u.pgs.len(), 65_536);
+    assert!(
+        c.log(0)
+            .contains("closing the connection of the slowest watcher")
+    );
+}

@@ -97,6 +97,10 @@ impl WatchCache {
         let u = WatchClusterMapResponse::encode(&build());
         let size = prost::Message::encoded_len(&u);
         let mut cache = self.updates.write().unwrap_or_else(|p| p.into_inner());
+        // Another watcher may have built it meanwhile: everyone must share one buffer.
+        if let Some(u) = cache.by_key.get(&key) {
+            return u.clone();
+        }
         if cache.by_key.len() >= CACHE_LIMIT || cache.bytes + size > CACHE_BYTES {
             cache.by_key.clear();
             cache.bytes = 0;
