@@ -15,6 +15,8 @@ pub mod etcd;
 pub mod failpoint;
 pub mod failure_check;
 pub mod fbclient;
+#[cfg(test)]
+mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod leadership;
@@ -27,6 +29,7 @@ pub mod reconcile;
 pub mod service;
 pub mod sim;
 pub mod term;
+pub mod text;
 pub mod timing;
 pub mod wire;
 

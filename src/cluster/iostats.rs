@@ -18,11 +18,12 @@ pub struct IoCounters {
 }
 
 impl IoCounters {
+    /// Saturates: counters reported near 2^64 must not overflow the totals.
     fn add(&mut self, o: IoCounters) {
-        self.read_bytes += o.read_bytes;
-        self.write_bytes += o.write_bytes;
-        self.read_ops += o.read_ops;
-        self.write_ops += o.write_ops;
+        self.read_bytes = self.read_bytes.saturating_add(o.read_bytes);
+        self.write_bytes = self.write_bytes.saturating_add(o.write_bytes);
+        self.read_ops = self.read_ops.saturating_add(o.read_ops);
+        self.write_ops = self.write_ops.saturating_add(o.write_ops);
     }
 
     /// The increase from `old` to `self`, treating a decrease as a restart from zero.
@@ -192,6 +193,23 @@ mod tests {
         for bad in ["", "1", "a.1", "1.b", "1.2.3", "-1.0"] {
             assert_eq!(parse_pg_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_overflowing() {
+        let t0 = Instant::now();
+        let mut s = IoStats::new(Duration::from_secs(10));
+        s.report(
+            [
+                ((PoolId(1), PgId(0)), c(u64::MAX, 1)),
+                ((PoolId(1), PgId(1)), c(u64::MAX, 1)),
+            ],
+            t0,
+        );
+        assert_eq!(s.totals()[&PoolId(1)].read_bytes, u64::MAX);
+        assert_eq!(s.totals()[&PoolId(1)].write_bytes, 2);
+        s.report([((PoolId(2), PgId(0)), c(u64::MAX, 0))], t0);
+        assert_eq!(s.cluster_totals().read_bytes, u64::MAX);
     }
 
     #[test]

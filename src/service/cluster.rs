@@ -5,9 +5,8 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::osds::lock;
-use super::{MonitorService, convert, status, unexpected};
-use crate::cluster::iostats::{IoCounters, parse_pg_name};
-use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState};
+use super::{MonitorService, convert, requests, status, unexpected};
+use crate::cluster::{Outcome, PgState};
 use crate::health;
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
@@ -69,14 +68,8 @@ impl MonitorService {
     }
 
     async fn change_flag(&self, raw: i32, set: bool) -> Result<api::FlagsResponse, Status> {
-        let flag = ClusterFlag::from_i32(raw)
-            .ok_or_else(|| status::cluster_error(&ClusterError::UnknownFlag(raw)))?;
+        let command = requests::flag(raw, set)?;
         let serving = self.leader()?;
-        let command = if set {
-            Command::SetFlag(flag)
-        } else {
-            Command::UnsetFlag(flag)
-        };
         match self.propose(&serving, command).await? {
             Outcome::Flags {
                 flags,
@@ -170,45 +163,11 @@ impl MonitorService {
         r: api::DataStatisticsRequest,
     ) -> Result<api::DataStatisticsResponse, Status> {
         let serving = self.leader()?;
-        let snap = serving.snapshot();
-        let reporter = OsdId(r.osd_id);
-        if snap.osd(reporter).is_none() {
-            return Err(status::cluster_error(&ClusterError::OsdNotFound(reporter)));
-        }
-        // Validate the whole report before recording any of it.
-        let mut parsed = Vec::with_capacity(r.pgs.len());
-        for (name, c) in &r.pgs {
-            let key = parse_pg_name(name).ok_or_else(|| {
-                status::error(
-                    tonic::Code::InvalidArgument,
-                    "INVALID_PG_NAME",
-                    format!("'{name}' is not a PG name like <pool id>.<pg id>"),
-                )
-            })?;
-            parsed.push((key, c));
-        }
-        let mut ignored = 0u32;
-        let known: Vec<_> = parsed
-            .into_iter()
-            .filter(|((pool, pg), _)| {
-                let ok = snap.pool(*pool).is_some_and(|p| pg.0 < p.pg_count);
-                ignored += u32::from(!ok);
-                ok
-            })
-            .map(|(key, c)| {
-                (
-                    key,
-                    IoCounters {
-                        read_bytes: c.read_bytes,
-                        write_bytes: c.write_bytes,
-                        read_ops: c.read_ops,
-                        write_ops: c.write_ops,
-                    },
-                )
-            })
-            .collect();
-        lock(&serving.iostats).report(known, Instant::now());
-        Ok(api::DataStatisticsResponse { ignored })
+        let report = requests::statistics(&serving.snapshot(), &r)?;
+        lock(&serving.iostats).report(report.known, Instant::now());
+        Ok(api::DataStatisticsResponse {
+            ignored: report.ignored,
+        })
     }
 }
 

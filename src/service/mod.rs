@@ -7,6 +7,9 @@ mod convert;
 mod maps;
 mod osds;
 mod pools;
+#[cfg(test)]
+mod proptests;
+mod requests;
 pub mod status;
 mod watch;
 

@@ -5,14 +5,10 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::osds::lock;
-use super::{MonitorService, convert, status, unexpected};
-use crate::cluster::{ClusterError, Command, OsdId, Outcome, PgId, PoolArgs, PoolId};
+use super::{MonitorService, convert, requests, unexpected};
+use crate::cluster::{Command, Outcome};
 use crate::commit::Serving;
 use crate::proto::monitor as api;
-
-fn osds(ids: &[u32]) -> Vec<OsdId> {
-    ids.iter().map(|&i| OsdId(i)).collect()
-}
 
 impl MonitorService {
     pub(super) async fn create_pool(
@@ -20,14 +16,7 @@ impl MonitorService {
         r: api::CreatePoolRequest,
     ) -> Result<api::CreatePoolResponse, Status> {
         let serving = self.leader()?;
-        let args = PoolArgs {
-            name: r.name,
-            size: r.pg_size,
-            pg_count: r.pg_count,
-            failure_domain: r.failure_domain,
-            root: r.root,
-        };
-        match self.propose(&serving, Command::CreatePool(args)).await? {
+        match self.propose(&serving, requests::create_pool(r)).await? {
             Outcome::PoolCreated { id, epoch } => Ok(api::CreatePoolResponse {
                 pool_id: id.0,
                 pool_epoch: epoch.0,
@@ -42,10 +31,7 @@ impl MonitorService {
         r: api::DeletePoolRequest,
     ) -> Result<api::DeletePoolResponse, Status> {
         let serving = self.leader()?;
-        match self
-            .propose(&serving, Command::DeletePool { name: r.name })
-            .await?
-        {
+        match self.propose(&serving, requests::delete_pool(r)).await? {
             Outcome::PoolDeleted { id, epoch } => {
                 lock(&serving.iostats).forget_pool(id);
                 Ok(api::DeletePoolResponse {
@@ -77,13 +63,9 @@ impl MonitorService {
         r: api::CreateImageRequest,
     ) -> Result<api::ImageResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::CreateImage {
-            pool: r.pool_name.clone(),
-            name: r.image_name,
-            size: r.size,
-            object_size: r.object_size,
-        };
-        self.image_call(&serving, &r.pool_name, command).await
+        let pool = r.pool_name.clone();
+        self.image_call(&serving, &pool, requests::create_image(r))
+            .await
     }
 
     pub(super) async fn resize_image(
@@ -91,13 +73,9 @@ impl MonitorService {
         r: api::ResizeImageRequest,
     ) -> Result<api::ImageResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::ResizeImage {
-            pool: r.pool_name.clone(),
-            name: r.image_name,
-            size: r.size,
-            allow_shrink: r.allow_shrink,
-        };
-        self.image_call(&serving, &r.pool_name, command).await
+        let pool = r.pool_name.clone();
+        self.image_call(&serving, &pool, requests::resize_image(r))
+            .await
     }
 
     pub(super) async fn remove_image(
@@ -105,11 +83,7 @@ impl MonitorService {
         r: api::RemoveImageRequest,
     ) -> Result<api::RemoveImageResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::RemoveImage {
-            pool: r.pool_name,
-            name: r.image_name,
-        };
-        match self.propose(&serving, command).await? {
+        match self.propose(&serving, requests::remove_image(r)).await? {
             Outcome::ImageRemoved(id) => Ok(api::RemoveImageResponse { id: id.0 }),
             o => Err(unexpected(o)),
         }
@@ -120,16 +94,7 @@ impl MonitorService {
         r: api::GetImageInfoRequest,
     ) -> Result<api::ImageResponse, Status> {
         let serving = self.leader()?;
-        let snap = serving.snapshot();
-        let pool = snap.pool_by_name(&r.pool_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::UnknownPoolName(r.pool_name.clone()))
-        })?;
-        let image = snap.image(pool.id, &r.image_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::ImageNotFound(r.image_name.clone()))
-        })?;
-        Ok(api::ImageResponse {
-            image: Some(convert::image_info(image, &pool.name)),
-        })
+        requests::image_info(&serving.snapshot(), &r)
     }
 
     async fn pg_call(
@@ -157,14 +122,8 @@ impl MonitorService {
         r: api::LeaderBeElectedRequest,
     ) -> Result<api::PgChangeResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::LeaderBeElected {
-            leader: OsdId(r.leader_id),
-            pool: PoolId(r.pool_id),
-            pg: PgId(r.pg_id),
-            members: osds(&r.members),
-            new_members: osds(&r.new_members),
-        };
-        self.pg_call(&serving, command).await
+        self.pg_call(&serving, requests::leader_be_elected(&r))
+            .await
     }
 
     pub(super) async fn pg_member_change_finish(
@@ -172,13 +131,9 @@ impl MonitorService {
         r: api::PgMemberChangeFinishRequest,
     ) -> Result<api::PgChangeResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::MemberChangeFinish {
-            result: r.result,
-            pool: PoolId(r.pool_id),
-            pg: PgId(r.pg_id),
-            members: osds(&r.members),
-        };
-        let reply = self.pg_call(&serving, command).await?;
+        let reply = self
+            .pg_call(&serving, requests::pg_member_change_finish(&r))
+            .await?;
         if r.result == 0 {
             lock(&serving.iostats).recovered(Instant::now());
         }
