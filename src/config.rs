@@ -10,16 +10,116 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::text::{SHOWN_MAX, one_line, shown, shown_number};
+
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 3333;
 /// Default HTTP port (/metrics, /healthz, /readyz).
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 3332;
 /// etcd refuses leases shorter than this with its default election timeout.
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// Longest election lease: crash failover takes up to the TTL, and a cluster without a leader
+/// for more than a minute marks nothing down and serves no map changes.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(60);
+/// The smallest `etcd_quota_backend_bytes` accepted: the records and their history need room.
+pub const MIN_QUOTA_BACKEND_BYTES: i64 = 64 * 1024 * 1024;
+/// etcd's suggested maximum backend size; etcd warns at start-up above it.
+pub const MAX_QUOTA_BACKEND_BYTES: i64 = 8 * 1024 * 1024 * 1024;
+/// URL lists echoed in errors are cut to this length.
+const URLS_SHOWN_MAX: usize = 200;
+/// humantime's messages (which quote the unit written) are cut to this length.
+const DURATION_ERROR_MAX: usize = 120;
+/// toml's own messages are cut to this length.
+const TOML_MESSAGE_MAX: usize = 160;
 /// etcd's own default `--max-txn-ops`; an external cluster may not allow more.
 pub const ETCD_DEFAULT_MAX_TXN_OPS: u32 = 128;
 /// etcd's own default `--max-request-bytes` (1.5 MiB).
 pub const ETCD_DEFAULT_MAX_REQUEST_BYTES: u64 = 1536 * 1024;
+
+/// A duration key: its default and the range that makes sense for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationKey {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// Crash failover takes up to the TTL; etcd grants leases in whole seconds from 2 s.
+pub const ELECTION_LEASE_TTL: DurationKey = DurationKey {
+    name: "election_lease_ttl",
+    default: "3s",
+    min: MIN_LEASE_TTL,
+    max: MAX_LEASE_TTL,
+};
+/// Long enough for the other members of a new cluster to be started by hand.
+pub const ETCD_START_TIMEOUT: DurationKey = DurationKey {
+    name: "etcd_start_timeout",
+    default: "60s",
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(HOUR),
+};
+/// Shorter compacts revisions a map watch or a paged load still reads; longer keeps history
+/// that etcd's backend quota has no room for.
+pub const ETCD_AUTO_COMPACTION_RETENTION: DurationKey = DurationKey {
+    name: "etcd_auto_compaction_retention",
+    default: "10m",
+    min: Duration::from_secs(MINUTE),
+    max: Duration::from_secs(7 * DAY),
+};
+/// The failure check runs every second; beyond an hour a dead OSD's PGs stay unserved for too
+/// long (the `nodown` flag stops mark-down altogether).
+pub const OSD_DOWN_AFTER: DurationKey = DurationKey {
+    name: "osd_down_after",
+    default: "10s",
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(HOUR),
+};
+/// Up to a week of maintenance (the `noout` flag stops automatic outs altogether).
+pub const OSD_OUT_AFTER: DurationKey = DurationKey {
+    name: "osd_out_after",
+    default: "30s",
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(7 * DAY),
+};
+/// Flapping is a pattern over minutes to hours; the failure check runs every second.
+pub const OSD_FLAP_WINDOW: DurationKey = DurationKey {
+    name: "osd_flap_window",
+    default: "10m",
+    min: Duration::from_secs(10),
+    max: Duration::from_secs(DAY),
+};
+/// More often floods thousands of watchers with progress; less often lets clients and proxies
+/// take a quiet stream for a dead one.
+pub const WATCH_PROGRESS_EVERY: DurationKey = DurationKey {
+    name: "watch_progress_every",
+    default: "5s",
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(5 * MINUTE),
+};
+/// Live gRPC clients answer the server's keep-alive pings (every 20 s), so anything above 30 s
+/// closes only silent peers; beyond an hour descriptors of dead peers pile up.
+pub const CONNECTION_IDLE_TIMEOUT: DurationKey = DurationKey {
+    name: "connection_idle_timeout",
+    default: "120s",
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(HOUR),
+};
+/// Every duration key.
+pub const DURATION_KEYS: [DurationKey; 8] = [
+    ELECTION_LEASE_TTL,
+    ETCD_START_TIMEOUT,
+    ETCD_AUTO_COMPACTION_RETENTION,
+    OSD_DOWN_AFTER,
+    OSD_OUT_AFTER,
+    OSD_FLAP_WINDOW,
+    WATCH_PROGRESS_EVERY,
+    CONNECTION_IDLE_TIMEOUT,
+];
 
 /// A configuration error: one line, naming where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,8 +388,8 @@ impl RawConfig {
             }
             None => system_hostname().map_err(|m| src.error("hostname", m))?,
         };
-        let port = port(src, "port", self.port, DEFAULT_PORT)?;
-        let prometheus_port = port_value(
+        let port = port_key(src, "port", self.port, DEFAULT_PORT)?;
+        let prometheus_port = port_key(
             src,
             "prometheus_port",
             self.prometheus_port,
@@ -301,7 +401,7 @@ impl RawConfig {
         let address: IpAddr = match &self.address {
             Some(a) => a
                 .parse()
-                .map_err(|_| src.error("address", format!("'{a}' is not an IP address")))?,
+                .map_err(|_| src.error("address", format!("{} is not an IP address", shown(a))))?,
             None => IpAddr::from([0, 0, 0, 0]),
         };
         let advertise_address = match self.advertise_address {
@@ -326,38 +426,31 @@ impl RawConfig {
         }
         let etcd_prefix = normalize_prefix(self.etcd_prefix.as_deref().unwrap_or("/fastblock"))
             .map_err(|m| src.error("etcd_prefix", m))?;
-        let election_lease_ttl = duration(
-            src,
-            "election_lease_ttl",
-            self.election_lease_ttl.as_deref(),
-            "3s",
-        )?;
-        if election_lease_ttl < MIN_LEASE_TTL || election_lease_ttl.subsec_nanos() != 0 {
+        let lease_text = self.election_lease_ttl.as_deref();
+        let election_lease_ttl = duration(src, ELECTION_LEASE_TTL, lease_text)?;
+        if election_lease_ttl.subsec_nanos() != 0 {
             return Err(src.error(
-                "election_lease_ttl",
-                "must be a whole number of seconds, at least 2s (etcd's minimum lease)",
+                ELECTION_LEASE_TTL.name,
+                format!(
+                    "{} must be a whole number of seconds (etcd grants leases in seconds)",
+                    shown(lease_text.unwrap_or_default())
+                ),
             ));
         }
-        let txn_max_ops = match self.etcd_txn_max_ops {
-            None => ETCD_DEFAULT_MAX_TXN_OPS,
-            Some(n) if (16..=100_000).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(src.error(
-                    "etcd_txn_max_ops",
-                    format!("{n} is out of range 16..=100000"),
-                ));
-            }
-        };
-        let txn_max_bytes = match self.etcd_txn_max_bytes {
-            None => 1024 * 1024,
-            Some(n) if (64 * 1024..=64 * 1024 * 1024).contains(&n) => n as u64,
-            Some(n) => {
-                return Err(src.error(
-                    "etcd_txn_max_bytes",
-                    format!("{n} is out of range 65536..=67108864"),
-                ));
-            }
-        };
+        let txn_max_ops = integer(
+            src,
+            "etcd_txn_max_ops",
+            self.etcd_txn_max_ops,
+            i64::from(ETCD_DEFAULT_MAX_TXN_OPS),
+            16..=100_000,
+        )? as u32;
+        let txn_max_bytes = integer(
+            src,
+            "etcd_txn_max_bytes",
+            self.etcd_txn_max_bytes,
+            1024 * 1024,
+            64 * 1024..=64 * 1024 * 1024,
+        )? as u64;
         let log_path = overrides
             .log_path
             .clone()
@@ -450,8 +543,8 @@ impl RawConfig {
                     "etcd_initial_cluster",
                     format!(
                         "member '{name}' is listed with {} but etcd_advertise_peer_urls is {}",
-                        mine_sorted.join(","),
-                        adv_sorted.join(",")
+                        one_line(&mine_sorted.join(","), URLS_SHOWN_MAX),
+                        one_line(&adv_sorted.join(","), URLS_SHOWN_MAX)
                     ),
                 ));
             }
@@ -459,8 +552,12 @@ impl RawConfig {
             names.dedup();
             names.sort();
             names.dedup();
+            let binary = self.etcd_binary.unwrap_or_else(|| "etcd".to_string());
+            if binary.is_empty() {
+                return Err(src.error("etcd_binary", "must not be empty"));
+            }
             Some(EmbeddedEtcdConfig {
-                binary: PathBuf::from(self.etcd_binary.unwrap_or_else(|| "etcd".to_string())),
+                binary: PathBuf::from(binary),
                 name,
                 data_dir: data_dir.join("etcd"),
                 initial_cluster,
@@ -473,25 +570,20 @@ impl RawConfig {
                 listen_peer_urls,
                 start_timeout: duration(
                     src,
-                    "etcd_start_timeout",
+                    ETCD_START_TIMEOUT,
                     self.etcd_start_timeout.as_deref(),
-                    "60s",
                 )?,
-                quota_backend_bytes: match self.etcd_quota_backend_bytes {
-                    None => 8 * 1024 * 1024 * 1024,
-                    Some(n) if n >= 64 * 1024 * 1024 => n as u64,
-                    Some(n) => {
-                        return Err(src.error(
-                            "etcd_quota_backend_bytes",
-                            format!("{n} is too small (at least 67108864)"),
-                        ));
-                    }
-                },
+                quota_backend_bytes: integer(
+                    src,
+                    "etcd_quota_backend_bytes",
+                    self.etcd_quota_backend_bytes,
+                    MAX_QUOTA_BACKEND_BYTES,
+                    MIN_QUOTA_BACKEND_BYTES..=MAX_QUOTA_BACKEND_BYTES,
+                )? as u64,
                 auto_compaction_retention: duration(
                     src,
-                    "etcd_auto_compaction_retention",
+                    ETCD_AUTO_COMPACTION_RETENTION,
                     self.etcd_auto_compaction_retention.as_deref(),
-                    "10m",
                 )?,
                 max_txn_ops: txn_max_ops.max(ETCD_DEFAULT_MAX_TXN_OPS),
                 // Room for the transaction's framing on top of the payload budget.
@@ -532,16 +624,18 @@ impl RawConfig {
             },
         };
 
-        let osd_down_after =
-            duration(src, "osd_down_after", self.osd_down_after.as_deref(), "10s")?;
-        let osd_out_after = duration(src, "osd_out_after", self.osd_out_after.as_deref(), "30s")?;
+        let osd_down_after = duration(src, OSD_DOWN_AFTER, self.osd_down_after.as_deref())?;
+        let osd_out_after = duration(src, OSD_OUT_AFTER, self.osd_out_after.as_deref())?;
         let rebalance_max_fraction = match self.rebalance_max_fraction {
             None => 0.05,
             Some(f) if f > 0.0 && f <= 1.0 => f,
             Some(f) => {
                 return Err(src.error(
                     "rebalance_max_fraction",
-                    format!("{f} is not in (0, 1] (0.05 moves at most 5% of the PGs per round)"),
+                    format!(
+                        "{} is not in (0, 1] (0.05 moves at most 5% of the PGs per round)",
+                        shown_number(f)
+                    ),
                 ));
             }
         };
@@ -549,7 +643,10 @@ impl RawConfig {
             None => 0.75,
             Some(r) if (0.0..=1.0).contains(&r) => r,
             Some(r) => {
-                return Err(src.error("osd_min_in_ratio", format!("{r} is not in [0, 1]")));
+                return Err(src.error(
+                    "osd_min_in_ratio",
+                    format!("{} is not in [0, 1]", shown_number(r)),
+                ));
             }
         };
         let osd_min_up_ratio = match self.osd_min_up_ratio {
@@ -566,35 +663,25 @@ impl RawConfig {
             Some(other) => {
                 return Err(src.error(
                     "auto_out_subtree_limit",
-                    format!("'{other}' is not one of rack, host, none"),
+                    format!("{} is not one of rack, host, none", shown(other)),
                 ));
             }
         };
-        let osd_flap_count = match self.osd_flap_count {
-            None => 5,
-            Some(n) if (1..=1000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(src.error("osd_flap_count", format!("{n} is out of range 1..=1000")));
-            }
-        };
-        let osd_flap_window = duration(
+        let osd_flap_count =
+            integer(src, "osd_flap_count", self.osd_flap_count, 5, 1..=1000)? as usize;
+        let osd_flap_window = duration(src, OSD_FLAP_WINDOW, self.osd_flap_window.as_deref())?;
+        // Deltas further back than this are not worth computing: a full map is cheaper.
+        let watch_history_epochs = integer(
             src,
-            "osd_flap_window",
-            self.osd_flap_window.as_deref(),
-            "10m",
-        )?;
-        let watch_history_epochs = match self.watch_history_epochs {
-            None => 1000,
-            Some(n) if n >= 1 => n as u64,
-            Some(n) => {
-                return Err(src.error("watch_history_epochs", format!("{n} must be at least 1")));
-            }
-        };
+            "watch_history_epochs",
+            self.watch_history_epochs,
+            1000,
+            1..=1_000_000,
+        )? as u64;
         let watch_progress_every = duration(
             src,
-            "watch_progress_every",
+            WATCH_PROGRESS_EVERY,
             self.watch_progress_every.as_deref(),
-            "5s",
         )?;
         let watch_buffer_budget = match self.watch_buffer_budget {
             None => 256 << 20,
@@ -618,9 +705,8 @@ impl RawConfig {
         };
         let connection_idle_timeout = duration(
             src,
-            "connection_idle_timeout",
+            CONNECTION_IDLE_TIMEOUT,
             self.connection_idle_timeout.as_deref(),
-            "120s",
         )?;
         Ok(Config {
             watch_history_epochs,
@@ -655,38 +741,51 @@ impl RawConfig {
     }
 }
 
-fn port(src: &Source<'_>, key: &str, v: Option<i64>, default: u16) -> Result<u16, ConfigError> {
-    port_value(src, key, v, default)
+fn port_key(src: &Source<'_>, key: &str, v: Option<i64>, default: u16) -> Result<u16, ConfigError> {
+    Ok(integer(src, key, v, i64::from(default), 1..=65535)? as u16)
 }
 
-fn port_value(
+/// An integer key: `default` when absent, else within `range`.
+fn integer(
     src: &Source<'_>,
     key: &str,
     v: Option<i64>,
-    default: u16,
-) -> Result<u16, ConfigError> {
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ConfigError> {
     match v {
         None => Ok(default),
-        Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        Some(p) => Err(src.error(key, format!("{p} is out of range 1..=65535"))),
+        Some(n) if range.contains(&n) => Ok(n),
+        Some(n) => Err(src.error(
+            key,
+            format!("{n} is out of range {}..={}", range.start(), range.end()),
+        )),
     }
 }
 
-fn duration(
-    src: &Source<'_>,
-    key: &str,
-    v: Option<&str>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let text = v.unwrap_or(default);
+/// A duration key: its default when absent, else a duration within the key's range.
+fn duration(src: &Source<'_>, key: DurationKey, v: Option<&str>) -> Result<Duration, ConfigError> {
+    let text = v.unwrap_or(key.default);
     let d = humantime::parse_duration(text).map_err(|e| {
         src.error(
-            key,
-            format!("'{text}' is not a duration like \"10s\" or \"500ms\" ({e})"),
+            key.name,
+            format!(
+                "{} is not a duration like \"10s\" or \"500ms\" ({})",
+                shown(text),
+                one_line(&e.to_string(), DURATION_ERROR_MAX)
+            ),
         )
     })?;
-    if d.is_zero() {
-        return Err(src.error(key, "must be greater than zero"));
+    if d < key.min || d > key.max {
+        return Err(src.error(
+            key.name,
+            format!(
+                "{} is out of range {}..={}",
+                shown(text),
+                humantime::format_duration(key.min),
+                humantime::format_duration(key.max)
+            ),
+        ));
     }
     Ok(d)
 }
@@ -729,23 +828,25 @@ fn advertisable(src: &Source<'_>, key: &str, listen: &[Url]) -> Result<Vec<Url>,
 pub fn parse_etcd_url(s: &str) -> Result<Url, String> {
     if !s.contains("://") {
         return Err(format!(
-            "'{s}' must be a URL with http:// or https://, like http://127.0.0.1:2379"
+            "{} must be a URL with http:// or https://, like http://127.0.0.1:2379",
+            shown(s)
         ));
     }
-    let u = Url::parse(s).map_err(|e| format!("'{s}' is not a URL ({e})"))?;
+    let u = Url::parse(s).map_err(|e| format!("{} is not a URL ({e})", shown(s)))?;
     if u.scheme() != "http" && u.scheme() != "https" {
-        return Err(format!("'{s}' must use http:// or https://"));
+        return Err(format!("{} must use http:// or https://", shown(s)));
     }
     if u.host().is_none() {
-        return Err(format!("'{s}' has no host"));
+        return Err(format!("{} has no host", shown(s)));
     }
     if u.port().is_none() {
         return Err(format!(
-            "'{s}' must give a port, like http://127.0.0.1:2379"
+            "{} must give a port, like http://127.0.0.1:2379",
+            shown(s)
         ));
     }
     if u.path() != "/" && !u.path().is_empty() || u.query().is_some() {
-        return Err(format!("'{s}' must not have a path or query"));
+        return Err(format!("{} must not have a path or query", shown(s)));
     }
     Ok(u)
 }
@@ -768,13 +869,13 @@ fn endpoint(s: &str) -> Result<String, String> {
 fn check_host_port(s: &str) -> Result<(), String> {
     let (host, port) = s
         .rsplit_once(':')
-        .ok_or_else(|| format!("'{s}' must be host:port"))?;
+        .ok_or_else(|| format!("{} must be host:port", shown(s)))?;
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("'{s}' must be host:port"));
+        return Err(format!("{} must be host:port", shown(s)));
     }
     match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(()),
-        _ => Err(format!("'{s}' has a port out of range 1..=65535")),
+        _ => Err(format!("{} has a port out of range 1..=65535", shown(s))),
     }
 }
 
@@ -785,7 +886,7 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Url)>, String> {
         let part = part.trim();
         let (name, url) = part
             .split_once('=')
-            .ok_or_else(|| format!("'{part}' is not name=url"))?;
+            .ok_or_else(|| format!("{} is not name=url", shown(part)))?;
         check_name(name)?;
         out.push((name.to_string(), parse_etcd_url(url)?));
     }
@@ -801,14 +902,15 @@ fn check_name(s: &str) -> Result<(), String> {
         return Err("must not be empty".to_string());
     }
     if s.len() > 63 {
-        return Err(format!("'{s}' is longer than 63 bytes"));
+        return Err(format!("{} is longer than 63 bytes", shown(s)));
     }
     if !s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(format!(
-            "'{s}' may only contain letters, digits, '-', '_' and '.'"
+            "{} may only contain letters, digits, '-', '_' and '.'",
+            shown(s)
         ));
     }
     Ok(())
@@ -816,14 +918,14 @@ fn check_name(s: &str) -> Result<(), String> {
 
 fn normalize_prefix(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
-        return Err(format!("'{p}' must start with '/'"));
+        return Err(format!("{} must start with '/'", shown(p)));
     }
     let trimmed = p.trim_end_matches('/');
     if trimmed.is_empty() {
         return Err("must not be the root '/'".to_string());
     }
     if trimmed.contains("//") || trimmed.contains(char::is_whitespace) {
-        return Err(format!("'{p}' must not contain '//' or spaces"));
+        return Err(format!("{} must not contain '//' or spaces", shown(p)));
     }
     Ok(trimmed.to_string())
 }
@@ -839,13 +941,13 @@ fn system_hostname() -> Result<String, String> {
 
 /// Turns a TOML error into one line with the key and line number.
 fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let offset = e.span().map(|s| s.start);
-    let line = offset.map(|o| line_number(text, o));
-    let key = offset.and_then(|o| key_at(text, o));
+    let span = e.span();
+    let line = span.as_ref().map(|s| line_number(text, s.start));
+    let mut key = span.as_ref().and_then(|s| key_at(text, s.start));
     let raw = e.message().trim();
     let message = if let Some(rest) = raw.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or_default();
-        let mut m = format!("unknown key '{name}'");
+        let mut m = format!("unknown key {}", shown(name));
         if let Some(s) = closest_key(name) {
             m.push_str(&format!(" (did you mean '{s}'?)"));
         }
@@ -855,6 +957,17 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
             key: None,
             message: m,
         };
+    } else if raw == "duplicate key" {
+        // The span covers the key of the second assignment (or table header).
+        let name = span
+            .and_then(|s| text.get(s))
+            .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\''))
+            .unwrap_or_default();
+        key = Some(one_line(name, SHOWN_MAX));
+        match line_of_key(text, name).filter(|first| Some(*first) != line) {
+            Some(first) => format!("duplicate key (first set on line {first})"),
+            None => "duplicate key".to_string(),
+        }
     } else if raw.starts_with("invalid type") || raw.starts_with("unknown variant") {
         raw.replace("i64", "an integer")
             .replace("unknown variant", "unknown value")
@@ -865,7 +978,7 @@ fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
         file: file.to_string(),
         line,
         key,
-        message: message.lines().next().unwrap_or_default().to_string(),
+        message: one_line(message.lines().next().unwrap_or_default(), TOML_MESSAGE_MAX),
     }
 }
 
@@ -936,13 +1049,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn line_number(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|b| **b == b'\n').count() + 1
 }
 
-/// The `key = ...` assignment that covers `offset` (arrays may span lines).
+/// The `key = ...` assignment that covers `offset`: the one on its line, else the nearest one
+/// above (arrays may span lines).
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let before = &text[..offset.min(text.len())];
-    for line in before.lines().rev().chain(std::iter::once("")) {
+    let line_end = text
+        .as_bytes()
+        .iter()
+        .skip(offset)
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |n| offset + n);
+    let upto = text.get(..line_end).unwrap_or(text);
+    for line in upto.lines().rev() {
         if let Some((k, _)) = line.split_once('=') {
             let k = k.trim();
             if !k.is_empty()
@@ -1159,7 +1280,11 @@ mod tests {
     fn durations_and_ttl() {
         assert_eq!(
             err(&format!("{BASE}election_lease_ttl = \"1s\"\n")),
-            "monitor.toml:3: election_lease_ttl: must be a whole number of seconds, at least 2s (etcd's minimum lease)"
+            "monitor.toml:3: election_lease_ttl: '1s' is out of range 2s..=1m"
+        );
+        assert_eq!(
+            err(&format!("{BASE}election_lease_ttl = \"2500ms\"\n")),
+            "monitor.toml:3: election_lease_ttl: '2500ms' must be a whole number of seconds (etcd grants leases in seconds)"
         );
         let e = err(&format!("{BASE}etcd_start_timeout = \"soon\"\n"));
         assert!(
@@ -1168,6 +1293,205 @@ mod tests {
         );
         let c = parse(&format!("{BASE}election_lease_ttl = \"5s\"\n")).unwrap();
         assert_eq!(c.election_lease_ttl, Duration::from_secs(5));
+    }
+
+    /// The resolved value of a duration key.
+    fn duration_of(c: &Config, key: &str) -> Duration {
+        let etcd = c.embedded_etcd.as_ref().expect("embedded");
+        match key {
+            "election_lease_ttl" => c.election_lease_ttl,
+            "etcd_start_timeout" => etcd.start_timeout,
+            "etcd_auto_compaction_retention" => etcd.auto_compaction_retention,
+            "osd_down_after" => c.osd_down_after,
+            "osd_out_after" => c.osd_out_after,
+            "osd_flap_window" => c.osd_flap_window,
+            "watch_progress_every" => c.watch_progress_every,
+            other => panic!("no duration key {other}"),
+        }
+    }
+
+    /// `d` written in milliseconds, the unit every bound is a whole multiple of.
+    fn ms(d: Duration) -> String {
+        format!("{}ms", d.as_millis())
+    }
+
+    #[test]
+    fn every_duration_key_is_bounded() {
+        let step = |key: &DurationKey| {
+            if key.name == "election_lease_ttl" {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(1)
+            }
+        };
+        for key in DURATION_KEYS {
+            let line = |v: &str| format!("{BASE}{} = \"{v}\"\n", key.name);
+            let default = parse(BASE).unwrap();
+            assert_eq!(
+                duration_of(&default, key.name),
+                humantime::parse_duration(key.default).unwrap(),
+                "{}",
+                key.name
+            );
+            assert!(key.min <= humantime::parse_duration(key.default).unwrap());
+            assert!(humantime::parse_duration(key.default).unwrap() <= key.max);
+            for at_bound in [key.min, key.max] {
+                let c = parse(&line(&ms(at_bound))).unwrap_or_else(|e| panic!("{}: {e}", key.name));
+                assert_eq!(duration_of(&c, key.name), at_bound, "{}", key.name);
+            }
+            let range = format!(
+                "{}..={}",
+                humantime::format_duration(key.min),
+                humantime::format_duration(key.max)
+            );
+            for past in [key.min - step(&key), key.max + step(&key)] {
+                assert_eq!(
+                    err(&line(&ms(past))),
+                    format!(
+                        "monitor.toml:3: {}: '{}' is out of range {range}",
+                        key.name,
+                        ms(past)
+                    )
+                );
+            }
+            for absurd in ["100000000000s", "0s", "1ns", "584942417355y", "1 fortnight"] {
+                let e = err(&line(absurd));
+                assert!(
+                    e.starts_with(&format!("monitor.toml:3: {}: '{absurd}' is ", key.name)),
+                    "{e}"
+                );
+                assert!(
+                    e.ends_with(&format!("is out of range {range}"))
+                        || e.contains("is not a duration"),
+                    "{e}"
+                );
+            }
+        }
+        // The value from the issue: validated before, then etcd refused the lease for ever.
+        assert_eq!(
+            err(&format!("{BASE}election_lease_ttl = \"100000000000s\"\n")),
+            "monitor.toml:3: election_lease_ttl: '100000000000s' is out of range 2s..=1m"
+        );
+    }
+
+    #[test]
+    fn every_integer_key_is_bounded() {
+        // (key, lowest, highest)
+        let keys: [(&str, i64, i64); 7] = [
+            ("port", 1, 65535),
+            ("prometheus_port", 1, 65535),
+            ("etcd_txn_max_ops", 16, 100_000),
+            ("etcd_txn_max_bytes", 65536, 67_108_864),
+            ("etcd_quota_backend_bytes", 67_108_864, 8_589_934_592),
+            ("osd_flap_count", 1, 1000),
+            ("watch_history_epochs", 1, 1_000_000),
+        ];
+        for (key, lo, hi) in keys {
+            // The two ports must differ: move the other one out of the way.
+            let other = if key == "port" {
+                "prometheus_port = 4000\n"
+            } else {
+                "port = 4001\n"
+            };
+            let text = |n: i64| format!("{BASE}{other}{key} = {n}\n");
+            for ok in [lo, hi] {
+                parse(&text(ok)).unwrap_or_else(|e| panic!("{key} = {ok}: {e}"));
+            }
+            for bad in [lo - 1, hi + 1, i64::MIN, i64::MAX, 0, -1] {
+                if (lo..=hi).contains(&bad) {
+                    continue;
+                }
+                assert_eq!(
+                    err(&text(bad)),
+                    format!("monitor.toml:4: {key}: {bad} is out of range {lo}..={hi}")
+                );
+            }
+        }
+        let c = parse(&format!(
+            "{BASE}etcd_quota_backend_bytes = 67108864\nwatch_history_epochs = 1000000\n"
+        ))
+        .unwrap();
+        assert_eq!(c.embedded_etcd.unwrap().quota_backend_bytes, 67_108_864);
+        assert_eq!(c.watch_history_epochs, 1_000_000);
+        // Too large for the file format's integers at all: a type error on the right line.
+        let e = err(&format!("{BASE}port = 99999999999999999999\n"));
+        assert!(e.starts_with("monitor.toml:3: port: "), "{e}");
+    }
+
+    #[test]
+    fn ratios_refuse_nan_and_infinity() {
+        for v in ["nan", "inf", "-inf", "-0.5"] {
+            let e = err(&format!("{BASE}osd_min_in_ratio = {v}\n"));
+            assert!(e.starts_with("monitor.toml:3: osd_min_in_ratio: "), "{e}");
+            assert!(e.ends_with(" is not in [0, 1]"), "{e}");
+            let e = err(&format!("{BASE}rebalance_max_fraction = {v}\n"));
+            assert!(e.contains(" is not in (0, 1]"), "{e}");
+        }
+        // Written out, 1e308 is 309 digits.
+        assert_eq!(
+            err(&format!("{BASE}osd_min_in_ratio = 1e308\n")),
+            "monitor.toml:3: osd_min_in_ratio: 1e308 is not in [0, 1]"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_names_the_key_and_its_second_line() {
+        assert_eq!(
+            err(&format!("{BASE}port = 4000\n\n# again\nport = 4001\n")),
+            "monitor.toml:6: port: duplicate key (first set on line 3)"
+        );
+        assert_eq!(
+            err("hostname = \"a\"\ndata_dir = \"/x\"\nhostname = \"b\"\n"),
+            "monitor.toml:3: hostname: duplicate key (first set on line 1)"
+        );
+        // A multi-line array set twice.
+        assert_eq!(
+            err(&format!(
+                "{BASE}etcd_server = [\n  \"a:1\",\n  \"b:2\",\n]\nlog_level = \"info\"\netcd_server = []\n"
+            )),
+            "monitor.toml:8: etcd_server: duplicate key (first set on line 3)"
+        );
+        // As a table header.
+        assert_eq!(
+            err(&format!("{BASE}port = 4000\n[port]\n")),
+            "monitor.toml:4: port: duplicate key (first set on line 3)"
+        );
+    }
+
+    #[test]
+    fn echoed_values_are_one_short_line() {
+        let long = "h".repeat(10_000);
+        assert_eq!(
+            err(&format!("hostname = \"{long}\"\n")),
+            format!(
+                "monitor.toml:1: hostname: '{}'…(10000 bytes) is longer than 63 bytes",
+                "h".repeat(64)
+            )
+        );
+        assert_eq!(
+            err(&format!("{BASE}address = \"a\\nb\\u0007\"\n")),
+            "monitor.toml:3: address: 'a\\nb\\u{7}' is not an IP address"
+        );
+        let e = err(&format!("{BASE}port = \"{long}\"\n"));
+        assert!(e.starts_with("monitor.toml:3: port: invalid type"), "{e}");
+        assert!(e.len() < 250, "{e}");
+        let e = err(&format!("{BASE}osd_down_after = \"1{long}\"\n"));
+        assert!(
+            e.starts_with("monitor.toml:3: osd_down_after: '1hhhh"),
+            "{e}"
+        );
+        assert!(e.len() < 350, "{e}");
+        let e = err(&format!("{BASE}{long} = 1\n"));
+        assert!(e.starts_with("monitor.toml:3: unknown key 'hhhh"), "{e}");
+        assert!(e.len() < 150, "{e}");
+    }
+
+    #[test]
+    fn etcd_binary_must_not_be_empty() {
+        assert_eq!(
+            err(&format!("{BASE}etcd_binary = \"\"\n")),
+            "monitor.toml:3: etcd_binary: must not be empty"
+        );
     }
 
     #[test]
@@ -1340,6 +1664,185 @@ mod tests {
                 .map(|e| e.to_string())
                 .unwrap_or_default();
             assert!(!e.contains("unknown key"), "{k}: {e}");
+        }
+    }
+
+    /// Fuzzing monitor.toml: the example files with lines deleted, duplicated, swapped, set to
+    /// wrong types, absurd or huge values, unknown keys added, and raw byte edits. Parsing and
+    /// validation never panic; every error is one line without control characters, of bounded
+    /// length, pointing at a line of the file; whatever validates has every duration in its
+    /// key's range.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzzing;
+
+        /// The longest error line (a key name and cut echoes of the value).
+        const ERROR_MAX: usize = 400;
+
+        fn examples() -> Vec<String> {
+            [
+                "config/monitor.toml",
+                "config/cluster/monitor1.toml",
+                "config/cluster/monitor2.toml",
+                "config/cluster/monitor3.toml",
+            ]
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+                    .expect("example config")
+            })
+            .collect()
+        }
+
+        #[derive(Debug, Clone)]
+        enum Edit {
+            Delete(usize),
+            Duplicate(usize),
+            Swap(usize, usize),
+            SetValue(usize, String),
+            Add(usize, String, String),
+            Bytes(fuzzing::Mutation),
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    r#""""#,
+                    "0",
+                    "-1",
+                    "99999999999999999999",
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "nan",
+                    "-inf",
+                    "1e308",
+                    "0.0",
+                    "true",
+                    "[]",
+                    r#"[1, "a"]"#,
+                    "{ a = 1 }",
+                    "[[1]]",
+                    r#""100000000000s""#,
+                    r#""1ns""#,
+                    r#""584942417355y""#,
+                    r#""-1s""#,
+                    r#""1 h""#,
+                    "1979-05-27T07:32:00Z",
+                    r#""a\nb""#,
+                    r#""\u0000""#,
+                    "'''\nx\n'''",
+                    r#""http://[::1]:0""#,
+                    r#"["http://0.0.0.0:1"]"#,
+                    r#""m1=http://a:1,m1=http://b:2""#,
+                ])
+                .prop_map(String::from),
+                "[a-z0-9:/._= -]{0,40}".prop_map(|v| format!("\"{v}\"")),
+                any::<i64>().prop_map(|n| n.to_string()),
+                (1usize..20_000).prop_map(|n| format!("\"{}\"", "x".repeat(n))),
+                (1usize..2_000).prop_map(|n| format!("[{}]", "\"h:1\",".repeat(n))),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(KNOWN_KEYS).prop_map(String::from),
+                1 => "[a-z_]{1,12}",
+            ]
+        }
+
+        fn edit() -> impl Strategy<Value = Edit> {
+            prop_oneof![
+                2 => any::<usize>().prop_map(Edit::Delete),
+                2 => any::<usize>().prop_map(Edit::Duplicate),
+                1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::Swap(a, b)),
+                4 => (any::<usize>(), value()).prop_map(|(i, v)| Edit::SetValue(i, v)),
+                2 => (any::<usize>(), key(), value()).prop_map(|(i, k, v)| Edit::Add(i, k, v)),
+                2 => fuzzing::mutation().prop_map(Edit::Bytes),
+            ]
+        }
+
+        fn apply(text: &str, edits: &[Edit]) -> String {
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            for e in edits {
+                let n = lines.len().max(1);
+                match e {
+                    Edit::Delete(i) if !lines.is_empty() => {
+                        lines.remove(i % n);
+                    }
+                    Edit::Duplicate(i) if !lines.is_empty() => {
+                        let l = lines[i % n].clone();
+                        lines.insert(i % n, l);
+                    }
+                    Edit::Swap(a, b) if !lines.is_empty() => lines.swap(a % n, b % n),
+                    Edit::SetValue(i, v) if !lines.is_empty() => {
+                        let line = &mut lines[i % n];
+                        if let Some((k, _)) = line.split_once('=') {
+                            *line = format!("{k}= {v}");
+                        }
+                    }
+                    Edit::Add(i, k, v) => lines.insert(i % (lines.len() + 1), format!("{k} = {v}")),
+                    Edit::Bytes(m) => {
+                        let mut bytes = lines.join("\n").into_bytes();
+                        m.apply(&mut bytes);
+                        lines = String::from_utf8_lossy(&bytes)
+                            .lines()
+                            .map(str::to_string)
+                            .collect();
+                    }
+                    _ => {}
+                }
+            }
+            lines.join("\n") + "\n"
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(examples()),
+                prop::collection::vec(edit(), 1..6),
+            )
+                .prop_map(|(example, edits)| apply(&example, &edits))
+        }
+
+        proptest! {
+            #![proptest_config(fuzzing::config(2048))]
+
+            #[test]
+            fn any_edit_of_the_examples_is_a_config_or_one_bounded_line(text in text()) {
+                match Config::parse("monitor.toml", &text, &Overrides::default()) {
+                    Ok(c) => {
+                        let etcd = c.embedded_etcd.as_ref();
+                        let resolved = [
+                            (ELECTION_LEASE_TTL, Some(c.election_lease_ttl)),
+                            (ETCD_START_TIMEOUT, etcd.map(|e| e.start_timeout)),
+                            (
+                                ETCD_AUTO_COMPACTION_RETENTION,
+                                etcd.map(|e| e.auto_compaction_retention),
+                            ),
+                            (OSD_DOWN_AFTER, Some(c.osd_down_after)),
+                            (OSD_OUT_AFTER, Some(c.osd_out_after)),
+                            (OSD_FLAP_WINDOW, Some(c.osd_flap_window)),
+                            (WATCH_PROGRESS_EVERY, Some(c.watch_progress_every)),
+                            (CONNECTION_IDLE_TIMEOUT, Some(c.connection_idle_timeout)),
+                        ];
+                        for (key, value) in resolved {
+                            if let Some(d) = value {
+                                prop_assert!(key.min <= d && d <= key.max, "{}: {:?}", key.name, d);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let line = e.to_string();
+                        prop_assert!(!line.chars().any(char::is_control), "{:?}", line);
+                        prop_assert!(line.len() <= ERROR_MAX, "{} bytes: {}", line.len(), line);
+                        prop_assert!(!e.message.is_empty(), "{:?}", e);
+                        if let Some(n) = e.line {
+                            prop_assert!(n >= 1 && n <= text.lines().count() + 1, "{:?}", e);
+                        }
+                    }
+                }
+            }
         }
     }
 }

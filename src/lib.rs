@@ -16,6 +16,8 @@ pub mod etcd;
 pub mod failpoint;
 pub mod failure_check;
 pub mod fbclient;
+#[cfg(test)]
+mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod leadership;
@@ -29,6 +31,7 @@ pub mod reconcile;
 pub mod service;
 pub mod sim;
 pub mod term;
+pub mod text;
 pub mod timing;
 pub mod wire;
 

@@ -30,6 +30,8 @@ pub const ETCD_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub const ETCD_STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How long a stopping etcd gets after SIGTERM before SIGKILL.
 pub const ETCD_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long `etcd --version` may take before the binary is declared unusable.
+pub const ETCD_VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of health probes while waiting for the embedded member.
 pub const ETCD_HEALTH_POLL: Duration = Duration::from_millis(200);
 

@@ -456,6 +456,26 @@ async fn out_in_location_weight_purge_and_statistics() {
         Code::NotFound,
         "OSD_NOT_FOUND",
     );
+    // One PG under two spellings would count its counters twice (found by fuzzing): refused
+    // whole, the pool's totals untouched.
+    let read_total = r#"fastblock_pool_read_bytes_total{pool="rbd"}"#;
+    let before = c.metric(0, read_total);
+    assert_eq!(before, Some(64.0 * f64::from(1 << 20)));
+    expect_err(
+        m.data_statistics(api::DataStatisticsRequest {
+            osd_id: osds[0].id,
+            pgs: [
+                ("1.31".to_string(), counters),
+                ("1.0x1f".to_string(), api::PgIoCounters::default()),
+            ]
+            .into_iter()
+            .collect(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "INVALID_PG_NAME",
+    );
+    assert_eq!(c.metric(0, read_total), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,53 @@ fn bad_configs_are_one_line_errors_with_key_and_line() {
 }
 
 #[test]
+fn values_out_of_range_and_duplicate_keys_are_one_line_errors() {
+    let base = "hostname = \"m1\"\ndata_dir = \"/tmp/x\"\n";
+    let cases = [
+        // Validated before, then the daemon looped on etcd's "too large lease TTL".
+        (
+            format!("{base}election_lease_ttl = \"100000000000s\"\n"),
+            "fastblock-mon: monitor.toml:3: election_lease_ttl: '100000000000s' is out of range 2s..=1m",
+        ),
+        (
+            format!("{base}election_lease_ttl = \"61s\"\n"),
+            "fastblock-mon: monitor.toml:3: election_lease_ttl: '61s' is out of range 2s..=1m",
+        ),
+        (
+            format!("{base}osd_down_after = \"0s\"\n"),
+            "fastblock-mon: monitor.toml:3: osd_down_after: '0s' is out of range 1s..=1h",
+        ),
+        (
+            format!("{base}osd_out_after = \"8days\"\n"),
+            "fastblock-mon: monitor.toml:3: osd_out_after: '8days' is out of range 1s..=7days",
+        ),
+        (
+            format!("{base}watch_progress_every = \"1ns\"\n"),
+            "fastblock-mon: monitor.toml:3: watch_progress_every: '1ns' is out of range 100ms..=5m",
+        ),
+        (
+            format!("{base}etcd_quota_backend_bytes = 1099511627776\n"),
+            "fastblock-mon: monitor.toml:3: etcd_quota_backend_bytes: 1099511627776 is out of range 67108864..=8589934592",
+        ),
+        (
+            format!("{base}watch_history_epochs = 0\n"),
+            "fastblock-mon: monitor.toml:3: watch_history_epochs: 0 is out of range 1..=1000000",
+        ),
+        // Named data_dir (the line above) before.
+        (
+            format!("{base}port = 4000\nlog_level = \"info\"\nport = 4001\n"),
+            "fastblock-mon: monitor.toml:5: port: duplicate key (first set on line 3)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, out, err) = check(&text);
+        assert_eq!(code, 2, "{text}: {out}");
+        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+        assert_eq!(err.trim_end(), expected, "{text}");
+    }
+}
+
+#[test]
 fn missing_config_file_is_reported() {
     let (code, _, err) = run_bin(
         MON,

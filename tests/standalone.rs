@@ -212,6 +212,33 @@ fn a_missing_etcd_binary_is_a_clear_error() {
 }
 
 #[test]
+fn an_etcd_binary_that_is_not_etcd_is_a_one_line_error() {
+    // /bin/true answers --version with eight lines of its own; none of them may reach the
+    // error, and the monitor must exit instead of retrying.
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "etcd_binary = \"/bin/true\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    let status = c.wait_exit(0, LONG);
+    assert_eq!(status.code(), Some(1));
+    let stderr = std::fs::read_to_string(c.monitors[0].data_dir.with_extension("stderr")).unwrap();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "fastblock-mon: embedded etcd: the etcd binary '/bin/true' is not etcd: its --version printed 'true "
+        ),
+        "{stderr}"
+    );
+    assert!(last.ends_with("', not 'etcd Version: …'"), "{last}");
+    assert!(!stderr.contains("Copyright"), "{stderr}");
+    assert!(!stderr.contains("NO WARRANTY"), "{stderr}");
+}
+
+#[test]
 fn sighup_reopens_the_log_file() {
     let mut c = TestCluster::new(1, ClusterOptions::default());
     c.start_all();

@@ -20,21 +20,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{EmbeddedEtcdConfig, url_text};
 use crate::metrics::Metrics;
+use crate::text::shown;
 use crate::timing;
 
 /// Lines of etcd output kept to explain a failed start.
 const TAIL_LINES: usize = 20;
+/// The most of `etcd --version` output read: etcd prints four short lines; anything else
+/// is not etcd, and need not be read to the end.
+const VERSION_OUTPUT_MAX: u64 = 4096;
+/// The oldest etcd the monitor works with (major, minor).
+const MIN_ETCD_VERSION: (u32, u32) = (3, 4);
 
 /// Why the embedded member could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedEtcdError {
+    /// The path is given quoted and cut (see [`shown`]).
     #[error(
-        "the etcd binary '{0}' was not found; install it (Debian/Ubuntu: apt-get install etcd-server), \
+        "the etcd binary {0} was not found; install it (Debian/Ubuntu: apt-get install etcd-server), \
          set etcd_binary in monitor.toml, or set embedded_etcd = false to use an existing etcd cluster"
     )]
     BinaryMissing(String),
-    #[error("'{binary} --version' failed or is too old (need etcd 3.4 or newer): {detail}")]
-    BadVersion { binary: String, detail: String },
+    /// The binary exists but cannot serve as etcd: not executable, not etcd, too old. One line.
+    #[error("the etcd binary {binary} {problem}")]
+    NotUsable { binary: String, problem: String },
     #[error("cannot prepare the etcd data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -89,7 +97,7 @@ impl EmbeddedEtcd {
         shutdown: CancellationToken,
     ) -> Result<EmbeddedEtcd, EmbeddedEtcdError> {
         let binary = resolve_binary(&cfg.binary)?;
-        check_version(&binary)?;
+        check_version(&binary, timing::ETCD_VERSION_TIMEOUT).await?;
         prepare_data_dir(&cfg.data_dir)?;
         stop_leftover_member(&cfg.data_dir).await;
 
@@ -212,44 +220,106 @@ fn describe_exit(status: Result<std::io::Result<ExitStatus>, oneshot::error::Rec
     }
 }
 
-/// Finds the binary on PATH when it is a bare name.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Finds the binary on PATH when it is a bare name (the first executable one, as a shell
+/// would); a given path must be an executable file.
 fn resolve_binary(binary: &Path) -> Result<PathBuf, EmbeddedEtcdError> {
-    let missing = || EmbeddedEtcdError::BinaryMissing(binary.display().to_string());
+    let missing = || EmbeddedEtcdError::BinaryMissing(shown(&binary.display().to_string()));
     if binary.components().count() > 1 {
-        return if binary.is_file() {
-            Ok(binary.to_path_buf())
-        } else {
-            Err(missing())
-        };
+        if !binary.is_file() {
+            return Err(missing());
+        }
+        if !is_executable(binary) {
+            return Err(EmbeddedEtcdError::NotUsable {
+                binary: shown(&binary.display().to_string()),
+                problem: "is not executable (chmod +x it or point etcd_binary at etcd)".to_string(),
+            });
+        }
+        return Ok(binary.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(binary))
-        .find(|candidate| candidate.is_file())
+        .find(|candidate| is_executable(candidate))
         .ok_or_else(missing)
 }
 
-fn check_version(binary: &Path) -> Result<(), EmbeddedEtcdError> {
-    let bad = |detail: String| EmbeddedEtcdError::BadVersion {
-        binary: binary.display().to_string(),
-        detail,
+/// Runs `binary --version` and checks that it is etcd 3.4 or newer. Reads at most
+/// [`VERSION_OUTPUT_MAX`] bytes for at most `timeout`, then kills the program: whatever it is,
+/// it cannot flood or hang the start-up, and the error quotes one cut line of what it printed.
+async fn check_version(binary: &Path, timeout: Duration) -> Result<(), EmbeddedEtcdError> {
+    use tokio::io::AsyncReadExt;
+    let unusable = |problem: String| EmbeddedEtcdError::NotUsable {
+        binary: shown(&binary.display().to_string()),
+        problem,
     };
-    let out = Command::new(binary)
+    let mut child = tokio::process::Command::new(binary)
         .arg("--version")
-        .output()
-        .map_err(|e| bad(e.to_string()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("etcd Version:"))
-        .map(str::trim)
-        .ok_or_else(|| bad(format!("unexpected output: {}", text.trim())))?;
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if (major, minor) < (3, 4) {
-        return Err(bad(format!("found version {version}")));
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| unusable(format!("cannot be run ({e})")))?;
+    let mut output = Vec::new();
+    let read = match child.stdout.take() {
+        Some(stdout) => {
+            let mut limited = stdout.take(VERSION_OUTPUT_MAX);
+            tokio::time::timeout(timeout, limited.read_to_end(&mut output)).await
+        }
+        None => Ok(Ok(0)),
+    };
+    // Done with it either way; a program still running is not waited for.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    match read {
+        Err(_) => {
+            return Err(unusable(format!(
+                "did not answer --version within {}",
+                humantime::format_duration(timeout)
+            )));
+        }
+        Ok(Err(e)) => return Err(unusable(format!("--version output unreadable ({e})"))),
+        Ok(Ok(_)) => {}
     }
-    Ok(())
+    let text = String::from_utf8_lossy(&output);
+    let first = text.lines().next().unwrap_or_default();
+    let Some(version) = first.strip_prefix("etcd Version:").map(str::trim) else {
+        let printed = if first.trim().is_empty() {
+            "nothing".to_string()
+        } else {
+            shown(first)
+        };
+        return Err(unusable(format!(
+            "is not etcd: its --version printed {printed}, not 'etcd Version: …'"
+        )));
+    };
+    match parse_major_minor(version) {
+        Some(v) if v >= MIN_ETCD_VERSION => Ok(()),
+        _ => Err(unusable(format!(
+            "is etcd {}; the monitor needs etcd {}.{} or newer",
+            shown(version),
+            MIN_ETCD_VERSION.0,
+            MIN_ETCD_VERSION.1
+        ))),
+    }
+}
+
+/// `3.4.30` → (3, 4), `3.5-rc.1` → (3, 5); None when the first two parts do not start with
+/// digits.
+fn parse_major_minor(version: &str) -> Option<(u32, u32)> {
+    let number = |part: Option<&str>| -> Option<u32> {
+        let part = part?;
+        let digits = part.len() - part.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        part[..digits].parse().ok()
+    };
+    let mut parts = version.split('.');
+    Some((number(parts.next())?, number(parts.next())?))
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), EmbeddedEtcdError> {
@@ -634,6 +704,125 @@ mod tests {
         assert!(text.contains("apt-get install etcd-server"), "{text}");
         let e = resolve_binary(Path::new("/nonexistent/etcd")).unwrap_err();
         assert!(matches!(e, EmbeddedEtcdError::BinaryMissing(_)));
+    }
+
+    /// A program in a temp dir: `#!/bin/sh` and `body`, with `mode`.
+    fn program(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// The one-line error of `check_version` on `binary`.
+    async fn version_error(binary: &Path, timeout: Duration) -> String {
+        let e = check_version(binary, timeout).await.unwrap_err();
+        assert!(matches!(e, EmbeddedEtcdError::NotUsable { .. }), "{e:?}");
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        text
+    }
+
+    #[test]
+    fn a_binary_that_is_not_executable_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = program(dir.path(), "etcd", "echo 'etcd Version: 3.4.30'", 0o644);
+        let e = resolve_binary(&etcd).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "the etcd binary '{}' is not executable (chmod +x it or point etcd_binary at etcd)",
+                etcd.display()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_is_not_etcd_is_named_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = program(
+            dir.path(),
+            "other",
+            "echo 'other 1.0 (a tool)'; echo 'Copyright: nobody'; echo 'etcd Version: 3.4.30'",
+            0o755,
+        );
+        assert_eq!(
+            version_error(&other, Duration::from_secs(30)).await,
+            format!(
+                "the etcd binary '{}' is not etcd: its --version printed 'other 1.0 (a tool)', not 'etcd Version: …'",
+                other.display()
+            )
+        );
+        let silent = program(dir.path(), "silent", "exit 0", 0o755);
+        assert!(
+            version_error(&silent, Duration::from_secs(30))
+                .await
+                .ends_with("is not etcd: its --version printed nothing, not 'etcd Version: …'")
+        );
+    }
+
+    #[tokio::test]
+    async fn endless_output_is_cut_and_a_hanging_program_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        // One endless line: only the first bytes are read, and only a few are quoted.
+        let flood = program(dir.path(), "flood", "exec tr '\\0' x < /dev/zero", 0o755);
+        let e = version_error(&flood, Duration::from_secs(30)).await;
+        assert!(
+            e.contains("is not etcd: its --version printed 'xxxx"),
+            "{e}"
+        );
+        assert!(e.contains("'…(4096 bytes)"), "{e}");
+        assert!(e.len() < 300, "{e}");
+        let hang = program(dir.path(), "hang", "exec sleep 600", 0o755);
+        assert!(
+            version_error(&hang, Duration::from_millis(300))
+                .await
+                .ends_with("did not answer --version within 300ms"),
+        );
+    }
+
+    #[tokio::test]
+    async fn etcd_older_than_3_4_is_refused_and_newer_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = program(
+            dir.path(),
+            "etcd-old",
+            "echo 'etcd Version: 3.3.25'; echo 'Git SHA: 0'",
+            0o755,
+        );
+        assert_eq!(
+            version_error(&old, Duration::from_secs(30)).await,
+            format!(
+                "the etcd binary '{}' is etcd '3.3.25'; the monitor needs etcd 3.4 or newer",
+                old.display()
+            )
+        );
+        let garbled = program(dir.path(), "etcd-x", "echo 'etcd Version: x.y'", 0o755);
+        assert!(
+            version_error(&garbled, Duration::from_secs(30))
+                .await
+                .ends_with("is etcd 'x.y'; the monitor needs etcd 3.4 or newer")
+        );
+        for (name, version) in [
+            ("a", "3.4.0"),
+            ("b", "3.10.2"),
+            ("c", "3.5.0-rc.1"),
+            ("d", "4.0"),
+        ] {
+            let etcd = program(
+                dir.path(),
+                name,
+                &format!("echo 'etcd Version: {version}'"),
+                0o755,
+            );
+            check_version(&etcd, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("{version}: {e}"));
+        }
+        // And the real one the tests run against.
+        let real = resolve_binary(Path::new("etcd")).unwrap();
+        check_version(&real, Duration::from_secs(30)).await.unwrap();
     }
 
     #[test]

@@ -175,6 +175,49 @@ mod tests {
         );
     }
 
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::fuzzing;
+
+        fn layout() -> KeyLayout {
+            KeyLayout::new("/fastblock", "fastblock_master")
+        }
+
+        fn seeds() -> Vec<Vec<u8>> {
+            let k = layout();
+            [
+                RecordKey::OsdMapMeta,
+                RecordKey::Counters,
+                RecordKey::Osd(OsdId(42)),
+                RecordKey::Pool(PoolId(7)),
+                RecordKey::PgChunk(PoolId(7), 3),
+                RecordKey::Image(PoolId(7), ImageId(u64::MAX)),
+                RecordKey::Tombstone(PoolId(u32::MAX)),
+                RecordKey::PurgedOsd(OsdId(0)),
+            ]
+            .iter()
+            .map(|r| k.record(r).into_bytes())
+            .collect()
+        }
+
+        proptest! {
+            #![proptest_config(fuzzing::config(4096))]
+
+            /// Keys found under the cluster prefix (anything another writer left there)
+            /// parse only in their canonical spelling, never panic.
+            #[test]
+            fn only_canonical_keys_parse(bytes in fuzzing::bytes(seeds())) {
+                let key = String::from_utf8_lossy(&bytes);
+                let k = layout();
+                if let Some(parsed) = k.parse_record(&key) {
+                    prop_assert_eq!(k.record(&parsed), key.as_ref());
+                }
+            }
+        }
+    }
+
     #[test]
     fn prefix_end_is_exclusive_upper_bound() {
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());

@@ -5,9 +5,8 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::osds::lock;
-use super::{MonitorService, convert, status, unexpected};
-use crate::cluster::iostats::{IoCounters, IoReport};
-use crate::cluster::{ClusterError, ClusterFlag, Command, OsdId, Outcome, PgState};
+use super::{MonitorService, convert, requests, status, unexpected};
+use crate::cluster::{Outcome, PgState};
 use crate::health;
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
@@ -69,14 +68,8 @@ impl MonitorService {
     }
 
     async fn change_flag(&self, raw: i32, set: bool) -> Result<api::FlagsResponse, Status> {
-        let flag = ClusterFlag::from_i32(raw)
-            .ok_or_else(|| status::cluster_error(&ClusterError::UnknownFlag(raw)))?;
+        let command = requests::flag(raw, set)?;
         let serving = self.leader()?;
-        let command = if set {
-            Command::SetFlag(flag)
-        } else {
-            Command::UnsetFlag(flag)
-        };
         match self.propose(&serving, command).await? {
             Outcome::Flags {
                 flags,
@@ -174,19 +167,7 @@ impl MonitorService {
     ) -> Result<api::DataStatisticsResponse, Status> {
         let serving = self.leader()?;
         let snap = serving.snapshot();
-        let entries = r.pgs.iter().map(|(name, c)| {
-            (
-                name.as_str(),
-                IoCounters {
-                    read_bytes: c.read_bytes,
-                    write_bytes: c.write_bytes,
-                    read_ops: c.read_ops,
-                    write_ops: c.write_ops,
-                },
-            )
-        });
-        let report = IoReport::check(&snap, OsdId(r.osd_id), entries)
-            .map_err(|e| status::cluster_error(&e))?;
+        let report = requests::statistics(&snap, &r)?;
         let reply = api::DataStatisticsResponse {
             ignored: report.unknown,
             not_member: report.not_member,

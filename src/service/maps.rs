@@ -11,8 +11,8 @@ use tonic::Status;
 
 use super::convert;
 use super::osds::lock;
-use super::{MonitorService, status};
-use crate::cluster::{ClusterError, ClusterState, Epoch, PoolId};
+use super::{MonitorService, requests};
+use crate::cluster::{ClusterState, Epoch, PoolId};
 use crate::proto::monitor as api;
 use crate::proto::wire::PoolPgMapFields;
 use crate::wire::{OsdMap, PoolPgMap};
@@ -51,21 +51,9 @@ impl MapCache {
         cache.insert(id, (pool.epoch, m.clone()));
         Some(m)
     }
-}
 
-/// How a client's epoch relates to the current one.
-fn compare(client: u64, current: Epoch) -> api::MapStatus {
-    if client == 0 || client < current.0 {
-        api::MapStatus::Full
-    } else if client == current.0 {
-        api::MapStatus::Unchanged
-    } else {
-        api::MapStatus::ClientAhead
-    }
-}
-
-impl MonitorService {
-    fn osdmap_reply(
+    /// The GetOsdMap reply for a client at `r.epoch`.
+    pub(super) fn osdmap_reply(
         &self,
         s: &ClusterState,
         r: &api::GetOsdMapRequest,
@@ -75,12 +63,13 @@ impl MonitorService {
         api::GetOsdMapResponse {
             status: status as i32,
             epoch: s.osdmap_epoch().0,
-            osdmap: (status == api::MapStatus::Full).then(|| self.maps.osdmap(s)),
+            osdmap: (status == api::MapStatus::Full).then(|| self.osdmap(s)),
             leader_epoch: leader,
         }
     }
 
-    fn pgmap_reply(
+    /// The GetPgMap reply for a client at `r.pool_epochs`.
+    pub(super) fn pgmap_reply(
         &self,
         s: &ClusterState,
         r: &api::GetPgMapRequest,
@@ -93,7 +82,7 @@ impl MonitorService {
                 Some(p) => {
                     let status = compare(client, p.epoch);
                     if status == api::MapStatus::Full {
-                        self.maps.pool(s, pool)
+                        self.pool(s, pool)
                     } else {
                         Some(bare(id, status, p.epoch.0))
                     }
@@ -115,7 +104,7 @@ impl MonitorService {
         // Every pool the client did not ask about, in full: new pools are always visible.
         for p in s.pools() {
             if !r.pool_epochs.contains_key(&p.id.0)
-                && let Some(m) = self.maps.pool(s, p.id)
+                && let Some(m) = self.pool(s, p.id)
             {
                 out.insert(p.id.0, m);
             }
@@ -125,13 +114,28 @@ impl MonitorService {
             leader_epoch: leader,
         }
     }
+}
 
+/// How a client's epoch relates to the current one.
+fn compare(client: u64, current: Epoch) -> api::MapStatus {
+    if client == 0 || client < current.0 {
+        api::MapStatus::Full
+    } else if client == current.0 {
+        api::MapStatus::Unchanged
+    } else {
+        api::MapStatus::ClientAhead
+    }
+}
+
+impl MonitorService {
     pub(super) async fn get_osd_map(
         &self,
         r: api::GetOsdMapRequest,
     ) -> Result<api::GetOsdMapResponse, Status> {
         let serving = self.leader()?;
-        Ok(self.osdmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
+        Ok(self
+            .maps
+            .osdmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
     }
 
     pub(super) async fn get_pg_map(
@@ -139,7 +143,9 @@ impl MonitorService {
         r: api::GetPgMapRequest,
     ) -> Result<api::GetPgMapResponse, Status> {
         let serving = self.leader()?;
-        Ok(self.pgmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
+        Ok(self
+            .maps
+            .pgmap_reply(&serving.snapshot(), &r, serving.term.epoch.0))
     }
 
     pub(super) async fn get_cluster_map(
@@ -150,8 +156,14 @@ impl MonitorService {
         let snap = serving.snapshot();
         let leader = serving.term.epoch.0;
         Ok(api::GetClusterMapResponse {
-            osdmap: Some(self.osdmap_reply(&snap, &r.osdmap.unwrap_or_default(), leader)),
-            pgmap: Some(self.pgmap_reply(&snap, &r.pgmap.unwrap_or_default(), leader)),
+            osdmap: Some(
+                self.maps
+                    .osdmap_reply(&snap, &r.osdmap.unwrap_or_default(), leader),
+            ),
+            pgmap: Some(
+                self.maps
+                    .pgmap_reply(&snap, &r.pgmap.unwrap_or_default(), leader),
+            ),
             leader_epoch: leader,
         })
     }
@@ -161,32 +173,8 @@ impl MonitorService {
         r: api::GetPgOsdInfoRequest,
     ) -> Result<api::GetPgOsdInfoResponse, Status> {
         let serving = self.leader()?;
-        let snap = serving.snapshot();
-        let ids: Vec<PoolId> = if r.pool_ids.is_empty() {
-            snap.pools().map(|p| p.id).collect()
-        } else {
-            r.pool_ids.iter().map(|&i| PoolId(i)).collect()
-        };
-        let mut pools = Vec::with_capacity(ids.len());
-        for id in ids {
-            let p = snap
-                .pool(id)
-                .ok_or_else(|| status::cluster_error(&ClusterError::PoolNotFound(id)))?;
-            pools.push(api::PoolPgOsds {
-                pool_id: id.0,
-                pgs: p
-                    .pgs
-                    .iter()
-                    .map(|(pg, info)| api::PgOsds {
-                        pg_id: pg.0,
-                        core: info.core,
-                        members: info.members.iter().map(|m| m.0).collect(),
-                    })
-                    .collect(),
-            });
-        }
         Ok(api::GetPgOsdInfoResponse {
-            pools,
+            pools: requests::pg_osd_info(&serving.snapshot(), &r)?,
             leader_epoch: serving.term.epoch.0,
         })
     }

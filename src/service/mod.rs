@@ -12,6 +12,9 @@ pub mod limits;
 mod maps;
 mod osds;
 mod pools;
+#[cfg(test)]
+mod proptests;
+mod requests;
 pub mod status;
 mod watch;
 mod watch_route;

@@ -5,10 +5,8 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::{MonitorService, fields, status, unexpected};
-use crate::cluster::{
-    BootArgs, BootInstance, ClusterError, Command, Liveness, OsdId, Outcome, ShardArg,
-};
+use super::{MonitorService, fields, requests, status, unexpected};
+use crate::cluster::{Command, OsdId, Outcome};
 use crate::proto::monitor as api;
 
 impl MonitorService {
@@ -18,10 +16,7 @@ impl MonitorService {
     ) -> Result<api::ApplyIdResponse, Status> {
         fields::uuid(&r.uuid)?;
         let serving = self.leader()?;
-        match self
-            .propose(&serving, Command::ApplyId { uuid: r.uuid })
-            .await?
-        {
+        match self.propose(&serving, requests::apply_id(r)).await? {
             Outcome::AppliedId { id, osdmap_epoch } => Ok(api::ApplyIdResponse {
                 osd_id: id.0,
                 osdmap_epoch: osdmap_epoch.0,
@@ -40,32 +35,7 @@ impl MonitorService {
         fields::config(&r.config)?;
         let serving = self.leader()?;
         let id = OsdId(r.osd_id);
-        let args = BootArgs {
-            id,
-            uuid: r.uuid,
-            size: r.size,
-            shards: r
-                .shard_ports
-                .into_iter()
-                .map(|(shard, p)| ShardArg {
-                    shard,
-                    core_id: p.core_id,
-                    port: p.port,
-                    raw_port: p.raw_port,
-                })
-                .collect(),
-            address: r.address,
-            host: r.host,
-            core_num: r.core_num,
-            config: r.config,
-            instance: r.boot_instance,
-            rack: r.rack,
-            root: r.root,
-        };
-        match self
-            .propose(&serving, Command::Boot(Box::new(args)))
-            .await?
-        {
+        match self.propose(&serving, requests::boot(r)).await? {
             Outcome::Booted {
                 osdmap_epoch,
                 held_down,
@@ -87,14 +57,7 @@ impl MonitorService {
         r: api::OsdStopRequest,
     ) -> Result<api::OsdStopResponse, Status> {
         let serving = self.leader()?;
-        let epoch = self
-            .osd_change(
-                &serving,
-                Command::OsdStop {
-                    id: OsdId(r.osd_id),
-                },
-            )
-            .await?;
+        let epoch = self.osd_change(&serving, requests::osd_stop(&r)).await?;
         Ok(api::OsdStopResponse {
             osdmap_epoch: epoch,
             leader_epoch: serving.term.epoch.0,
@@ -108,28 +71,12 @@ impl MonitorService {
         r: api::HeartbeatRequest,
     ) -> Result<api::HeartbeatResponse, Status> {
         let serving = self.leader()?;
-        let id = OsdId(r.osd_id);
-        let snap = serving.snapshot();
-        let osd = snap
-            .osd(id)
-            .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotFound(id)))?;
-        let instance = BootInstance(r.boot_instance);
-        let current = osd
-            .boot_instance()
-            .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotBooted(id)))?;
-        if current != instance {
-            return Err(status::cluster_error(&ClusterError::StaleBootInstance(id)));
-        }
-        serving.detector().heard_from(id, Instant::now());
-        if matches!(osd.liveness, Liveness::Down { .. }) {
-            self.propose(
-                &serving,
-                Command::MarkUp {
-                    id,
-                    instance: instance.0,
-                },
-            )
-            .await?;
+        let mark_up = requests::heartbeat(&serving.snapshot(), &r)?;
+        serving
+            .detector()
+            .heard_from(OsdId(r.osd_id), Instant::now());
+        if let Some(command) = mark_up {
+            self.propose(&serving, command).await?;
         }
         let snap = serving.snapshot();
         Ok(api::HeartbeatResponse {
@@ -143,20 +90,14 @@ impl MonitorService {
         &self,
         r: api::OsdOutRequest,
     ) -> Result<api::OsdChangeResponse, Status> {
-        self.osd_change_call(Command::OsdOut {
-            id: OsdId(r.osd_id),
-        })
-        .await
+        self.osd_change_call(requests::osd_out(&r)).await
     }
 
     pub(super) async fn osd_in(
         &self,
         r: api::OsdInRequest,
     ) -> Result<api::OsdChangeResponse, Status> {
-        self.osd_change_call(Command::OsdIn {
-            id: OsdId(r.osd_id),
-        })
-        .await
+        self.osd_change_call(requests::osd_in(&r)).await
     }
 
     pub(super) async fn set_osd_location(
@@ -168,34 +109,21 @@ impl MonitorService {
                 fields::label(field, v)?;
             }
         }
-        self.osd_change_call(Command::SetLocation {
-            id: OsdId(r.osd_id),
-            host: r.host,
-            rack: r.rack,
-            root: r.root,
-        })
-        .await
+        self.osd_change_call(requests::set_osd_location(r)).await
     }
 
     pub(super) async fn set_osd_weight(
         &self,
         r: api::SetOsdWeightRequest,
     ) -> Result<api::OsdChangeResponse, Status> {
-        self.osd_change_call(Command::SetWeight {
-            id: OsdId(r.osd_id),
-            weight: r.weight,
-        })
-        .await
+        self.osd_change_call(requests::set_osd_weight(&r)).await
     }
 
     pub(super) async fn purge_osd(
         &self,
         r: api::PurgeOsdRequest,
     ) -> Result<api::OsdChangeResponse, Status> {
-        self.osd_change_call(Command::Purge {
-            id: OsdId(r.osd_id),
-        })
-        .await
+        self.osd_change_call(requests::purge_osd(&r)).await
     }
 
     pub(super) async fn osd_config(
@@ -203,15 +131,9 @@ impl MonitorService {
         r: api::OsdConfigRequest,
     ) -> Result<api::OsdConfigResponse, Status> {
         let serving = self.leader()?;
-        let id = OsdId(r.osd_id);
-        let osd = serving
-            .snapshot()
-            .osd(id)
-            .cloned()
-            .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotFound(id)))?;
-        if osd.config_hash == 0 {
+        let Some(id) = requests::osd_config(&serving.snapshot(), &r)? else {
             return Ok(api::OsdConfigResponse::default());
-        }
+        };
         let text = self.node.store.osd_config(id).await.map_err(|e| {
             status::error(tonic::Code::Unavailable, "ETCD_UNAVAILABLE", e.to_string())
         })?;

@@ -5,14 +5,10 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::osds::lock;
-use super::{MonitorService, convert, fields, status, unexpected};
-use crate::cluster::{ClusterError, Command, OsdId, Outcome, PgId, PoolArgs, PoolId, echo};
+use super::{MonitorService, convert, fields, requests, unexpected};
+use crate::cluster::{Command, Outcome};
 use crate::commit::Serving;
 use crate::proto::monitor as api;
-
-fn osds(ids: &[u32]) -> Vec<OsdId> {
-    ids.iter().map(|&i| OsdId(i)).collect()
-}
 
 impl MonitorService {
     pub(super) async fn create_pool(
@@ -22,14 +18,7 @@ impl MonitorService {
         fields::pool_name(&r.name)?;
         fields::label("root", &r.root)?;
         let serving = self.leader()?;
-        let args = PoolArgs {
-            name: r.name,
-            size: r.pg_size,
-            pg_count: r.pg_count,
-            failure_domain: r.failure_domain,
-            root: r.root,
-        };
-        match self.propose(&serving, Command::CreatePool(args)).await? {
+        match self.propose(&serving, requests::create_pool(r)).await? {
             Outcome::PoolCreated { id, epoch } => Ok(api::CreatePoolResponse {
                 pool_id: id.0,
                 pool_epoch: epoch.0,
@@ -45,10 +34,7 @@ impl MonitorService {
     ) -> Result<api::DeletePoolResponse, Status> {
         fields::pool_name(&r.name)?;
         let serving = self.leader()?;
-        match self
-            .propose(&serving, Command::DeletePool { name: r.name })
-            .await?
-        {
+        match self.propose(&serving, requests::delete_pool(r)).await? {
             Outcome::PoolDeleted { id, epoch } => {
                 lock(&serving.iostats).forget_pool(id);
                 Ok(api::DeletePoolResponse {
@@ -82,13 +68,9 @@ impl MonitorService {
         fields::pool_name(&r.pool_name)?;
         fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
-        let command = Command::CreateImage {
-            pool: r.pool_name.clone(),
-            name: r.image_name,
-            size: r.size,
-            object_size: r.object_size,
-        };
-        self.image_call(&serving, &r.pool_name, command).await
+        let pool = r.pool_name.clone();
+        self.image_call(&serving, &pool, requests::create_image(r))
+            .await
     }
 
     pub(super) async fn resize_image(
@@ -98,13 +80,9 @@ impl MonitorService {
         fields::pool_name(&r.pool_name)?;
         fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
-        let command = Command::ResizeImage {
-            pool: r.pool_name.clone(),
-            name: r.image_name,
-            size: r.size,
-            allow_shrink: r.allow_shrink,
-        };
-        self.image_call(&serving, &r.pool_name, command).await
+        let pool = r.pool_name.clone();
+        self.image_call(&serving, &pool, requests::resize_image(r))
+            .await
     }
 
     pub(super) async fn remove_image(
@@ -114,11 +92,7 @@ impl MonitorService {
         fields::pool_name(&r.pool_name)?;
         fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
-        let command = Command::RemoveImage {
-            pool: r.pool_name,
-            name: r.image_name,
-        };
-        match self.propose(&serving, command).await? {
+        match self.propose(&serving, requests::remove_image(r)).await? {
             Outcome::ImageRemoved(id) => Ok(api::RemoveImageResponse { id: id.0 }),
             o => Err(unexpected(o)),
         }
@@ -131,16 +105,7 @@ impl MonitorService {
         fields::pool_name(&r.pool_name)?;
         fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
-        let snap = serving.snapshot();
-        let pool = snap.pool_by_name(&r.pool_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::UnknownPoolName(echo(&r.pool_name)))
-        })?;
-        let image = snap.image(pool.id, &r.image_name).ok_or_else(|| {
-            status::cluster_error(&ClusterError::ImageNotFound(echo(&r.image_name)))
-        })?;
-        Ok(api::ImageResponse {
-            image: Some(convert::image_info(image, &pool.name)),
-        })
+        requests::image_info(&serving.snapshot(), &r)
     }
 
     async fn pg_call(
@@ -168,14 +133,8 @@ impl MonitorService {
         r: api::LeaderBeElectedRequest,
     ) -> Result<api::PgChangeResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::LeaderBeElected {
-            leader: OsdId(r.leader_id),
-            pool: PoolId(r.pool_id),
-            pg: PgId(r.pg_id),
-            members: osds(&r.members),
-            new_members: osds(&r.new_members),
-        };
-        self.pg_call(&serving, command).await
+        self.pg_call(&serving, requests::leader_be_elected(&r))
+            .await
     }
 
     pub(super) async fn pg_member_change_finish(
@@ -183,15 +142,9 @@ impl MonitorService {
         r: api::PgMemberChangeFinishRequest,
     ) -> Result<api::PgChangeResponse, Status> {
         let serving = self.leader()?;
-        let command = Command::MemberChangeFinish {
-            // 0 is no OSD's id: the request did not name its reporter.
-            reporter: (r.leader_id != 0).then_some(OsdId(r.leader_id)),
-            result: r.result,
-            pool: PoolId(r.pool_id),
-            pg: PgId(r.pg_id),
-            members: osds(&r.members),
-        };
-        let reply = self.pg_call(&serving, command).await?;
+        let reply = self
+            .pg_call(&serving, requests::pg_member_change_finish(&r))
+            .await?;
         if r.result == 0 {
             lock(&serving.iostats).recovered(Instant::now());
         }

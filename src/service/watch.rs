@@ -113,12 +113,25 @@ impl WatchCache {
 }
 
 /// What one subscriber has.
-struct Subscriber {
+pub(super) struct Subscriber {
     /// None: it does not watch the osdmap. Some(None): it has no osdmap yet. Some(Some(e)): it
     /// has epoch e (which may be 0 on a new cluster).
     osdmap: Option<Option<u64>>,
     /// Pool epochs it has; None when it does not watch pgmaps.
     pools: Option<HashMap<u32, u64>>,
+}
+
+impl Subscriber {
+    /// What the request says the subscriber has and wants; an unknown scope means all maps.
+    pub(super) fn new(r: api::WatchClusterMapRequest) -> Subscriber {
+        let scope = api::WatchScope::try_from(r.scope).unwrap_or(api::WatchScope::All);
+        let all = matches!(scope, api::WatchScope::All | api::WatchScope::Unspecified);
+        Subscriber {
+            osdmap: (all || scope == api::WatchScope::Osdmap)
+                .then_some((r.osdmap_epoch > 0).then_some(r.osdmap_epoch)),
+            pools: (all || scope == api::WatchScope::Pgmaps).then_some(r.pool_epochs),
+        }
+    }
 }
 
 impl MonitorService {
@@ -127,13 +140,7 @@ impl MonitorService {
         r: api::WatchClusterMapRequest,
     ) -> Result<ReceiverStream<Result<WatchClusterMapResponse, Status>>, Status> {
         let serving = self.leader()?;
-        let scope = api::WatchScope::try_from(r.scope).unwrap_or(api::WatchScope::All);
-        let all = matches!(scope, api::WatchScope::All | api::WatchScope::Unspecified);
-        let subscriber = Subscriber {
-            osdmap: (all || scope == api::WatchScope::Osdmap)
-                .then_some((r.osdmap_epoch > 0).then_some(r.osdmap_epoch)),
-            pools: (all || scope == api::WatchScope::Pgmaps).then_some(r.pool_epochs),
-        };
+        let subscriber = Subscriber::new(r);
         let (tx, rx) = mpsc::channel(BUFFER);
         let node = self.node.clone();
         let cache = self.watches.clone();
@@ -204,7 +211,7 @@ async fn run(
 }
 
 /// The updates that bring `sub` from its epochs to `snap`'s, and its new epochs.
-fn updates(
+pub(super) fn updates(
     sub: &mut Subscriber,
     snap: &ClusterState,
     cache: &WatchCache,

@@ -1,0 +1,258 @@
+//! What each request asks, as pure functions of the request and (for reads) the committed
+//! state: the handlers' validation and command building, free of I/O, so the property tests in
+//! `proptests.rs` drive every request type through the same code as the service.
+
+use tonic::Status;
+
+use super::{convert, status};
+use crate::cluster::iostats::{IoCounters, IoReport};
+use crate::cluster::{
+    BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, Command, Liveness, OsdId,
+    PgId, PoolArgs, PoolId, ShardArg, echo,
+};
+use crate::proto::monitor as api;
+
+fn osds(ids: &[u32]) -> Vec<OsdId> {
+    ids.iter().map(|&i| OsdId(i)).collect()
+}
+
+pub(super) fn apply_id(r: api::ApplyIdRequest) -> Command {
+    Command::ApplyId { uuid: r.uuid }
+}
+
+pub(super) fn boot(r: api::BootRequest) -> Command {
+    Command::Boot(Box::new(BootArgs {
+        id: OsdId(r.osd_id),
+        uuid: r.uuid,
+        size: r.size,
+        shards: r
+            .shard_ports
+            .into_iter()
+            .map(|(shard, p)| ShardArg {
+                shard,
+                core_id: p.core_id,
+                port: p.port,
+                raw_port: p.raw_port,
+            })
+            .collect(),
+        address: r.address,
+        host: r.host,
+        core_num: r.core_num,
+        config: r.config,
+        instance: r.boot_instance,
+        rack: r.rack,
+        root: r.root,
+    }))
+}
+
+pub(super) fn osd_stop(r: &api::OsdStopRequest) -> Command {
+    Command::OsdStop {
+        id: OsdId(r.osd_id),
+    }
+}
+
+/// A heartbeat checked against the committed osdmap: the command that brings its OSD back up
+/// when the failure detector had marked this run down, else None.
+pub(super) fn heartbeat(
+    snap: &ClusterState,
+    r: &api::HeartbeatRequest,
+) -> Result<Option<Command>, Status> {
+    let id = OsdId(r.osd_id);
+    let osd = snap
+        .osd(id)
+        .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotFound(id)))?;
+    let instance = BootInstance(r.boot_instance);
+    let current = osd
+        .boot_instance()
+        .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotBooted(id)))?;
+    if current != instance {
+        return Err(status::cluster_error(&ClusterError::StaleBootInstance(id)));
+    }
+    Ok(
+        matches!(osd.liveness, Liveness::Down { .. }).then_some(Command::MarkUp {
+            id,
+            instance: instance.0,
+        }),
+    )
+}
+
+pub(super) fn osd_out(r: &api::OsdOutRequest) -> Command {
+    Command::OsdOut {
+        id: OsdId(r.osd_id),
+    }
+}
+
+pub(super) fn osd_in(r: &api::OsdInRequest) -> Command {
+    Command::OsdIn {
+        id: OsdId(r.osd_id),
+    }
+}
+
+pub(super) fn set_osd_location(r: api::SetOsdLocationRequest) -> Command {
+    Command::SetLocation {
+        id: OsdId(r.osd_id),
+        host: r.host,
+        rack: r.rack,
+        root: r.root,
+    }
+}
+
+pub(super) fn set_osd_weight(r: &api::SetOsdWeightRequest) -> Command {
+    Command::SetWeight {
+        id: OsdId(r.osd_id),
+        weight: r.weight,
+    }
+}
+
+pub(super) fn purge_osd(r: &api::PurgeOsdRequest) -> Command {
+    Command::Purge {
+        id: OsdId(r.osd_id),
+    }
+}
+
+/// The OSD whose stored config text to read, or None when it reported none.
+pub(super) fn osd_config(
+    snap: &ClusterState,
+    r: &api::OsdConfigRequest,
+) -> Result<Option<OsdId>, Status> {
+    let id = OsdId(r.osd_id);
+    let osd = snap
+        .osd(id)
+        .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotFound(id)))?;
+    Ok((osd.config_hash != 0).then_some(id))
+}
+
+pub(super) fn pg_osd_info(
+    snap: &ClusterState,
+    r: &api::GetPgOsdInfoRequest,
+) -> Result<Vec<api::PoolPgOsds>, Status> {
+    let ids: Vec<PoolId> = if r.pool_ids.is_empty() {
+        snap.pools().map(|p| p.id).collect()
+    } else {
+        r.pool_ids.iter().map(|&i| PoolId(i)).collect()
+    };
+    let mut pools = Vec::with_capacity(ids.len());
+    for id in ids {
+        let p = snap
+            .pool(id)
+            .ok_or_else(|| status::cluster_error(&ClusterError::PoolNotFound(id)))?;
+        pools.push(api::PoolPgOsds {
+            pool_id: id.0,
+            pgs: p
+                .pgs
+                .iter()
+                .map(|(pg, info)| api::PgOsds {
+                    pg_id: pg.0,
+                    core: info.core,
+                    members: info.members.iter().map(|m| m.0).collect(),
+                })
+                .collect(),
+        });
+    }
+    Ok(pools)
+}
+
+pub(super) fn create_pool(r: api::CreatePoolRequest) -> Command {
+    Command::CreatePool(PoolArgs {
+        name: r.name,
+        size: r.pg_size,
+        pg_count: r.pg_count,
+        failure_domain: r.failure_domain,
+        root: r.root,
+    })
+}
+
+pub(super) fn delete_pool(r: api::DeletePoolRequest) -> Command {
+    Command::DeletePool { name: r.name }
+}
+
+pub(super) fn create_image(r: api::CreateImageRequest) -> Command {
+    Command::CreateImage {
+        pool: r.pool_name,
+        name: r.image_name,
+        size: r.size,
+        object_size: r.object_size,
+    }
+}
+
+pub(super) fn resize_image(r: api::ResizeImageRequest) -> Command {
+    Command::ResizeImage {
+        pool: r.pool_name,
+        name: r.image_name,
+        size: r.size,
+        allow_shrink: r.allow_shrink,
+    }
+}
+
+pub(super) fn remove_image(r: api::RemoveImageRequest) -> Command {
+    Command::RemoveImage {
+        pool: r.pool_name,
+        name: r.image_name,
+    }
+}
+
+pub(super) fn image_info(
+    snap: &ClusterState,
+    r: &api::GetImageInfoRequest,
+) -> Result<api::ImageResponse, Status> {
+    let pool = snap.pool_by_name(&r.pool_name).ok_or_else(|| {
+        status::cluster_error(&ClusterError::UnknownPoolName(echo(&r.pool_name)))
+    })?;
+    let image = snap
+        .image(pool.id, &r.image_name)
+        .ok_or_else(|| status::cluster_error(&ClusterError::ImageNotFound(echo(&r.image_name))))?;
+    Ok(api::ImageResponse {
+        image: Some(convert::image_info(image, &pool.name)),
+    })
+}
+
+pub(super) fn leader_be_elected(r: &api::LeaderBeElectedRequest) -> Command {
+    Command::LeaderBeElected {
+        leader: OsdId(r.leader_id),
+        pool: PoolId(r.pool_id),
+        pg: PgId(r.pg_id),
+        members: osds(&r.members),
+        new_members: osds(&r.new_members),
+    }
+}
+
+pub(super) fn pg_member_change_finish(r: &api::PgMemberChangeFinishRequest) -> Command {
+    Command::MemberChangeFinish {
+        // 0 is no OSD's id: the request did not name its reporter.
+        reporter: (r.leader_id != 0).then_some(OsdId(r.leader_id)),
+        result: r.result,
+        pool: PoolId(r.pool_id),
+        pg: PgId(r.pg_id),
+        members: osds(&r.members),
+    }
+}
+
+/// SetFlag (`set`) or UnsetFlag of the flag numbered `raw`.
+pub(super) fn flag(raw: i32, set: bool) -> Result<Command, Status> {
+    let flag = ClusterFlag::from_i32(raw)
+        .ok_or_else(|| status::cluster_error(&ClusterError::UnknownFlag(raw)))?;
+    Ok(if set {
+        Command::SetFlag(flag)
+    } else {
+        Command::UnsetFlag(flag)
+    })
+}
+
+/// A DataStatistics report checked against the committed state (see [`IoReport::check`]).
+pub(super) fn statistics(
+    snap: &ClusterState,
+    r: &api::DataStatisticsRequest,
+) -> Result<IoReport, Status> {
+    let entries = r.pgs.iter().map(|(name, c)| {
+        (
+            name.as_str(),
+            IoCounters {
+                read_bytes: c.read_bytes,
+                write_bytes: c.write_bytes,
+                read_ops: c.read_ops,
+                write_ops: c.write_ops,
+            },
+        )
+    });
+    IoReport::check(snap, OsdId(r.osd_id), entries).map_err(|e| status::cluster_error(&e))
+}
