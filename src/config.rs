@@ -1306,6 +1306,7 @@ mod tests {
             "osd_out_after" => c.osd_out_after,
             "osd_flap_window" => c.osd_flap_window,
             "watch_progress_every" => c.watch_progress_every,
+            "connection_idle_timeout" => c.connection_idle_timeout,
             other => panic!("no duration key {other}"),
         }
     }

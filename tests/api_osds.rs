@@ -473,7 +473,7 @@ async fn out_in_location_weight_purge_and_statistics() {
         })
         .await,
         Code::InvalidArgument,
-        "INVALID_PG_NAME",
+        "DUPLICATE_PG_NAME",
     );
     assert_eq!(c.metric(0, read_total), before);
 }

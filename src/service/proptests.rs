@@ -473,10 +473,10 @@ fn a_report_naming_one_pg_twice_is_refused() {
         panic!("accepted");
     };
     assert_eq!(st.code(), Code::InvalidArgument);
-    assert_eq!(status::reason(&st).as_deref(), Some("INVALID_PG_NAME"));
+    assert_eq!(status::reason(&st).as_deref(), Some("DUPLICATE_PG_NAME"));
     assert!(
         st.message()
-            .ends_with("names PG 1.31 a second time in one report"),
+            .ends_with("pool 1 pg 31 is named twice in one report"),
         "{}",
         st.message()
     );

@@ -195,9 +195,9 @@ pub(super) fn image_info(
     snap: &ClusterState,
     r: &api::GetImageInfoRequest,
 ) -> Result<api::ImageResponse, Status> {
-    let pool = snap.pool_by_name(&r.pool_name).ok_or_else(|| {
-        status::cluster_error(&ClusterError::UnknownPoolName(echo(&r.pool_name)))
-    })?;
+    let pool = snap
+        .pool_by_name(&r.pool_name)
+        .ok_or_else(|| status::cluster_error(&ClusterError::UnknownPoolName(echo(&r.pool_name))))?;
     let image = snap
         .image(pool.id, &r.image_name)
         .ok_or_else(|| status::cluster_error(&ClusterError::ImageNotFound(echo(&r.image_name))))?;
