@@ -16,15 +16,18 @@ mod nemesis;
 mod schedule;
 mod workload;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::Topology;
 use common::{ClusterOptions, TestCluster};
+use fastblock_monitor::client::{ClientError, MonitorClient};
 use fastblock_monitor::proto::monitor::ClusterFlag;
 use fastblock_monitor::sim::{Fleet, FleetSpec};
 use nix::sys::signal::Signal;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use checker::{FinalState, Rule, Rules, Violation};
@@ -119,78 +122,193 @@ fn run(every_member: bool) {
     let _hint = ReplayHint { seed, test };
     let started = Instant::now();
 
-    let net = Arc::new(Topology::create(3));
-    let mut cluster = TestCluster::new(
-        3,
-        ClusterOptions {
-            lease_ttl_secs: LEASE_TTL.as_secs(),
-            extra_config: format!(
-                "osd_down_after = \"{}s\"\n# No automatic out: the workload alone marks OSDs out and in.\nosd_out_after = \"1h\"",
-                OSD_DOWN_AFTER.as_secs()
-            ),
-            etcd_server_all_members: every_member,
-            network: Some(net.clone()),
-            ..ClusterOptions::default()
-        },
-    );
-    cluster.start_all();
-    cluster.wait_leader(&[0, 1, 2], LONG);
-    let monitors: Vec<String> = cluster.monitors.iter().map(|m| m.grpc.clone()).collect();
-    for (i, m) in monitors.iter().enumerate() {
-        eprintln!("chaos: m{} is {m}", i + 1);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let history = Arc::new(History::new());
-    let ms = Duration::from_millis;
+    let mut run = Run::start(every_member, seed);
+    let workload = run.start_workload();
+    let mut violations = run.inject_faults(length);
+    let end = run.end(workload);
+    violations.extend(end.violations);
 
-    // Before any fault: the fleet boots, the base pool and the probe image exist, PGs active.
-    let admin = workload::client(&monitors, LONG, Duration::from_secs(5), (ms(50), ms(1000)));
-    let fleet = runtime
-        .block_on(Fleet::start(
-            workload::client(
-                &monitors,
-                Duration::from_secs(5),
-                ms(1000),
-                (ms(20), ms(200)),
-            ),
-            FleetSpec {
-                osds: 24,
-                hosts: 6,
-                cores: 2,
-                prefix: "chaos".to_string(),
-                heartbeat_every: ms(500),
-                poll_every: ms(200),
-                change_takes: ms(300),
-                record_heartbeats: true,
-                ..FleetSpec::default()
-            },
-            |_, _| {},
-        ))
-        .expect("the fleet boots");
-    let fleet_stop = CancellationToken::new();
-    let fleet_task = runtime.spawn(fleet.clone().run(fleet_stop.clone()));
-    let prober_client = workload::client(
-        &monitors,
-        Duration::from_secs(5),
-        ms(1000),
-        (ms(10), ms(50)),
+    let entries = run.history.entries();
+    let rules = Rules {
+        lease_ttl: LEASE_TTL,
+        failover_slack: Duration::from_secs(1),
+        osd_down_after: OSD_DOWN_AFTER,
+    };
+    match (&end.served, &end.reloaded) {
+        (Ok(served), Ok(reloaded)) => violations.extend(checker::check(
+            &entries,
+            &rules,
+            served,
+            reloaded,
+            &run.osd_ids,
+        )),
+        (served, reloaded) => {
+            let why = |r: &Result<FinalState, _>| match r {
+                Ok(_) => "read".to_string(),
+                Err(e) => format!("{e}"),
+            };
+            violations.push(Violation {
+                rule: Rule::NoRecovery,
+                detail: format!(
+                    "the final state could not be read (served: {}; after the handover: {})",
+                    why(served),
+                    why(reloaded)
+                ),
+                entries: Vec::new(),
+            });
+        }
+    }
+
+    eprintln!(
+        "{}\n  graceful handover at the end: the next leader served after {:.3} s",
+        summary(&entries, &rules, started.elapsed(), end.pgs_active_after),
+        end.handover.as_secs_f64()
     );
-    runtime.block_on(async {
-        workload::create_pool(&history, "setup", &admin, BASE_POOL, 32)
-            .await
-            .expect("base pool");
-        workload::create_probe(&prober_client, &history, BASE_POOL).await;
-        workload::apply_ids(&admin, &history, IDLE_OSDS, 32).await;
-    });
-    let pgs_active = |what: &str| -> Result<Duration, Violation> {
+    if let Some(dir) = run.keep(&entries, &format!("{test}-{seed}")) {
+        eprintln!("chaos: history and monitor logs in {}", dir.display());
+    }
+    if !violations.is_empty() {
+        eprintln!("{}", checker::report(&entries, &violations));
+        let mut broken: Vec<Rule> = violations.iter().map(|v| v.rule).collect();
+        broken.sort();
+        broken.dedup();
+        panic!(
+            "chaos: {} violation(s) of {broken:?} with CHAOS_SEED={seed}",
+            violations.len()
+        );
+    }
+}
+
+/// A cluster under test with its fleet and its history. Fields drop in order: the tasks stop,
+/// then the monitors die, then the namespaces go.
+struct Run {
+    runtime: tokio::runtime::Runtime,
+    cluster: TestCluster,
+    net: Arc<Topology>,
+    seed: u64,
+    history: Arc<History>,
+    monitors: Vec<String>,
+    /// A client for the setup and the final reads, with a long deadline.
+    admin: Arc<MonitorClient>,
+    fleet: Arc<Fleet>,
+    fleet_stop: CancellationToken,
+    fleet_task: JoinHandle<()>,
+    /// The fleet's OSD ids.
+    osd_ids: Vec<u32>,
+    /// The fenced-transaction count last seen per monitor process.
+    fenced: HashMap<usize, f64>,
+}
+
+/// The tasks of the workload: writers (workers and prober) and observers (poller, watchers).
+struct Workload {
+    work: CancellationToken,
+    writers: Vec<JoinHandle<()>>,
+    observe: CancellationToken,
+    observers: Vec<JoinHandle<()>>,
+}
+
+/// What the end of a run found.
+struct End {
+    served: Result<FinalState, ClientError>,
+    reloaded: Result<FinalState, ClientError>,
+    handover: Duration,
+    pgs_active_after: Option<Duration>,
+    violations: Vec<Violation>,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+impl Run {
+    /// Starts the monitors in their namespaces and the fleet; creates the base pool, the probe
+    /// image and the idle OSD ids; waits until every PG is active.
+    fn start(every_member: bool, seed: u64) -> Run {
+        let net = Arc::new(Topology::create(3));
+        let mut cluster = TestCluster::new(
+            3,
+            ClusterOptions {
+                lease_ttl_secs: LEASE_TTL.as_secs(),
+                extra_config: format!(
+                    "osd_down_after = \"{}s\"\n# No automatic out: the workload alone marks OSDs out and in.\nosd_out_after = \"1h\"",
+                    OSD_DOWN_AFTER.as_secs()
+                ),
+                etcd_server_all_members: every_member,
+                network: Some(net.clone()),
+                ..ClusterOptions::default()
+            },
+        );
+        cluster.start_all();
+        cluster.wait_leader(&[0, 1, 2], LONG);
+        let monitors: Vec<String> = cluster.monitors.iter().map(|m| m.grpc.clone()).collect();
+        for (i, m) in monitors.iter().enumerate() {
+            eprintln!("chaos: m{} is {m}", i + 1);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let history = Arc::new(History::new());
+        let admin = workload::client(&monitors, LONG, Duration::from_secs(5), (ms(50), ms(1000)));
+        let fleet_client = workload::client(
+            &monitors,
+            Duration::from_secs(5),
+            ms(1000),
+            (ms(20), ms(200)),
+        );
+        let fleet = runtime
+            .block_on(Fleet::start(
+                fleet_client,
+                FleetSpec {
+                    osds: 24,
+                    hosts: 6,
+                    cores: 2,
+                    prefix: "chaos".to_string(),
+                    heartbeat_every: ms(500),
+                    poll_every: ms(200),
+                    change_takes: ms(300),
+                    record_heartbeats: true,
+                    ..FleetSpec::default()
+                },
+                |_, _| {},
+            ))
+            .expect("the fleet boots");
+        let fleet_stop = CancellationToken::new();
+        let fleet_task = runtime.spawn(fleet.clone().run(fleet_stop.clone()));
+        runtime.block_on(async {
+            workload::create_pool(&history, "setup", &admin, BASE_POOL, 32)
+                .await
+                .expect("base pool");
+            workload::create_probe(&admin, &history, BASE_POOL).await;
+            workload::apply_ids(&admin, &history, IDLE_OSDS, 32).await;
+        });
+        let osd_ids = fleet.osds().iter().map(|o| o.id).collect();
+        let run = Run {
+            runtime,
+            cluster,
+            net,
+            seed,
+            history,
+            monitors,
+            admin,
+            fleet,
+            fleet_stop,
+            fleet_task,
+            osd_ids,
+            fenced: HashMap::new(),
+        };
+        run.pgs_active("before the first fault")
+            .unwrap_or_else(|v| panic!("{}", v.detail));
+        run
+    }
+
+    /// Waits until every PG of every pool is active with no change in progress.
+    fn pgs_active(&self, when: &str) -> Result<Duration, Violation> {
         let since = Instant::now();
         let mut last = Vec::new();
         while since.elapsed() < LONG {
-            match runtime.block_on(workload::inactive_pgs(&admin)) {
+            match self.runtime.block_on(workload::inactive_pgs(&self.admin)) {
                 Ok(inactive) if inactive.is_empty() => return Ok(since.elapsed()),
                 Ok(inactive) => last = inactive,
                 Err(e) => last = vec![e.to_string()],
@@ -201,211 +319,191 @@ fn run(every_member: bool) {
         Err(Violation {
             rule: Rule::PgsNotActive,
             detail: format!(
-                "{what}: {} PGs not active after {LONG:?}: {shown:?}",
+                "{when}: {} PGs not active after {LONG:?}: {shown:?}",
                 last.len()
             ),
             entries: Vec::new(),
         })
-    };
-    pgs_active("before the first fault").unwrap_or_else(|v| panic!("{}", v.detail));
+    }
 
-    // The workload and the observers.
-    let observe = CancellationToken::new();
-    let work = CancellationToken::new();
-    let mut observers = vec![runtime.spawn(workload::poller(
-        workload::client(
-            &monitors,
-            Duration::from_secs(5),
-            ms(1000),
-            (ms(50), ms(500)),
-        ),
-        history.clone(),
-        observe.clone(),
-    ))];
-    for w in 1..=2 {
-        observers.push(runtime.spawn(workload::watcher(
-            format!("watcher-{w}"),
+    /// Starts the workers, the prober, the poller and two watchers.
+    fn start_workload(&self) -> Workload {
+        let (work, observe) = (CancellationToken::new(), CancellationToken::new());
+        let client = |deadline: u64, attempt: u64| {
             workload::client(
-                &monitors,
-                Duration::from_secs(10),
-                ms(2000),
+                &self.monitors,
+                Duration::from_secs(deadline),
+                ms(attempt),
                 (ms(50), ms(500)),
-            ),
-            history.clone(),
+            )
+        };
+        let mut observers = vec![self.runtime.spawn(workload::poller(
+            client(5, 1000),
+            self.history.clone(),
             observe.clone(),
+        ))];
+        for w in 1..=2 {
+            observers.push(self.runtime.spawn(workload::watcher(
+                format!("watcher-{w}"),
+                client(10, 2000),
+                self.history.clone(),
+                observe.clone(),
+            )));
+        }
+        let flags = [
+            ClusterFlag::Noout,
+            ClusterFlag::Norebalance,
+            ClusterFlag::Noin,
+        ];
+        let mut writers: Vec<_> = (0..WORKERS)
+            .map(|k| {
+                let worker = workload::Worker {
+                    id: k + 1,
+                    client: client(10, 2000),
+                    history: self.history.clone(),
+                    rng: Rng::new(self.seed ^ (0xC0FFEE + k as u64)),
+                    base_pool: BASE_POOL.to_string(),
+                    osds: self.osd_ids[..WORKER_OSDS]
+                        .iter()
+                        .copied()
+                        .skip(k)
+                        .step_by(WORKERS)
+                        .collect(),
+                    flag: flags[k % flags.len()],
+                };
+                self.runtime.spawn(worker.run(work.clone()))
+            })
+            .collect();
+        writers.push(self.runtime.spawn(workload::prober(
+            client(5, 1000),
+            self.monitors.clone(),
+            self.history.clone(),
+            BASE_POOL.to_string(),
+            work.clone(),
         )));
-    }
-    let osd_ids: Vec<u32> = fleet.osds().iter().map(|o| o.id).collect();
-    let flags = [
-        ClusterFlag::Noout,
-        ClusterFlag::Norebalance,
-        ClusterFlag::Noin,
-    ];
-    let mut writers: Vec<_> = (0..WORKERS)
-        .map(|k| {
-            let worker = workload::Worker {
-                id: k + 1,
-                client: workload::client(
-                    &monitors,
-                    Duration::from_secs(10),
-                    ms(2000),
-                    (ms(50), ms(500)),
-                ),
-                history: history.clone(),
-                rng: Rng::new(seed ^ (0xC0FFEE + k as u64)),
-                base_pool: BASE_POOL.to_string(),
-                osds: osd_ids[..WORKER_OSDS]
-                    .iter()
-                    .copied()
-                    .skip(k)
-                    .step_by(WORKERS)
-                    .collect(),
-                flag: flags[k % flags.len()],
-            };
-            runtime.spawn(worker.run(work.clone()))
-        })
-        .collect();
-    writers.push(runtime.spawn(workload::prober(
-        prober_client,
-        monitors.clone(),
-        history.clone(),
-        BASE_POOL.to_string(),
-        work.clone(),
-    )));
-
-    // The faults.
-    history.fault(Fault::Note("faults begin".to_string()));
-    let mut violations = Vec::new();
-    let mut nemesis = Nemesis::new(
-        &mut cluster,
-        &net,
-        &history,
-        &fleet,
-        runtime.handle(),
-        osd_ids[WORKER_OSDS..].to_vec(),
-    );
-    let mut schedule = Schedule::new(
-        seed,
-        Timings {
-            lease_ttl: LEASE_TTL,
-            osd_down_after: OSD_DOWN_AFTER,
-        },
-    );
-    let chaos_started = Instant::now();
-    while let Some((step, quiet)) =
-        schedule.next(length.is_some_and(|d| chaos_started.elapsed() < d))
-    {
-        if let Err(v) = nemesis.run(&step) {
-            violations.push(v);
-            break;
+        Workload {
+            work,
+            writers,
+            observe,
+            observers,
         }
-        std::thread::sleep(quiet);
-    }
-    history.fault(Fault::Note("faults end".to_string()));
-
-    // The end: stop writing and wait for the writes still pending in the leader; read the
-    // state the leader serves, hand over gracefully to a leader that loads it from etcd, and
-    // read it again.
-    work.cancel();
-    for w in writers {
-        let _ = runtime.block_on(w);
-    }
-    if let Err(e) = runtime.block_on(workload::barrier(&admin, &history, BASE_POOL)) {
-        violations.push(Violation {
-            rule: Rule::NoRecovery,
-            detail: format!("a write after the writers stopped was not acknowledged: {e}"),
-            entries: Vec::new(),
-        });
-    }
-    let images = checker::image_keys(&history.entries());
-    let served = runtime.block_on(workload::final_state(&admin, &images));
-    let leader = nemesis.leader();
-    let leader_address = nemesis.address(leader);
-    history.fault(Fault::GracefulStop {
-        monitor: leader_address.clone(),
-    });
-    let handover = Instant::now();
-    nemesis.cluster.signal(leader, Signal::SIGTERM);
-    nemesis.cluster.wait_exit(leader, LONG);
-    nemesis.forget(leader);
-    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
-    nemesis.cluster.wait_leader(&others, LONG);
-    let handover = handover.elapsed();
-    let reloaded = runtime.block_on(workload::final_state(&admin, &images));
-    history.fault(Fault::Restart {
-        monitor: leader_address,
-    });
-    nemesis.cluster.start(leader);
-    if let Err(v) = nemesis.settle() {
-        violations.push(v);
-    }
-    let pgs_took = pgs_active("after healing");
-    if let Err(v) = &pgs_took {
-        violations.push(v.clone());
     }
 
-    observe.cancel();
-    fleet_stop.cancel();
-    for o in observers {
-        let _ = runtime.block_on(o);
-    }
-    let _ = runtime.block_on(fleet_task);
-    workload::record_heartbeats(&history, fleet.heartbeat_records());
-    let entries = history.entries();
-    let rules = Rules {
-        lease_ttl: LEASE_TTL,
-        failover_slack: Duration::from_secs(1),
-        osd_down_after: OSD_DOWN_AFTER,
-    };
-    match (&served, &reloaded) {
-        (Ok(served), Ok(reloaded)) => {
-            violations.extend(checker::check(&entries, &rules, served, reloaded, &osd_ids));
+    /// Plays the schedule: the deck, then random faults for `length` if given.
+    fn inject_faults(&mut self, length: Option<Duration>) -> Vec<Violation> {
+        self.history.fault(Fault::Note("faults begin".to_string()));
+        let mut nemesis = Nemesis::new(
+            &mut self.cluster,
+            &self.net,
+            &self.history,
+            &self.fleet,
+            self.runtime.handle(),
+            self.osd_ids[WORKER_OSDS..].to_vec(),
+            &mut self.fenced,
+        );
+        let mut schedule = Schedule::new(
+            self.seed,
+            Timings {
+                lease_ttl: LEASE_TTL,
+                osd_down_after: OSD_DOWN_AFTER,
+            },
+        );
+        let started = Instant::now();
+        let mut violations = Vec::new();
+        while let Some((step, quiet)) = schedule.next(length.is_some_and(|d| started.elapsed() < d))
+        {
+            if let Err(v) = nemesis.run(&step) {
+                violations.push(v);
+                break;
+            }
+            std::thread::sleep(quiet);
         }
-        _ => {
-            let why = |r: &Result<FinalState, _>| match r {
-                Ok(_) => "read".to_string(),
-                Err(e) => format!("{e}"),
-            };
+        self.history.fault(Fault::Note("faults end".to_string()));
+        violations
+    }
+
+    /// Stops the writers and waits for the writes still pending in the leader; reads the state
+    /// the leader serves, hands over gracefully to a leader that loads it from etcd and reads
+    /// it again; waits for every PG to be active; stops the observers and the fleet and adds
+    /// the fleet's heartbeats to the history.
+    fn end(&mut self, w: Workload) -> End {
+        let mut violations = Vec::new();
+        w.work.cancel();
+        for t in w.writers {
+            let _ = self.runtime.block_on(t);
+        }
+        let barrier = workload::barrier(&self.admin, &self.history, BASE_POOL);
+        if let Err(e) = self.runtime.block_on(barrier) {
             violations.push(Violation {
                 rule: Rule::NoRecovery,
-                detail: format!(
-                    "the final state could not be read (served: {}; after the handover: {})",
-                    why(&served),
-                    why(&reloaded)
-                ),
+                detail: format!("a write after the writers stopped was not acknowledged: {e}"),
                 entries: Vec::new(),
             });
         }
+        let images = checker::image_keys(&self.history.entries());
+        let served = self
+            .runtime
+            .block_on(workload::final_state(&self.admin, &images));
+        let mut nemesis = Nemesis::new(
+            &mut self.cluster,
+            &self.net,
+            &self.history,
+            &self.fleet,
+            self.runtime.handle(),
+            Vec::new(),
+            &mut self.fenced,
+        );
+        let leader = nemesis.leader();
+        let monitor = nemesis.address(leader);
+        self.history.fault(Fault::GracefulStop {
+            monitor: monitor.clone(),
+        });
+        let handover = Instant::now();
+        nemesis.cluster.signal(leader, Signal::SIGTERM);
+        nemesis.cluster.wait_exit(leader, LONG);
+        nemesis.forget(leader);
+        let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        nemesis.cluster.wait_leader(&others, LONG);
+        let handover = handover.elapsed();
+        let reloaded = self
+            .runtime
+            .block_on(workload::final_state(&self.admin, &images));
+        self.history.fault(Fault::Restart { monitor });
+        nemesis.cluster.start(leader);
+        if let Err(v) = nemesis.settle() {
+            violations.push(v);
+        }
+        let pgs = self.pgs_active("after healing");
+        if let Err(v) = &pgs {
+            violations.push(v.clone());
+        }
+        w.observe.cancel();
+        self.fleet_stop.cancel();
+        for t in w.observers {
+            let _ = self.runtime.block_on(t);
+        }
+        let _ = self.runtime.block_on(&mut self.fleet_task);
+        workload::record_heartbeats(&self.history, self.fleet.heartbeat_records());
+        End {
+            served,
+            reloaded,
+            handover,
+            pgs_active_after: pgs.ok(),
+            violations,
+        }
     }
 
-    // The history and the monitors' logs outlive the run's temp dir, for a closer look.
-    let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{seed}"));
-    let text: String = entries.iter().map(|e| format!("{e}\n")).collect();
-    let saved = std::fs::create_dir_all(&keep).is_ok()
-        && std::fs::write(keep.join("history"), text).is_ok()
-        && nemesis
-            .cluster
-            .monitors
-            .iter()
-            .all(|m| std::fs::copy(&m.log, keep.join(format!("{}.log", m.name))).is_ok());
-    eprintln!(
-        "{}\n  graceful handover at the end: the next leader served after {:.3} s",
-        summary(&entries, &rules, started.elapsed(), pgs_took.ok()),
-        handover.as_secs_f64()
-    );
-    if saved {
-        eprintln!("chaos: history and monitor logs in {}", keep.display());
-    }
-    if !violations.is_empty() {
-        eprintln!("{}", checker::report(&entries, &violations));
-        let mut rules_broken: Vec<Rule> = violations.iter().map(|v| v.rule).collect();
-        rules_broken.sort();
-        rules_broken.dedup();
-        panic!(
-            "chaos: {} violation(s) of {:?} with CHAOS_SEED={seed}",
-            violations.len(),
-            rules_broken
-        );
+    /// Keeps the history and the monitors' logs beyond the run's temp dir, in
+    /// `target/tmp/<name>/`; None when they could not be written.
+    fn keep(&self, entries: &[Entry], name: &str) -> Option<PathBuf> {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::create_dir_all(&dir).ok()?;
+        let text: String = entries.iter().map(|e| format!("{e}\n")).collect();
+        std::fs::write(dir.join("history"), text).ok()?;
+        for m in &self.cluster.monitors {
+            std::fs::copy(&m.log, dir.join(format!("{}.log", m.name))).ok()?;
+        }
+        Some(dir)
     }
 }
 

@@ -33,7 +33,7 @@ pub struct Nemesis<'a> {
     /// The fake OSDs the nemesis may crash (the workload never marks them out or in).
     pub crashable: Vec<u32>,
     /// The fenced-transaction count last seen per monitor (reset when it restarts).
-    fenced: HashMap<usize, f64>,
+    pub fenced: &'a mut HashMap<usize, f64>,
 }
 
 impl<'a> Nemesis<'a> {
@@ -44,6 +44,7 @@ impl<'a> Nemesis<'a> {
         fleet: &'a Arc<Fleet>,
         runtime: &'a tokio::runtime::Handle,
         crashable: Vec<u32>,
+        fenced: &'a mut HashMap<usize, f64>,
     ) -> Nemesis<'a> {
         Nemesis {
             cluster,
@@ -52,7 +53,7 @@ impl<'a> Nemesis<'a> {
             fleet,
             runtime,
             crashable,
-            fenced: HashMap::new(),
+            fenced,
         }
     }
 
