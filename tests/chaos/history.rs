@@ -271,6 +271,20 @@ impl History {
         self.push(self.now(), "nemesis", Event::Fault(f));
     }
 
+    /// True when an entry recorded after `since` satisfies `matches` (looks only at the recent
+    /// end of the history, without copying it).
+    pub fn any_since(&self, since: Duration, matches: impl Fn(&Entry) -> bool) -> bool {
+        // Entries are appended in time order, give or take the wait for the lock.
+        let margin = Duration::from_secs(1);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .take_while(|e| e.at + margin >= since)
+            .any(|e| e.at > since && matches(e))
+    }
+
     /// Every entry so far, in time order (entries recorded at the same time keep their order).
     pub fn entries(&self) -> Vec<Entry> {
         let mut entries = self

@@ -18,7 +18,7 @@ use crate::schedule::{Step, Target};
 /// How long a healed cluster may take to be whole again.
 const RECOVERY: Duration = Duration::from_secs(120);
 
-/// How long a killed leader stays down at most while no other monitor acknowledges a write.
+/// How long a killed leader stays down at most while no other monitor answers as leader.
 const FAILOVER_WAIT: Duration = Duration::from_secs(60);
 
 const FENCED: &str = "fastblock_etcd_txn_failures_total{reason=\"fenced\"}";
@@ -100,7 +100,7 @@ impl<'a> Nemesis<'a> {
                 self.cluster.kill9(i);
                 self.forget(i);
                 if was_leader {
-                    self.wait_for_write_elsewhere(&monitor);
+                    self.wait_for_new_leader(&monitor);
                 }
                 std::thread::sleep(down_for);
                 self.history.fault(Fault::Restart { monitor });
@@ -159,15 +159,15 @@ impl<'a> Nemesis<'a> {
         self.settle()
     }
 
-    /// Waits until a write is acknowledged by a monitor other than `killed` (at most
-    /// [`FAILOVER_WAIT`]; the checker judges how long it took).
-    fn wait_for_write_elsewhere(&self, killed: &str) {
+    /// Waits until a monitor other than `killed` answers a leader-only call (at most
+    /// [`FAILOVER_WAIT`]; the checker judges how long the first write took).
+    fn wait_for_new_leader(&self, killed: &str) {
         let since = self.history.now();
         let deadline = Instant::now() + FAILOVER_WAIT;
         while Instant::now() < deadline {
-            let served = self.history.entries().iter().rev().any(|e| {
-                e.at > since
-                    && matches!(&e.event, Event::Ok { reply, .. } if reply.answered_by != killed && !reply.answered_by.is_empty())
+            let served = self.history.any_since(since, |e| {
+                matches!(&e.event, Event::Ok { reply, .. }
+                    if reply.answered_by != killed && !reply.answered_by.is_empty())
             });
             if served {
                 return;
