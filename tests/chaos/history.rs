@@ -206,6 +206,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history whose clock starts now.
     pub fn new() -> History {
         History {
             start: Instant::now(),
@@ -247,26 +248,32 @@ impl History {
         op
     }
 
+    /// Records that operation `op` came back ok now.
     pub fn ok(&self, process: &str, op: u64, reply: Reply) {
         self.ok_at(self.now(), process, op, reply);
     }
 
+    /// Records that operation `op` came back ok at `at`.
     pub fn ok_at(&self, at: Duration, process: &str, op: u64, reply: Reply) {
         self.push(at, process, Event::Ok { op, reply });
     }
 
+    /// Records that operation `op` came back with `error` now.
     pub fn fail(&self, process: &str, op: u64, error: String) {
         self.fail_at(self.now(), process, op, error);
     }
 
+    /// Records that operation `op` came back with `error` at `at`.
     pub fn fail_at(&self, at: Duration, process: &str, op: u64, error: String) {
         self.push(at, process, Event::Fail { op, error });
     }
 
+    /// Records what `process` saw now.
     pub fn observe(&self, process: &str, o: Observation) {
         self.push(self.now(), process, Event::Observed(o));
     }
 
+    /// Records a fault (or a step of the run) now, as the nemesis.
     pub fn fault(&self, f: Fault) {
         self.push(self.now(), "nemesis", Event::Fault(f));
     }

@@ -18,8 +18,9 @@ use crate::schedule::{Step, Target};
 /// How long a healed cluster may take to be whole again.
 const RECOVERY: Duration = Duration::from_secs(120);
 
-/// How long a killed leader stays down at most while no other monitor answers as leader.
-const FAILOVER_WAIT: Duration = Duration::from_secs(60);
+/// How long a killed leader stays down at most while no other monitor answers as leader
+/// (well past the failover bound; its return ends a stall that depends on it).
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(20);
 
 const FENCED: &str = "fastblock_etcd_txn_failures_total{reason=\"fenced\"}";
 
@@ -37,6 +38,7 @@ pub struct Nemesis<'a> {
 }
 
 impl<'a> Nemesis<'a> {
+    /// A nemesis for `cluster` in `net`, crashing only the fake OSDs in `crashable`.
     pub fn new(
         cluster: &'a mut TestCluster,
         net: &'a Topology,

@@ -9,10 +9,12 @@ use std::time::Duration;
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -91,6 +93,7 @@ pub struct Schedule {
 const SECOND: Duration = Duration::from_secs(1);
 
 impl Schedule {
+    /// The schedule of `seed`, with durations scaled by `t`.
     pub fn new(seed: u64, t: Timings) -> Schedule {
         let mut rng = Rng::new(seed);
         let targets = [target(&mut rng), target(&mut rng), target(&mut rng)];

@@ -137,6 +137,7 @@ pub struct Worker {
 const IDS_PER_WORKER: u32 = 20;
 
 impl Worker {
+    /// Works until `stop`, pausing 100–300 ms between operations.
     pub async fn run(mut self, stop: CancellationToken) {
         let name = format!("worker-{}", self.id);
         let mut belief = Belief::default();
