@@ -8,8 +8,10 @@ CARGO   ?= cargo
 PREFIX  ?= /usr/local
 RUN_DIR ?= run
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# How long `make chaos` injects faults, per etcd_server configuration.
+CHAOS_DURATION ?= 10m
 
-.PHONY: help build run cluster cluster-stop test test-deps scale-test bench lint fmt install deps clean
+.PHONY: help build run cluster cluster-stop test test-deps scale-test chaos bench lint fmt install deps clean
 
 help: ## Show this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,13 +24,18 @@ deps: ## Install what running needs (etcd, etcdctl) when missing
 	fi
 	@etcd --version | head -1
 
-test-deps: deps ## Install what the tests also need (promtool and prometheus) when missing
+test-deps: deps ## Install what the tests also need (promtool, prometheus, iproute2) when missing
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
 		echo "installing prometheus (promtool, prometheus) with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 	@promtool --version 2>&1 | head -1
+	@if ! command -v ip >/dev/null 2>&1; then \
+		echo "installing iproute2 (ip, for the chaos test's network namespaces) with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq iproute2 >/dev/null; \
+	fi
 
 build: ## Build release binaries (target/release/fastblock-mon, fbclient)
 	$(CARGO) build --release --bins
@@ -67,6 +74,9 @@ test: test-deps ## Check formatting and lints, then run every test
 
 scale-test: deps ## The 10,000-OSD / 100,000-PG test at etcd's default limits (about a minute)
 	$(CARGO) test --release --test scale -- --ignored --nocapture
+
+chaos: test-deps ## Chaos test + history checker, CHAOS_DURATION per config (10m); CHAOS_SEED=n replays
+	CHAOS_DURATION=$(CHAOS_DURATION) $(CARGO) test --test chaos -- --nocapture --test-threads=1 chaos_with_
 
 bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench placement

@@ -36,6 +36,9 @@ pub struct FleetSpec {
     pub change_takes: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Keep every heartbeat with its answer ([`Fleet::heartbeat_records`]); the record grows
+    /// for as long as the fleet runs, so only tests that check it turn it on.
+    pub record_heartbeats: bool,
 }
 
 impl Default for FleetSpec {
@@ -50,6 +53,7 @@ impl Default for FleetSpec {
             poll_every: Duration::from_millis(250),
             change_takes: Duration::from_millis(500),
             concurrency: 64,
+            record_heartbeats: false,
         }
     }
 }
@@ -85,6 +89,17 @@ pub struct FleetStats {
     pub errors: AtomicU64,
 }
 
+/// One heartbeat of a fake OSD as the OSD saw it: when it went out, when the answer came back,
+/// and the answer (or the error's text).
+#[derive(Debug, Clone)]
+pub struct HeartbeatRecord {
+    pub osd: u32,
+    pub boot_instance: u64,
+    pub sent: Instant,
+    pub answered: Instant,
+    pub result: Result<api::HeartbeatResponse, String>,
+}
+
 /// A running fleet.
 pub struct Fleet {
     client: Arc<MonitorClient>,
@@ -99,6 +114,8 @@ pub struct Fleet {
     changes: Mutex<HashMap<(u32, u32), (u64, Instant)>>,
     /// Leader reports already sent, per (pool, pg) → PG version they answered.
     reported: Mutex<HashMap<(u32, u32), u64>>,
+    /// Every heartbeat and its answer, when the spec asks for it.
+    heartbeat_log: Mutex<Vec<HeartbeatRecord>>,
 }
 
 /// A deterministic uuid for fake OSD `n` of a fleet.
@@ -170,12 +187,22 @@ impl Fleet {
             stats: FleetStats::default(),
             changes: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashMap::new()),
+            heartbeat_log: Mutex::new(Vec::new()),
         }))
     }
 
     /// The fleet's OSDs, by id.
     pub fn osds(&self) -> &[Arc<SimOsd>] {
         &self.osds
+    }
+
+    /// Every heartbeat sent so far with its answer, in the order the answers came (empty unless
+    /// the spec sets `record_heartbeats`).
+    pub fn heartbeat_records(&self) -> Vec<HeartbeatRecord> {
+        self.heartbeat_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops an OSD: it falls silent (no heartbeat, no PG work), like a crashed process.
@@ -231,17 +258,33 @@ impl Fleet {
                 .for_each_concurrent(self.spec.concurrency.max(1), |o| {
                     let fleet = &self;
                     async move {
+                        let boot_instance = o.instance();
+                        let sent = Instant::now();
                         let r = fleet
                             .heartbeat_client
                             .heartbeat(api::HeartbeatRequest {
                                 osd_id: o.id,
-                                boot_instance: o.instance(),
+                                boot_instance,
                             })
                             .await;
-                        match r {
+                        match &r {
                             Ok(_) => fleet.stats.heartbeats.fetch_add(1, Ordering::Relaxed),
                             Err(_) => fleet.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed),
                         };
+                        if fleet.spec.record_heartbeats {
+                            let record = HeartbeatRecord {
+                                osd: o.id,
+                                boot_instance,
+                                sent,
+                                answered: Instant::now(),
+                                result: r.map_err(|e| e.to_string()),
+                            };
+                            fleet
+                                .heartbeat_log
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(record);
+                        }
                     }
                 })
                 .await;

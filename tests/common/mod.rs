@@ -6,12 +6,14 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod netns;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fastblock_monitor::client::{ClientOptions, MonitorClient};
@@ -30,6 +32,8 @@ pub struct ClusterOptions {
     /// Embedded members: list every member's client URL in `etcd_server` (same order on every
     /// monitor) instead of the monitor's own member only.
     pub list_all_members: bool,
+    /// Run monitor i in network namespace i of this topology, on its address there.
+    pub network: Option<Arc<netns::Topology>>,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +44,7 @@ impl Default for ClusterOptions {
             extra_config: String::new(),
             external_etcd: None,
             list_all_members: false,
+            network: None,
         }
     }
 }
@@ -123,25 +128,31 @@ impl TestCluster {
         let claim = claim_loopback_ip();
         let ip = claim.ip.clone();
         let port = |i: usize, k: usize| 24000 + i * 10 + k;
+        // Monitor i's address: its namespace's, or the claimed loopback address.
+        let host = |i: usize| match &options.network {
+            Some(net) => net.monitor_ip(i),
+            None => ip.clone(),
+        };
         let initial_cluster = (0..n)
-            .map(|i| format!("m{}=http://{ip}:{}", i + 1, port(i, 3)))
+            .map(|i| format!("m{}=http://{}:{}", i + 1, host(i), port(i, 3)))
             .collect::<Vec<_>>()
             .join(",");
+        let every_member = (0..n)
+            .map(|i| format!("\"{}:{}\"", host(i), port(i, 2)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut monitors = Vec::new();
         for i in 0..n {
             let name = format!("m{}", i + 1);
-            let data_dir = dir.path().join(&name);
-            let log = dir.path().join(format!("{name}.log"));
-            let config = dir.path().join(format!("{name}.toml"));
-            let all_members = (0..n)
-                .map(|k| format!("\"{ip}:{}\"", port(k, 2)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let ip = host(i);
             let etcd_server = if options.list_all_members {
-                all_members
+                every_member.clone()
             } else {
                 format!("\"{ip}:{}\"", port(i, 2))
             };
+            let data_dir = dir.path().join(&name);
+            let log = dir.path().join(format!("{name}.log"));
+            let config = dir.path().join(format!("{name}.toml"));
             let etcd = match &options.external_etcd {
                 Some(urls) => {
                     let list = urls
@@ -226,7 +237,11 @@ election_lease_ttl = "{ttl}s"
             .append(true)
             .open(m.data_dir.with_extension("stderr"))
             .expect("stderr file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastblock-mon"));
+        let binary = env!("CARGO_BIN_EXE_fastblock-mon");
+        let mut cmd = match &self.options.network {
+            Some(net) => net.command(i, binary),
+            None => Command::new(binary),
+        };
         cmd.arg("--conf")
             .arg(&m.config)
             .stdin(Stdio::null())
