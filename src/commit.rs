@@ -398,7 +398,7 @@ impl Pipeline {
     async fn write(&self, ops: &[EncodedOp], store: &Store) -> Result<(), Failed> {
         let term = &self.serving.term;
         let mut uncertain = false;
-        let mut backoff = timing::ETCD_RETRY_MIN;
+        let mut backoff = timing::COMMIT_RETRY_MIN;
         loop {
             if !term.is_valid() {
                 return Err(Failed {
@@ -439,7 +439,7 @@ impl Pipeline {
                         _ = term.ended().cancelled() => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(timing::ETCD_RETRY_MAX);
+                    backoff = (backoff * 2).min(timing::COMMIT_RETRY_MAX);
                 }
             }
         }

@@ -22,6 +22,13 @@ pub const ETCD_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between attempts when etcd cannot be reached.
 pub const ETCD_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// First pause before a commit transaction is sent again after a failure. Short: a failed
+/// attempt costs little, and right after a failover (etcd dropping proposals while its raft
+/// leadership settles) every pause delays the first writes clients wait for.
+pub const COMMIT_RETRY_MIN: Duration = Duration::from_millis(20);
+/// Longest pause between attempts of one commit transaction.
+pub const COMMIT_RETRY_MAX: Duration = Duration::from_millis(250);
+
 /// First restart delay of a crashed embedded etcd; doubles per crash up to the max.
 pub const ETCD_RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest restart delay of a crashed embedded etcd.

@@ -10,8 +10,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// How often the leader checks where the raft leadership is.
-const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Longest a status, member list or move request may take.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Raft log entries a transfer target may be behind.
+const MAX_LAG: u64 = 100;
+
+/// How often the leader checks where the raft leadership is. Often: until it has moved, a crash
+/// of this host costs an etcd election on top of the lease TTL, and a check is one status call
+/// to our own member.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop`: whenever our member (at `own_url`) leads the raft group, hands the
 /// leadership to another started voting member.
@@ -35,33 +42,52 @@ pub async fn keep_elsewhere(own_url: String, stop: CancellationToken) {
 }
 
 async fn move_if_ours(client: &etcd_client::Client) -> Result<(), String> {
-    let timeout = Duration::from_secs(2);
     let mut c = client.clone();
-    let status = tokio::time::timeout(timeout, c.status())
-        .await
-        .map_err(|_| "status timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let status = within(STATUS_TIMEOUT, c.status()).await?;
     let ours = status.header().map(|h| h.member_id()).unwrap_or(0);
     if ours == 0 || status.leader() != ours {
         return Ok(());
     }
-    let members = tokio::time::timeout(timeout, c.member_list())
-        .await
-        .map_err(|_| "member list timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let Some(target) = members
+    let members = within(STATUS_TIMEOUT, c.member_list()).await?;
+    let mut candidates: Vec<(u64, String, Vec<String>)> = members
         .members()
         .iter()
         .filter(|m| m.id() != ours && !m.is_learner() && !m.client_urls().is_empty())
-        .min_by_key(|m| m.id())
-    else {
+        .map(|m| (m.id(), m.name().to_string(), m.client_urls().to_vec()))
+        .collect();
+    candidates.sort();
+    // While a transfer runs the raft leader drops every proposal, until the target takes over
+    // or an election timeout passes: hand over only to a member that answers and has the log.
+    for (id, name, urls) in candidates {
+        if !caught_up(&urls, status.raft_index()).await {
+            tracing::debug!(member = %name, "not moving raft leadership to a member that is down or behind");
+            continue;
+        }
+        within(STATUS_TIMEOUT, c.maintenance_client().move_leader(id)).await?;
+        tracing::info!(to = %name, "moved etcd raft leadership off this monitor's member");
         return Ok(());
-    };
-    let (name, id) = (target.name().to_string(), target.id());
-    tokio::time::timeout(timeout, c.maintenance_client().move_leader(id))
-        .await
-        .map_err(|_| "move leader timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    tracing::info!(to = %name, "moved etcd raft leadership off this monitor's member");
+    }
     Ok(())
+}
+
+/// Whether the member at `urls` answers a status request with a raft log at most
+/// [`MAX_LAG`] entries behind `leader_index`.
+async fn caught_up(urls: &[String], leader_index: u64) -> bool {
+    let options = etcd_client::ConnectOptions::new().with_connect_timeout(STATUS_TIMEOUT);
+    let Ok(mut member) = etcd_client::Client::connect(urls, Some(options)).await else {
+        return false;
+    };
+    match within(STATUS_TIMEOUT, member.status()).await {
+        Ok(s) => s.raft_index() + MAX_LAG >= leader_index,
+        Err(_) => false,
+    }
+}
+
+async fn within<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, String> {
+    super::endpoints::within(timeout, fut)
+        .await
+        .map_err(|e| e.to_string())
 }

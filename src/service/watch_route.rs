@@ -5,7 +5,8 @@
 //! that stops reading keeps that copy in HTTP/2's send buffer for as long as it stays
 //! connected (1,000 such streams held 2 GB). This route answers WatchClusterMap itself: each
 //! update goes out as its 5-byte gRPC header and the shared pre-encoded buffer, so watchers at
-//! the same epoch hold one buffer between them.
+//! the same epoch hold one buffer between them. (Updates under [`SHARE_FROM`] bytes, deltas
+//! mostly, are copied into one frame with their header: cheaper than a frame of their own.)
 //!
 //! Every update handed to HTTP/2 is *held* until HTTP/2 has written it to the socket (the bytes
 //! carry a guard that is dropped with them). [`WatchBudget`] adds up the distinct buffers held;
@@ -41,6 +42,9 @@ use crate::wire::WatchClusterMapResponse;
 const WATCH_PATH: &str = "/fastblock.monitor.v1.Monitor/WatchClusterMap";
 /// Largest WatchClusterMap request accepted (a map of pool epochs).
 const MAX_REQUEST: usize = 1 << 20;
+/// Updates from this size on are sent as the shared buffer itself (and held in the budget);
+/// smaller ones are copied behind their header, which costs less than a frame of their own.
+const SHARE_FROM: usize = 16 << 10;
 
 /// The Monitor service with WatchClusterMap answered by this route.
 #[derive(Clone)]
@@ -179,12 +183,17 @@ impl http_body::Body for WatchBody {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(update))) => {
                 let bytes = update.shared_bytes();
-                let mut header = BytesMut::with_capacity(5);
-                header.put_u8(0);
-                header.put_u32(bytes.len() as u32);
-                let held = self.stream.hold(bytes);
-                self.payload = Some(held);
-                return Poll::Ready(Some(Ok(Frame::data(header.freeze()))));
+                let mut framed = BytesMut::with_capacity(5 + bytes.len().min(SHARE_FROM));
+                framed.put_u8(0);
+                framed.put_u32(bytes.len() as u32);
+                if bytes.len() < SHARE_FROM {
+                    // Small: one frame, header and message together. Clients count tiny DATA
+                    // frames against a budget (h2 closes a connection that sends too many).
+                    framed.put_slice(&bytes);
+                } else {
+                    self.payload = Some(self.stream.hold(bytes));
+                }
+                return Poll::Ready(Some(Ok(Frame::data(framed.freeze()))));
             }
             Poll::Ready(Some(Err(status))) => status,
             Poll::Ready(None) => Status::ok(""),
