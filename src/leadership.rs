@@ -226,19 +226,28 @@ async fn lead_in_session(
         lease = format!("{lease_id:x}"),
         "campaigning for leadership"
     );
-    let (endpoint, campaigner) = client.pick();
-    let mut election = campaigner.election_client();
-    let won = tokio::select! {
-        _ = stop.cancelled() => return Ok(()),
-        _ = keepalive.lost.cancelled() => {
-            tracing::warn!("lease lost while campaigning; starting a new session");
-            return Ok(());
-        }
-        r = election.campaign(s.keys.election_name(), value, lease_id) => {
-            r.map_err(|e| {
-                client.failed(endpoint, &EtcdFailure::from_client(&e));
-                format!("campaign: {e}")
-            })?
+    // Campaigning with the same lease is idempotent (the candidacy key is the lease's), so a
+    // campaign whose endpoint turns unhealthy is started again on a healthy one at once instead
+    // of waiting, maybe past the moment it wins, for its connection to time out.
+    let won = loop {
+        let (endpoint, campaigner) = client.pick();
+        let mut election = campaigner.election_client();
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = keepalive.lost.cancelled() => {
+                tracing::warn!("lease lost while campaigning; starting a new session");
+                return Ok(());
+            }
+            _ = client.until_unhealthy(endpoint) => {
+                tracing::info!("campaigning again through a healthy etcd endpoint");
+                continue;
+            }
+            r = election.campaign(s.keys.election_name(), value.clone(), lease_id) => {
+                break r.map_err(|e| {
+                    client.failed(endpoint, &EtcdFailure::from_client(&e));
+                    format!("campaign: {e}")
+                })?;
+            }
         }
     };
     let won_at = Instant::now();
@@ -453,6 +462,10 @@ async fn keepalive_loop(
             return give_up(LeadershipChange::LeaseDeadline);
         }
         next = started + period;
+        if stream.is_some() && !client.is_healthy(endpoint) {
+            // Its endpoint was found unhealthy: a keep-alive sent there would only time out.
+            stream = None;
+        }
         if stream.is_none() {
             let (i, c) = client.pick();
             endpoint = i;

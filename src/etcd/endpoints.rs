@@ -39,6 +39,22 @@ struct Inner {
     endpoints: Vec<Endpoint>,
     /// Index of the endpoint requests go to.
     current: AtomicUsize,
+    /// Bumped whenever an endpoint's health changes.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Inner {
+    /// Records `healthy` for endpoint `i`; true when that changed it.
+    fn set_health(&self, i: usize, healthy: bool) -> bool {
+        let changed = self
+            .endpoints
+            .get(i)
+            .is_some_and(|e| e.healthy.swap(healthy, Ordering::Relaxed) != healthy);
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        changed
+    }
 }
 
 /// Why an etcd request failed, keeping what matters for choosing what to do next.
@@ -177,6 +193,7 @@ impl Etcd {
             inner: Arc::new(Inner {
                 endpoints,
                 current: AtomicUsize::new(0),
+                changes: tokio::sync::watch::channel(0).0,
             }),
         };
         if etcd.inner.endpoints.len() > 1 {
@@ -215,10 +232,35 @@ impl Etcd {
         if !e.endpoint_at_fault() || self.inner.endpoints.len() < 2 {
             return;
         }
-        if let Some(ep) = self.inner.endpoints.get(i)
-            && ep.healthy.swap(false, Ordering::Relaxed)
-        {
-            tracing::warn!(endpoint = %ep.url, error = %e, "etcd endpoint unhealthy; avoiding it");
+        if self.inner.set_health(i, false) {
+            let url = &self.inner.endpoints[i].url;
+            tracing::warn!(endpoint = %url, error = %e, "etcd endpoint unhealthy; avoiding it");
+        }
+    }
+
+    /// Whether endpoint `i` is considered healthy.
+    pub fn is_healthy(&self, i: usize) -> bool {
+        self.inner
+            .endpoints
+            .get(i)
+            .is_some_and(|e| e.healthy.load(Ordering::Relaxed))
+    }
+
+    /// Returns once endpoint `i` is found unhealthy (never with a single endpoint). A
+    /// long-lived call on it (a campaign) is then better started again on a healthy one than
+    /// left waiting for the connection to time out.
+    pub async fn until_unhealthy(&self, i: usize) {
+        if self.inner.endpoints.len() < 2 {
+            return std::future::pending().await;
+        }
+        let mut changes = self.inner.changes.subscribe();
+        loop {
+            if !self.is_healthy(i) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
         }
     }
 
@@ -289,9 +331,8 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
             }
         });
         let results = futures::future::join_all(probes).await;
-        for (e, r) in inner.endpoints.iter().zip(results) {
-            let ok = r.is_ok();
-            if e.healthy.swap(ok, Ordering::Relaxed) != ok {
+        for (i, (e, r)) in inner.endpoints.iter().zip(results).enumerate() {
+            if inner.set_health(i, r.is_ok()) {
                 match r {
                     Ok(_) => tracing::info!(endpoint = %e.url, "etcd endpoint healthy again"),
                     Err(err) => {
@@ -333,7 +374,12 @@ mod tests {
 
     #[test]
     fn choice_sticks_while_healthy_and_moves_on_failure() {
-        assert_eq!(choose(&[true, true, true], 1), 1, "sticky");
+        assert_eq!(
+            choose(&[true, true, true], 1),
+            0,
+            "back to the preferred one"
+        );
+        assert_eq!(choose(&[false, true, true], 1), 1);
         assert_eq!(choose(&[true, false, true], 1), 0, "first healthy");
         assert_eq!(choose(&[false, false, true], 0), 2);
         // None healthy: rotate so every endpoint keeps being tried.
