@@ -83,6 +83,7 @@ bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench maps
 	$(CARGO) bench --bench bootstorm
 	$(CARGO) bench --bench watch
+	$(CARGO) bench --bench watch_memory
 	$(CARGO) bench --bench failover
 
 lint: ## cargo fmt --check and clippy -D warnings
