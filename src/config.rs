@@ -1287,7 +1287,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            (c.max_connections, c.connection_idle_timeout, c.watch_buffer_budget),
+            (
+                c.max_connections,
+                c.connection_idle_timeout,
+                c.watch_buffer_budget
+            ),
             (100, Duration::from_secs(5), 1 << 20)
         );
         assert_eq!(
