@@ -90,6 +90,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let grpc_stop = CancellationToken::new();
     let grpc = tokio::spawn(serve_grpc(
         Listener::new(grpc_listener, grpc_limits, "grpc", metrics.clone()),
+        listener::http2_keepalive_every(config.connection_idle_timeout),
         node.clone(),
         health_service,
         grpc_stop.clone(),
@@ -98,6 +99,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let http_limits = ConnLimits {
         max_connections: HTTP_MAX_CONNECTIONS,
         idle_timeout: config.connection_idle_timeout,
+        silent_grace: listener::SILENT_GRACE,
     };
     let http = tokio::spawn(http::serve(
         Listener::new(http_listener, http_limits, "http", metrics.clone()),
@@ -240,11 +242,13 @@ fn connection_limits(config: &Config) -> ConnLimits {
     ConnLimits {
         max_connections: max,
         idle_timeout: config.connection_idle_timeout,
+        silent_grace: listener::SILENT_GRACE,
     }
 }
 
 async fn serve_grpc(
     listener: Listener,
+    keepalive_every: std::time::Duration,
     node: Arc<Node>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
@@ -272,7 +276,7 @@ async fn serve_grpc(
         .initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(32 << 20))
         // Pings find dead peers; live clients answer them, so they never look idle.
-        .http2_keepalive_interval(Some(timing::HTTP2_KEEPALIVE_EVERY))
+        .http2_keepalive_interval(Some(keepalive_every))
         .http2_keepalive_timeout(Some(timing::HTTP2_KEEPALIVE_TIMEOUT))
         .add_service(RequestLimits::new(health))
         .add_service(RequestLimits::new(reflection))

@@ -3,11 +3,16 @@
 //!
 //! - Out of descriptors (EMFILE/ENFILE), the accept loop backs off (10 ms doubling to 1 s)
 //!   instead of retrying at once: a tight retry loop burns a core and starves everything else.
-//! - At most `max_connections` are open per listener; one more is accepted and closed at once
-//!   (the client learns immediately instead of hanging in the kernel's backlog), and counted.
+//! - At most `max_connections` are open per listener. At the cap a new connection takes the
+//!   place of the oldest one that has not sent a byte since it was accepted `silent_grace` ago
+//!   or more (a working gRPC or HTTP client speaks within a round trip; one that connected and
+//!   never spoke is not a client yet), so a pile of silent connections cannot lock clients out
+//!   until the idle timeout. When there is none, the new connection is closed at once (the
+//!   client learns immediately instead of hanging in the kernel's backlog), and counted.
 //! - A connection from which nothing was read for `idle_timeout` is closed. gRPC clients answer
-//!   the server's HTTP/2 keep-alive pings, so live connections never look idle; a peer that
-//!   connected and never spoke, or died without a FIN, does.
+//!   the server's HTTP/2 keep-alive pings (sent more often than the idle timeout, see
+//!   [`http2_keepalive_every`]), so live connections never look idle; a peer that connected and
+//!   never spoke, or died without a FIN, does.
 //! - Every connection carries a [`ConnHandle`] in its request extensions, through which the
 //!   monitor can close it (the watch budget cuts the connections of stalled watchers).
 //!
@@ -15,11 +20,12 @@
 //! systemd unit's `LimitNOFILE` does, so `make run` from a shell with the usual soft limit of
 //! 1,024 is not the bottleneck.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,18 +34,37 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::metrics::Metrics;
+use crate::timing;
 
 /// First pause after the process ran out of descriptors.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause between accept attempts while out of descriptors.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// How long a connection that has sent nothing is safe from being replaced at the cap: a client
+/// that just connected may not have spoken yet.
+pub const SILENT_GRACE: Duration = Duration::from_secs(1);
+
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
+    /// At the cap, a connection silent since it was accepted at least this long ago gives its
+    /// place to a new one ([`SILENT_GRACE`] outside tests).
+    pub silent_grace: Duration,
 }
+
+/// How often the gRPC server pings a quiet connection's peer (HTTP/2 keep-alive): at most
+/// [`timing::HTTP2_KEEPALIVE_EVERY`], and at most half the idle timeout, so that a live client's
+/// ping answers reach the monitor before its connection could count as idle.
+pub fn http2_keepalive_every(idle_timeout: Duration) -> Duration {
+    timing::HTTP2_KEEPALIVE_EVERY.min(idle_timeout / 2)
+}
+
+/// The connections that have not sent a byte yet, by accept order (the oldest first): when
+/// each was accepted, and how to close it.
+type Silent = Arc<Mutex<BTreeMap<u64, (Instant, CancellationToken)>>>;
 
 /// What the server knows about one connection: where it comes from, and a way to close it.
 #[derive(Debug, Clone)]
@@ -78,6 +103,8 @@ pub struct Listener {
     protocol: &'static str,
     metrics: Metrics,
     open: Arc<AtomicUsize>,
+    silent: Silent,
+    accepted: u64,
     backoff: Duration,
     last_warning: Option<Instant>,
 }
@@ -95,6 +122,8 @@ impl Listener {
             protocol,
             metrics,
             open: Arc::new(AtomicUsize::new(0)),
+            silent: Arc::default(),
+            accepted: 0,
             backoff: BACKOFF_MIN,
             last_warning: None,
         }
@@ -106,8 +135,10 @@ impl Listener {
             match self.inner.accept().await {
                 Ok((tcp, addr)) => {
                     self.backoff = BACKOFF_MIN;
-                    if self.open.load(Ordering::Relaxed) >= self.limits.max_connections {
-                        // Closed at once: the peer gets a reset now, not a hang.
+                    if self.open.load(Ordering::Relaxed) >= self.limits.max_connections
+                        && !self.replace_oldest_silent()
+                    {
+                        // Closed at once: the peer learns now instead of hanging.
                         drop(tcp);
                         self.metrics
                             .connections_refused
@@ -151,6 +182,41 @@ impl Listener {
         }
     }
 
+    /// At the cap: closes the oldest connection that has sent nothing for at least the grace,
+    /// to make room for a new one. False when there is none. The closed connection's slot is
+    /// free once its server task has seen the close, an instant later; until then the count
+    /// may exceed the cap by the replacements in flight, which the descriptor reserve absorbs.
+    fn replace_oldest_silent(&mut self) -> bool {
+        let mut silent = self.silent.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(oldest) = silent.first_entry() {
+            let (accepted, close) = oldest.get();
+            if close.is_cancelled() {
+                // Already closing (idle timeout); its slot frees up on its own.
+                oldest.remove();
+                continue;
+            }
+            if accepted.elapsed() < self.limits.silent_grace {
+                return false;
+            }
+            let (_, close) = oldest.remove();
+            close.cancel();
+            drop(silent);
+            self.metrics
+                .connections_replaced
+                .with_label_values(&[self.protocol])
+                .inc();
+            if self.may_warn() {
+                tracing::warn!(
+                    protocol = self.protocol,
+                    max_connections = self.limits.max_connections,
+                    "connection limit reached; closing connections that never sent anything to admit new ones"
+                );
+            }
+            return true;
+        }
+        false
+    }
+
     /// Whether a warning may be logged now (at most one a second).
     fn may_warn(&mut self) -> bool {
         let now = Instant::now();
@@ -163,10 +229,16 @@ impl Listener {
         may
     }
 
-    fn wrap(&self, tcp: TcpStream, addr: SocketAddr) -> Conn {
+    fn wrap(&mut self, tcp: TcpStream, addr: SocketAddr) -> Conn {
         let close = CancellationToken::new();
         let last_read = Arc::new(AtomicU64::new(0));
         let base = Instant::now();
+        let id = self.accepted;
+        self.accepted += 1;
+        self.silent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (base, close.clone()));
         self.open.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .connections_open
@@ -189,8 +261,11 @@ impl Listener {
             closed: Box::pin(close.clone().cancelled_owned()),
             base,
             last_read,
-            _open: OpenGuard {
+            spoke: false,
+            open: OpenGuard {
                 open: self.open.clone(),
+                silent: self.silent.clone(),
+                id,
                 metrics: self.metrics.clone(),
                 protocol: self.protocol,
                 close,
@@ -255,16 +330,30 @@ async fn close_when_idle(
     }
 }
 
-/// Keeps the count of open connections and stops the idle timer when the connection goes.
+/// Keeps the count of open connections and the list of silent ones, and stops the idle timer
+/// when the connection goes.
 struct OpenGuard {
     open: Arc<AtomicUsize>,
+    silent: Silent,
+    id: u64,
     metrics: Metrics,
     protocol: &'static str,
     close: CancellationToken,
 }
 
+impl OpenGuard {
+    /// The connection sent something: it is a client, not a candidate for replacement.
+    fn spoke(&self) {
+        self.silent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
 impl Drop for OpenGuard {
     fn drop(&mut self) {
+        self.spoke();
         self.open.fetch_sub(1, Ordering::Relaxed);
         self.metrics
             .connections_open
@@ -282,7 +371,9 @@ pub struct Conn {
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
     base: Instant,
     last_read: Arc<AtomicU64>,
-    _open: OpenGuard,
+    /// Whether anything was read yet.
+    spoke: bool,
+    open: OpenGuard,
 }
 
 impl Conn {
@@ -309,6 +400,10 @@ impl AsyncRead for Conn {
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let ms = self.base.elapsed().as_millis() as u64;
             self.last_read.store(ms, Ordering::Relaxed);
+            if !self.spoke {
+                self.spoke = true;
+                self.open.spoke();
+            }
         }
         r
     }
@@ -401,6 +496,8 @@ mod tests {
         let (mut l, addr) = pair(ConnLimits {
             max_connections: 1,
             idle_timeout: Duration::from_secs(60),
+            // Nothing is old enough to be replaced.
+            silent_grace: Duration::from_secs(60),
         })
         .await;
         let _first = TcpStream::connect(addr).await.unwrap();
@@ -435,6 +532,7 @@ mod tests {
         let (mut l, addr) = pair(ConnLimits {
             max_connections: 10,
             idle_timeout: Duration::from_millis(300),
+            silent_grace: SILENT_GRACE,
         })
         .await;
         let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -468,6 +566,7 @@ mod tests {
         let (mut l, addr) = pair(ConnLimits {
             max_connections: 10,
             idle_timeout: Duration::from_secs(60),
+            silent_grace: SILENT_GRACE,
         })
         .await;
         let _client = TcpStream::connect(addr).await.unwrap();
@@ -483,5 +582,126 @@ mod tests {
             reading.await.unwrap(),
             Err(io::ErrorKind::ConnectionAborted)
         );
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_silent_connection_makes_room_for_a_new_one() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let grace = Duration::from_millis(200);
+        let (mut l, addr) = pair(ConnLimits {
+            max_connections: 2,
+            idle_timeout: Duration::from_secs(60),
+            silent_grace: grace,
+        })
+        .await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let (mut silent_conn, _) = l.accept().await;
+        let mut talking = TcpStream::connect(addr).await.unwrap();
+        let (mut talking_conn, _) = l.accept().await;
+        talking.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        talking_conn.read_exact(&mut b).await.unwrap();
+        tokio::time::sleep(grace * 2).await;
+
+        // At the cap, the newcomer takes the silent connection's place, not the talking one's.
+        let _newcomer = TcpStream::connect(addr).await.unwrap();
+        let (newcomer_conn, _) = tokio::time::timeout(Duration::from_secs(10), l.accept())
+            .await
+            .expect("the newcomer was admitted");
+        assert_eq!(
+            silent_conn.read(&mut b).await.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionAborted),
+            "the silent connection was closed"
+        );
+        drop(silent_conn);
+        assert_eq!(
+            silent.read(&mut b).await.unwrap_or(0),
+            0,
+            "its peer sees EOF"
+        );
+        talking.write_all(b"y").await.unwrap();
+        talking_conn.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"y", "the talking one is open");
+
+        // The newcomer has not spoken but is within its grace, and nothing else is silent:
+        // the next connection is refused.
+        let mut late = TcpStream::connect(addr).await.unwrap();
+        let waiting = tokio::spawn(async move {
+            let (c, _) = l.accept().await;
+            (c, l)
+        });
+        assert_eq!(late.read(&mut b).await.unwrap_or(0), 0, "refused");
+        drop(newcomer_conn);
+        let _after = TcpStream::connect(addr).await.unwrap();
+        let (_c, l) = waiting.await.unwrap();
+        let count = |m: &prometheus::IntCounterVec| m.with_label_values(&["test"]).get();
+        assert_eq!(count(&l.metrics.connections_replaced), 1);
+        assert_eq!(count(&l.metrics.connections_refused), 1);
+        assert!(
+            l.silent.lock().unwrap().len() <= 1,
+            "closed ones are forgotten"
+        );
+    }
+
+    #[test]
+    fn keepalive_pings_come_before_the_idle_timeout() {
+        assert_eq!(
+            http2_keepalive_every(Duration::from_secs(120)),
+            timing::HTTP2_KEEPALIVE_EVERY
+        );
+        assert_eq!(
+            http2_keepalive_every(Duration::from_secs(3)),
+            Duration::from_millis(1500)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quiet_grpc_client_answers_pings_and_is_not_closed_as_idle() {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_client::HealthClient;
+        let idle = Duration::from_millis(600);
+        let (l, addr) = pair(ConnLimits {
+            max_connections: 10,
+            idle_timeout: idle,
+            silent_grace: SILENT_GRACE,
+        })
+        .await;
+        let metrics = l.metrics.clone();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(http2_keepalive_every(idle)))
+                .http2_keepalive_timeout(Some(timing::HTTP2_KEEPALIVE_TIMEOUT))
+                .add_service(health)
+                .serve_with_incoming(l.into_stream()),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        client
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("first call");
+        // Quiet for several idle timeouts: only the server's pings and their answers flow.
+        tokio::time::sleep(idle * 4).await;
+        client
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("call after a quiet spell");
+        let series = |m: &prometheus::IntCounterVec| m.with_label_values(&["test"]).get();
+        assert_eq!(
+            series(&metrics.connections_idle_closed),
+            0,
+            "the live client's connection was closed as idle"
+        );
+        assert_eq!(
+            metrics.connections_open.with_label_values(&["test"]).get(),
+            1,
+            "one connection all along"
+        );
+        server.abort();
     }
 }

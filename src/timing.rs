@@ -54,9 +54,9 @@ pub const LEADER_TRACKER_RETRY: Duration = Duration::from_millis(500);
 /// How long a graceful stop waits for in-flight RPCs after resigning.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
-/// The gRPC server pings each connection's peer this often (HTTP/2 keep-alive) ...
+/// The gRPC server pings a quiet connection's peer this often (HTTP/2 keep-alive), or every
+/// half `connection_idle_timeout` when that is shorter (`listener::http2_keepalive_every`) ...
 pub const HTTP2_KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 /// ... and closes the connection when a ping is not answered within this. Live clients answer
-/// pings, so with `connection_idle_timeout` (default 120 s) above `EVERY + TIMEOUT` they never
-/// count as idle; dead peers are gone within 30 s.
+/// pings before their connection could count as idle; dead peers are gone within 30 s.
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);

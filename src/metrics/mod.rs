@@ -80,6 +80,8 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     /// Connections refused at the connection limit, by protocol.
     pub connections_refused: IntCounterVec,
+    /// Silent connections closed to admit a new one at the connection limit, by protocol.
+    pub connections_replaced: IntCounterVec,
     /// Connections closed after the idle timeout, by protocol.
     pub connections_idle_closed: IntCounterVec,
     /// Failed accepts, by protocol and kind (out_of_descriptors, other).
@@ -203,6 +205,11 @@ impl Metrics {
             "Connections closed on accept because max_connections were open, by protocol",
             &["protocol"],
         );
+        let connections_replaced = counter_vec(
+            "fastblock_connections_replaced_total",
+            "Connections that never sent anything, closed to admit a new one at max_connections, by protocol",
+            &["protocol"],
+        );
         let connections_idle_closed = counter_vec(
             "fastblock_connections_idle_closed_total",
             "Connections closed after connection_idle_timeout without reading anything, by protocol",
@@ -230,6 +237,7 @@ impl Metrics {
             Box::new(watch_streams_cut.clone()),
             Box::new(connections_open.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(connections_replaced.clone()),
             Box::new(connections_idle_closed.clone()),
             Box::new(accept_errors.clone()),
         ] {
@@ -252,6 +260,7 @@ impl Metrics {
         for p in ["grpc", "http"] {
             connections_open.with_label_values(&[p]);
             connections_refused.with_label_values(&[p]);
+            connections_replaced.with_label_values(&[p]);
             connections_idle_closed.with_label_values(&[p]);
             for k in ["out_of_descriptors", "other"] {
                 accept_errors.with_label_values(&[p, k]);
@@ -280,6 +289,7 @@ impl Metrics {
             watch_streams_cut,
             connections_open,
             connections_refused,
+            connections_replaced,
             connections_idle_closed,
             accept_errors,
         }

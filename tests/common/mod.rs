@@ -34,6 +34,9 @@ pub struct ClusterOptions {
     pub list_all_members: bool,
     /// Run monitor i in network namespace i of this topology, on its address there.
     pub network: Option<Arc<netns::Topology>>,
+    /// The open-file limit, soft and hard, of every monitor process (set before exec, so the
+    /// monitor cannot raise it), e.g. 1,024 as under a default shell and a lowered hard limit.
+    pub open_file_limit: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -45,6 +48,7 @@ impl Default for ClusterOptions {
             external_etcd: None,
             list_all_members: false,
             network: None,
+            open_file_limit: None,
         }
     }
 }
@@ -251,6 +255,9 @@ election_lease_ttl = "{ttl}s"
             cmd.env(k, v);
         }
         die_with_parent(&mut cmd);
+        if let Some(limit) = self.options.open_file_limit {
+            limit_open_files(&mut cmd, limit);
+        }
         m.child = Some(cmd.spawn().expect("spawn fastblock-mon"));
     }
 
@@ -448,6 +455,37 @@ pub fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Sets a spawned process's open-file limit (soft and hard) to `limit`.
+pub fn limit_open_files(cmd: &mut Command, limit: u64) {
+    // SAFETY: only the async-signal-safe setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// CPU time (user + system) process `pid` has used so far, from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the command name (in parentheses, which may hold spaces): state is field 3,
+    // utime and stime are fields 14 and 15.
+    let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
 }
 
 /// Pids of etcd processes whose data dir is under `dir`.
