@@ -52,12 +52,6 @@ pub async fn run_terms(
                 Err(_) => return,
             },
         };
-        if let Some(url) = &settings.raft_leader_url {
-            tokio::spawn(raft_leader::keep_elsewhere(
-                url.clone(),
-                term.ended().clone(),
-            ));
-        }
         run_term(&node, &store, &settings, &term, &health).await;
         // Wait for the election to publish the end of this term before looking again.
         let _ = role
@@ -76,6 +70,14 @@ async fn run_term(
     let Some((state, garbage)) = load(store, term).await else {
         return;
     };
+    // Only after the load: moving etcd's raft leadership makes etcd answer "leader changed"
+    // for a moment, which would fail a page of the load.
+    if let Some(url) = &settings.raft_leader_url {
+        tokio::spawn(raft_leader::keep_elsewhere(
+            url.clone(),
+            term.ended().clone(),
+        ));
+    }
     let (serving, pipeline) = commit::start(term.clone(), state);
     let tasks = term.ended().child_token();
     tokio::spawn(failure_check::run(

@@ -3,17 +3,20 @@
 /// Echoed values longer than this are cut.
 pub const SHOWN_MAX: usize = 64;
 
-/// `text` with control characters escaped, cut after `max` bytes; true when cut.
-fn escape_and_cut(text: &str, max: usize) -> (String, bool) {
+/// `text` with control characters escaped, cut at a character boundary so that it is at most
+/// `max` bytes; true when cut.
+pub fn escape_and_cut(text: &str, max: usize) -> (String, bool) {
     let mut out = String::with_capacity(text.len().min(max) + 8);
     for c in text.chars() {
-        if out.len() >= max {
-            return (out, true);
-        }
+        let before = out.len();
         if c.is_control() {
             out.extend(c.escape_default());
         } else {
             out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(before);
+            return (out, true);
         }
     }
     (out, false)

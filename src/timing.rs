@@ -60,3 +60,7 @@ pub const HTTP2_KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 /// ... and closes the connection when a ping is not answered within this. Live clients answer
 /// pings before their connection could count as idle; dead peers are gone within 30 s.
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often freed heap memory is handed back to the OS (glibc `malloc_trim`; a few ms for a
+/// heap of hundreds of MiB, off the async workers).
+pub const MEMORY_TRIM_EVERY: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{boot_osds, boot_request, expect_err, fingerprint, uuid};
+use common::api::{boot_osds, boot_request, expect_err, fingerprint, keep_beating, uuid};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
 use tonic::Code;
@@ -502,23 +502,7 @@ async fn silent_osds_go_down_then_out_and_a_heartbeat_brings_one_back() {
     .unwrap();
 
     // OSDs 1-3 keep heartbeating; OSD 4 falls silent.
-    let beating = osds[..3].to_vec();
-    let beat = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            loop {
-                for o in &beating {
-                    let _ = m
-                        .heartbeat(api::HeartbeatRequest {
-                            osd_id: o.id,
-                            boot_instance: o.instance,
-                        })
-                        .await;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        })
-    };
+    let beat = keep_beating(m.clone(), osds[..3].to_vec());
     let osd = |map: &api::GetOsdMapResponse, id: u32| -> api::OsdInfo {
         map.osdmap
             .as_ref()
@@ -665,26 +649,6 @@ async fn two_hundred_osds_silent_at_once_are_all_marked_down() {
         status.osdmap_epoch
     );
     assert!(!c.log(0).contains("cannot mark OSDs down"), "{}", c.log(0));
-}
-
-/// Heartbeats `osds` every 300 ms until aborted.
-fn keep_beating(
-    m: std::sync::Arc<fastblock_monitor::client::MonitorClient>,
-    osds: Vec<common::api::FakeOsd>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            for o in &osds {
-                let _ = m
-                    .heartbeat(api::HeartbeatRequest {
-                        osd_id: o.id,
-                        boot_instance: o.instance,
-                    })
-                    .await;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
 }
 
 async fn osd_infos(m: &fastblock_monitor::client::MonitorClient) -> Vec<api::OsdInfo> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::api::boot_osds;
+use common::api::{boot_osds, stalled_watcher};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::{MapEvent, MapWatcher, Scope};
 use fastblock_monitor::proto::monitor as api;
@@ -368,30 +368,6 @@ async fn every_change_wakes_every_watcher_at_once() {
             assert!(got.is_ok(), "a watcher missed the wake-up of epoch {epoch}");
         }
     }
-}
-
-/// A raw watch stream from epoch 0 of every pgmap, on a connection of its own with a 1 KiB
-/// HTTP/2 window: not reading it really stalls the monitor's sender. The stream is open (its
-/// headers arrived) when this returns.
-async fn stalled_watcher(
-    addr: &str,
-) -> tonic::Streaming<fastblock_monitor::wire::WatchClusterMapResponse> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .initial_stream_window_size(Some(1024))
-        .initial_connection_window_size(Some(1024))
-        .connect()
-        .await
-        .unwrap();
-    api::monitor_client::MonitorClient::new(channel)
-        .watch_cluster_map(api::WatchClusterMapRequest {
-            osdmap_epoch: 0,
-            pool_epochs: Default::default(),
-            scope: api::WatchScope::Pgmaps as i32,
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 /// A 65,536-PG pool on three OSDs: its full pgmap is over a MiB. Returns its size in bytes.

@@ -15,17 +15,13 @@ pub fn echo(value: &str) -> String {
     clip(value, ECHO_BYTES)
 }
 
-/// `text` unchanged up to `max` bytes, else its first bytes up to `max` (cut on a character
-/// boundary) followed by `…(N bytes)`.
+/// `text` unchanged up to `max` bytes (control characters escaped), else its first bytes up to
+/// `max` (cut on a character boundary) followed by `…(N bytes)`.
 pub fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
+    match crate::text::escape_and_cut(text, max) {
+        (out, true) => format!("{out}…({} bytes)", text.len()),
+        (out, false) => out,
     }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…({} bytes)", &text[..cut], text.len())
 }
 
 /// A command the state machine refused; the state is unchanged.

@@ -229,3 +229,47 @@ pub async fn raw_grpc_call(
     }
     Ok(data)
 }
+
+/// Heartbeats `osds` every 300 ms until the task is aborted.
+pub fn keep_beating(
+    m: std::sync::Arc<MonitorClient>,
+    osds: Vec<FakeOsd>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for o in &osds {
+                let _ = m
+                    .heartbeat(api::HeartbeatRequest {
+                        osd_id: o.id,
+                        boot_instance: o.instance,
+                    })
+                    .await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+}
+
+/// A raw watch stream from epoch 0 of every pgmap, on a connection of its own with a 1 KiB
+/// HTTP/2 window: not reading it really stalls the monitor's sender. The stream is open (its
+/// headers arrived) when this returns.
+pub async fn stalled_watcher(
+    addr: &str,
+) -> tonic::Streaming<fastblock_monitor::wire::WatchClusterMapResponse> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .expect("connect");
+    api::monitor_client::MonitorClient::new(channel)
+        .watch_cluster_map(api::WatchClusterMapRequest {
+            osdmap_epoch: 0,
+            pool_epochs: Default::default(),
+            scope: api::WatchScope::Pgmaps as i32,
+        })
+        .await
+        .expect("watch")
+        .into_inner()
+}
