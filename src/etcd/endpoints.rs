@@ -157,11 +157,12 @@ fn with_scheme(u: &str) -> String {
     }
 }
 
-/// The endpoint to use: `current` while healthy, else the first healthy one in preference
-/// order, else (none healthy) the one after `current`, so that every endpoint keeps being tried.
+/// The endpoint to use: the first healthy one in preference order (so requests return to this
+/// monitor's own member as soon as it is healthy again), else (none healthy) the one after
+/// `current`, so that every endpoint keeps being tried.
 fn choose(healthy: &[bool], current: usize) -> usize {
     let n = healthy.len();
-    if n == 0 || healthy.get(current).copied().unwrap_or(false) {
+    if n == 0 {
         return current;
     }
     healthy.iter().position(|h| *h).unwrap_or((current + 1) % n)
@@ -373,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn choice_sticks_while_healthy_and_moves_on_failure() {
+    fn the_first_healthy_endpoint_in_preference_order_is_chosen() {
         assert_eq!(
             choose(&[true, true, true], 1),
             0,
