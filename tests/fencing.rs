@@ -82,12 +82,8 @@ async fn a_frozen_leaders_pending_write_is_rejected_by_the_fence() {
     assert!(c.log(old).contains("commit rejected by the leader fence"));
 
     // etcd holds only the new leader's write.
-    let mut etcd = c.etcd().await;
     let keys = KeyLayout::new("/fastblock", "fastblock_master");
-    let resp = etcd
-        .get(keys.record(&RecordKey::OsdMapMeta), None)
-        .await
-        .unwrap();
+    let resp = c.etcd_get(keys.record(&RecordKey::OsdMapMeta)).await;
     let kv = &resp.kvs()[0];
     let Record::OsdMapMeta(meta) = decode_record(&RecordKey::OsdMapMeta, kv.value()).unwrap()
     else {

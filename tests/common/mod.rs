@@ -361,6 +361,24 @@ election_lease_ttl = "{ttl}s"
         .expect("client")
     }
 
+    /// Reads `key` through [`TestCluster::etcd`], retrying while etcd answers that it is
+    /// between raft leaders (the monitors move raft leadership around as leaders change).
+    pub async fn etcd_get(&self, key: String) -> etcd_client::GetResponse {
+        let mut etcd = self.etcd().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match etcd.get(key.clone(), None).await {
+                Ok(r) => return r,
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.code() == tonic::Code::Unavailable && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("reading {key} from etcd: {e}"),
+            }
+        }
+    }
+
     /// An etcd client of the running members.
     pub async fn etcd(&self) -> etcd_client::Client {
         let endpoints: Vec<String> = self
