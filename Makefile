@@ -86,6 +86,7 @@ bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench watch_memory
 	$(CARGO) bench --bench failover
 	$(CARGO) bench --bench connections
+	$(CARGO) bench --bench heartbeat_flood
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check

@@ -14,18 +14,16 @@
 //! leaves only unreferenced records, which the next leader's load finds and deletes.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::batches::TooLarge;
-use crate::cluster::failure::{DetectorFindings, FailureDetector};
-use crate::cluster::iostats::IoStats;
 use crate::cluster::{
     Applied, ClusterError, ClusterState, Command, Outcome, RecordKey, encode_record,
 };
-use crate::etcd::{EncodedOp, KeyLayout, Store, StoreError};
+use crate::etcd::{EncodedOp, Fence, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
 use crate::metrics::Metrics;
 use crate::{failpoint, timing};
@@ -68,30 +66,21 @@ struct Proposal {
     reply: oneshot::Sender<Result<Outcome, ProposeError>>,
 }
 
-/// The leader's serving state for one term: the committed snapshot and the proposal queue.
-pub struct Serving {
-    /// The term this state belongs to.
-    pub term: LeaderTerm,
+/// The commit pipeline's side that callers see, for one term: the proposal queue, the last
+/// committed snapshot and the recent history of snapshots. The writer ([`Writer`]) is the
+/// only task that publishes.
+pub struct Pipeline {
     state: ArcSwap<ClusterState>,
     proposals: mpsc::Sender<Proposal>,
     /// Counts published snapshots; background tasks wait on it to react to commits.
     commits: watch::Sender<u64>,
-    /// Heartbeat bookkeeping of this term (no etcd write per heartbeat).
-    detector: Mutex<FailureDetector>,
-    /// Client I/O statistics of this term.
-    pub iostats: Mutex<IoStats>,
-    /// What the failure detector found at its last check (for health, status and metrics).
-    findings: ArcSwap<DetectorFindings>,
-    /// Changes the term's tasks cannot commit under the transaction limits (for the health
-    /// report).
-    pub too_large: TooLarge,
     /// The most recent published snapshots with their commit sequence numbers, oldest first:
     /// map watchers step through them to see every epoch. Replaced whole on every publish, so
     /// thousands of watchers read it without a lock.
     history: ArcSwap<Vec<(u64, Arc<ClusterState>)>>,
 }
 
-impl Serving {
+impl Pipeline {
     /// The last committed state. Readers never wait on the writer.
     pub fn snapshot(&self) -> Arc<ClusterState> {
         self.state.load_full()
@@ -105,21 +94,6 @@ impl Serving {
             .await
             .map_err(|_| ProposeError::NotLeader)?;
         answer.await.unwrap_or(Err(ProposeError::NotLeader))
-    }
-
-    /// The failure detector of this term.
-    pub fn detector(&self) -> MutexGuard<'_, FailureDetector> {
-        self.detector.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// What the failure detector found at its last check.
-    pub fn findings(&self) -> Arc<DetectorFindings> {
-        self.findings.load_full()
-    }
-
-    /// Publishes the failure detector's findings of a check.
-    pub fn set_findings(&self, findings: DetectorFindings) {
-        self.findings.store(Arc::new(findings));
     }
 
     /// Changes every time a new snapshot is published.
@@ -150,7 +124,7 @@ impl Serving {
         let published = Arc::new(published);
         self.state.store(published.clone());
         // The snapshot goes into the history before anyone is told: a watcher woken by the
-        // notification must find it there (only this task publishes, so `seq` is stable).
+        // notification must find it there (only the writer publishes, so `seq` is stable).
         let seq = *self.commits.borrow() + 1;
         let old = self.history.load();
         let keep = old.len().saturating_sub(HISTORY - 1);
@@ -171,32 +145,58 @@ pub enum PipelineExit {
     Fenced,
 }
 
-/// How long client I/O rates are averaged over.
-pub const IO_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// What the writer needs of the store: the key layout and fenced transactions. The etcd
+/// [`Store`] in production; an in-process fake in the pipeline's unit tests.
+pub trait CommitStore: Send + Sync {
+    /// Where records live.
+    fn keys(&self) -> &KeyLayout;
+    /// Writes `ops` in one transaction under `fence`.
+    fn commit(
+        &self,
+        fence: &Fence,
+        ops: &[EncodedOp],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
-/// Creates the serving state of a term and the pipeline that will run it.
-pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) {
+impl CommitStore for Store {
+    fn keys(&self) -> &KeyLayout {
+        Store::keys(self)
+    }
+
+    fn commit(
+        &self,
+        fence: &Fence,
+        ops: &[EncodedOp],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Store::commit(self, fence, ops)
+    }
+}
+
+/// Creates the pipeline of a term starting from `state`, and the writer that will run it.
+pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Pipeline>, Writer) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (commits, _) = watch::channel(0);
-    let now = std::time::Instant::now();
     let initial = Arc::new(state);
-    let serving = Arc::new(Serving {
-        term,
+    let pipeline = Arc::new(Pipeline {
         state: ArcSwap::new(initial.clone()),
         proposals: tx,
         commits,
-        detector: Mutex::new(FailureDetector::new(now)),
-        iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
-        findings: ArcSwap::default(),
-        too_large: TooLarge::default(),
         history: ArcSwap::from_pointee(vec![(0, initial)]),
     });
-    (serving.clone(), Pipeline { serving, queue: rx })
+    (
+        pipeline.clone(),
+        Writer {
+            pipeline,
+            term,
+            queue: rx,
+        },
+    )
 }
 
-/// The writer task of one term.
-pub struct Pipeline {
-    serving: Arc<Serving>,
+/// The writer task of one term: the only writer of cluster state.
+pub struct Writer {
+    pipeline: Arc<Pipeline>,
+    term: LeaderTerm,
     queue: mpsc::Receiver<Proposal>,
 }
 
@@ -206,17 +206,17 @@ struct Failed {
     error: ProposeError,
 }
 
-impl Pipeline {
+impl Writer {
     /// Runs until the term ends or a commit fails. `garbage` (unreferenced records found by the
     /// load) is deleted first.
-    pub async fn run(
+    pub async fn run<S: CommitStore>(
         mut self,
-        store: Store,
+        store: S,
         limits: TxnLimits,
         metrics: Metrics,
         garbage: Vec<RecordKey>,
     ) -> PipelineExit {
-        let ended = self.serving.term.ended().clone();
+        let ended = self.term.ended().clone();
         if !garbage.is_empty() {
             tracing::info!(
                 records = garbage.len(),
@@ -259,12 +259,12 @@ impl Pipeline {
     async fn process(
         &self,
         batch: Vec<Proposal>,
-        store: &Store,
+        store: &impl CommitStore,
         limits: TxnLimits,
         metrics: &Metrics,
     ) -> Result<(), PipelineExit> {
         let keys = store.keys();
-        let mut state = (*self.serving.snapshot()).clone();
+        let mut state = (*self.pipeline.snapshot()).clone();
         state.begin_group();
         let mut group = Group::default();
         let mut pending = batch.into_iter();
@@ -327,7 +327,7 @@ impl Pipeline {
         &self,
         group: Group,
         state: &ClusterState,
-        store: &Store,
+        store: &impl CommitStore,
         limits: TxnLimits,
         metrics: &Metrics,
     ) -> Result<(), PipelineExit> {
@@ -341,7 +341,7 @@ impl Pipeline {
             .collect();
         let written = if ops.is_empty() {
             // Only no-op commands: nothing to write, but answer as the leader only.
-            if self.serving.term.is_valid() {
+            if self.term.is_valid() {
                 Ok(())
             } else {
                 Err(Failed {
@@ -357,7 +357,7 @@ impl Pipeline {
                 metrics
                     .commit_batch_commands
                     .observe(group.waiting.len() as f64);
-                self.serving.publish(state);
+                self.pipeline.publish(state);
                 for (reply, outcome) in group.waiting {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -379,7 +379,7 @@ impl Pipeline {
     async fn write_all(
         &self,
         ops: &[EncodedOp],
-        store: &Store,
+        store: &impl CommitStore,
         limits: TxnLimits,
     ) -> Result<(), Failed> {
         for txn in split(ops, limits) {
@@ -395,8 +395,8 @@ impl Pipeline {
     /// an earlier attempt was applied. Failed attempts are therefore retried for as long as the
     /// term lasts (etcd drops proposals during a raft leader change, for instance); callers hear
     /// "outcome unknown" only if the term ends after an attempt whose fate is unknown.
-    async fn write(&self, ops: &[EncodedOp], store: &Store) -> Result<(), Failed> {
-        let term = &self.serving.term;
+    async fn write(&self, ops: &[EncodedOp], store: &impl CommitStore) -> Result<(), Failed> {
+        let term = &self.term;
         let mut uncertain = false;
         let mut backoff = timing::COMMIT_RETRY_MIN;
         loop {
@@ -414,7 +414,7 @@ impl Pipeline {
                 });
             }
             if !uncertain {
-                failpoint::pause(failpoint::COMMIT_BEFORE_TXN).await;
+                failpoint::hit(failpoint::COMMIT_BEFORE_TXN).await;
             }
             match store.commit(&term.fence, ops).await {
                 Ok(()) => return Ok(()),
@@ -704,5 +704,235 @@ mod tests {
         let big: Vec<EncodedOp> = (0..3).map(|i| op(&format!("k{i}"), 200)).collect();
         assert_eq!(split(&big, limits).len(), 3, "bytes split too");
         assert!(split(&[], limits).is_empty());
+    }
+
+    /// The pipeline against an in-process store: its retry and fence paths, without etcd.
+    mod pipeline {
+        use std::collections::VecDeque;
+        use std::time::Duration;
+
+        use parking_lot::Mutex;
+
+        use super::*;
+        use crate::cluster::ClusterFlag;
+        use crate::etcd::{EtcdFailure, FailureKind};
+        use crate::leadership::LeaderTerm;
+
+        /// Records every transaction attempt and answers them as scripted (then Ok).
+        #[derive(Clone)]
+        struct FakeStore {
+            keys: KeyLayout,
+            attempts: Arc<Mutex<Vec<Vec<EncodedOp>>>>,
+            answers: Arc<Mutex<VecDeque<Result<(), StoreError>>>>,
+            /// Called after each attempt with how many there have been.
+            after_attempt: Arc<dyn Fn(usize) + Send + Sync>,
+        }
+
+        impl FakeStore {
+            fn new(answers: Vec<Result<(), StoreError>>) -> FakeStore {
+                FakeStore {
+                    keys: KeyLayout::new("/fb", "test"),
+                    attempts: Arc::default(),
+                    answers: Arc::new(Mutex::new(answers.into())),
+                    after_attempt: Arc::new(|_| {}),
+                }
+            }
+
+            fn attempts(&self) -> Vec<Vec<EncodedOp>> {
+                self.attempts.lock().clone()
+            }
+        }
+
+        impl CommitStore for FakeStore {
+            fn keys(&self) -> &KeyLayout {
+                &self.keys
+            }
+
+            fn commit(
+                &self,
+                _fence: &Fence,
+                ops: &[EncodedOp],
+            ) -> impl Future<Output = Result<(), StoreError>> + Send {
+                let n = {
+                    let mut a = self.attempts.lock();
+                    a.push(ops.to_vec());
+                    a.len()
+                };
+                let answer = self.answers.lock().pop_front().unwrap_or(Ok(()));
+                (self.after_attempt)(n);
+                async move { answer }
+            }
+        }
+
+        fn timed_out() -> StoreError {
+            StoreError::Etcd(EtcdFailure {
+                kind: FailureKind::TimedOut,
+                message: "no answer".to_string(),
+            })
+        }
+
+        const LIMITS: TxnLimits = TxnLimits {
+            max_ops: 128,
+            max_bytes: 1 << 20,
+        };
+
+        /// Runs a writer for `term` over an empty state; returns the pipeline and the
+        /// writer's exit.
+        fn run(
+            term: &LeaderTerm,
+            store: &FakeStore,
+            limits: TxnLimits,
+        ) -> (Arc<Pipeline>, tokio::task::JoinHandle<PipelineExit>) {
+            let (pipeline, writer) = start(term.clone(), ClusterState::default());
+            let exit = tokio::spawn(writer.run(store.clone(), limits, Metrics::new(), Vec::new()));
+            (pipeline, exit)
+        }
+
+        fn noout(pipeline: &Pipeline) -> bool {
+            pipeline.snapshot().flags().contains(ClusterFlag::NoOut)
+        }
+
+        #[tokio::test]
+        async fn a_failed_transaction_is_sent_again_unchanged_until_it_commits() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let store = FakeStore::new(vec![Err(timed_out()), Err(timed_out())]);
+            let (pipeline, _exit) = run(&term, &store, LIMITS);
+            let commits = pipeline.commits();
+            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            assert!(matches!(outcome, Ok(Outcome::Flags { .. })), "{outcome:?}");
+            let attempts = store.attempts();
+            assert_eq!(attempts.len(), 3, "two failures, then the commit");
+            assert!(
+                attempts.iter().all(|a| a == &attempts[0]),
+                "the same transaction"
+            );
+            assert!(noout(&pipeline));
+            assert_eq!(*commits.borrow(), 1, "published once");
+        }
+
+        #[tokio::test]
+        async fn a_fenced_transaction_answers_not_leader_and_publishes_nothing() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let store = FakeStore::new(vec![Err(StoreError::Fenced)]);
+            let (pipeline, exit) = run(&term, &store, LIMITS);
+            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            assert_eq!(outcome, Err(ProposeError::NotLeader));
+            assert_eq!(exit.await.unwrap(), PipelineExit::Fenced);
+            assert!(!noout(&pipeline), "nothing published");
+            assert_eq!(pipeline.latest().0, 0);
+            assert_eq!(
+                pipeline.propose(Command::SetFlag(ClusterFlag::NoIn)).await,
+                Err(ProposeError::NotLeader),
+                "a fenced pipeline takes nothing more"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_fence_after_an_unanswered_attempt_leaves_the_outcome_unknown() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let store = FakeStore::new(vec![Err(timed_out()), Err(StoreError::Fenced)]);
+            let (pipeline, exit) = run(&term, &store, LIMITS);
+            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            assert!(
+                matches!(outcome, Err(ProposeError::Indeterminate(_))),
+                "the first attempt may have been applied: {outcome:?}"
+            );
+            assert_eq!(exit.await.unwrap(), PipelineExit::Fenced);
+            assert!(!noout(&pipeline));
+        }
+
+        #[tokio::test]
+        async fn a_term_ending_while_a_transaction_is_retried_leaves_the_outcome_unknown() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let mut store = FakeStore::new((0..1000).map(|_| Err(timed_out())).collect());
+            let ended = term.ended().clone();
+            store.after_attempt = Arc::new(move |n| {
+                if n == 3 {
+                    ended.cancel();
+                }
+            });
+            let (pipeline, exit) = run(&term, &store, LIMITS);
+            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            assert!(
+                matches!(outcome, Err(ProposeError::Indeterminate(_))),
+                "{outcome:?}"
+            );
+            assert_eq!(exit.await.unwrap(), PipelineExit::TermEnded);
+            assert_eq!(store.attempts().len(), 3, "no attempt after the term ended");
+            assert!(!noout(&pipeline));
+        }
+
+        #[tokio::test]
+        async fn a_rejected_command_changes_nothing_and_the_next_one_commits() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let store = FakeStore::new(Vec::new());
+            let (pipeline, _exit) = run(&term, &store, LIMITS);
+            let refused = pipeline
+                .propose(Command::OsdOut {
+                    id: crate::cluster::OsdId(42),
+                })
+                .await;
+            assert!(
+                matches!(refused, Err(ProposeError::Rejected(_))),
+                "{refused:?}"
+            );
+            assert!(store.attempts().is_empty(), "nothing sent to the store");
+            let ok = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            assert!(ok.is_ok(), "{ok:?}");
+            assert_eq!(store.attempts().len(), 1);
+        }
+
+        #[tokio::test]
+        async fn waiting_proposals_share_transactions_within_the_limits() {
+            let (term, _ends) = LeaderTerm::detached(7);
+            let store = FakeStore::new(Vec::new());
+            let limits = TxnLimits {
+                max_ops: 4,
+                max_bytes: 1 << 20,
+            };
+            let (pipeline, writer) = start(term.clone(), ClusterState::default());
+            // All proposals are queued before the writer starts: one batch.
+            let proposals: Vec<_> = (0..12)
+                .map(|i| {
+                    let p = pipeline.clone();
+                    tokio::spawn(async move {
+                        p.propose(Command::ApplyId {
+                            uuid: format!("00000000-0000-4000-8000-{i:012}"),
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            while pipeline.proposals.capacity() > QUEUE_DEPTH - 12 {
+                tokio::task::yield_now().await;
+            }
+            let _exit = tokio::spawn(writer.run(store.clone(), limits, Metrics::new(), Vec::new()));
+            let mut ids = std::collections::BTreeSet::new();
+            for p in proposals {
+                match p.await.unwrap() {
+                    Ok(Outcome::AppliedId { id, .. }) => assert!(ids.insert(id)),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(ids.len(), 12, "every caller got its own id");
+            let attempts = store.attempts();
+            assert!(
+                attempts.iter().all(|t| t.len() <= limits.max_ops),
+                "{attempts:?}"
+            );
+            assert!(
+                attempts.len() > 1 && attempts.len() < 12,
+                "grouped, and split at the limit: {} transactions",
+                attempts.len()
+            );
+            assert_eq!(pipeline.snapshot().osd_count(), 12);
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while pipeline.latest().0 < attempts.len() as u64 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("one published snapshot per transaction");
+        }
     }
 }

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::batches::propose_in_parts;
-use crate::cluster::failure::{DetectorFindings, FailurePolicy};
+use crate::cluster::failure::FailurePolicy;
 use crate::cluster::{ClusterFlag, Command, Outcome};
-use crate::commit::{ProposeError, Serving};
+use crate::commit::ProposeError;
+use crate::failpoint;
+use crate::heartbeat::ActorGone;
+use crate::term::TermContext;
 
 /// How often the detector looks.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -27,34 +30,45 @@ const STALL: Duration = Duration::from_secs(2);
 /// OSDs changed by one MarkDown or MarkOut command.
 pub const OSDS_PER_COMMAND: usize = 48;
 
-/// Runs until `stop`.
-pub async fn run(serving: Arc<Serving>, policy: FailurePolicy, stop: CancellationToken) {
+/// Runs until `stop`. Fails when the heartbeat actor it asks is gone while the term lasts.
+pub async fn run(
+    serving: Arc<TermContext>,
+    policy: FailurePolicy,
+    stop: CancellationToken,
+) -> Result<(), ActorGone> {
     // Each check is due one period after the previous one finished, so the time a check
     // spends proposing is never mistaken for a stall.
     let mut due = tokio::time::Instant::now() + CHECK_EVERY;
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep_until(due) => {}
         }
+        failpoint::hit(failpoint::FAILURE_CHECK).await;
         let late = tokio::time::Instant::now().saturating_duration_since(due);
-        if late > STALL {
+        let stalled = (late > STALL).then(|| {
             tracing::warn!(
                 stalled_ms = late.as_millis() as u64,
                 "the monitor did not run for a while; that time does not count as OSD silence"
             );
-            serving.detector().forgive(late, Instant::now());
-        }
-        check_once(&serving, policy).await;
+            late
+        });
+        check_once(&serving, policy, stalled).await?;
         due = tokio::time::Instant::now() + CHECK_EVERY;
     }
 }
 
-/// One check: decide, propose the decisions in parts, publish the findings.
-async fn check_once(serving: &Serving, policy: FailurePolicy) {
+/// One check: decide (after forgiving `stalled`), propose the decisions in parts, publish the
+/// findings.
+async fn check_once(
+    serving: &TermContext,
+    policy: FailurePolicy,
+    stalled: Option<Duration>,
+) -> Result<(), ActorGone> {
     let snap = serving.snapshot();
     let now = Instant::now();
-    let decisions = serving.detector().check(&snap, now, policy);
+    let heartbeats = &serving.heartbeats;
+    let decisions = heartbeats.check(snap.clone(), policy, stalled, now).await?;
     let flags = snap.flags();
     if !decisions.down_refused.is_empty() && !flags.contains(ClusterFlag::NoDown) {
         tracing::warn!(
@@ -75,12 +89,7 @@ async fn check_once(serving: &Serving, policy: FailurePolicy) {
         .await
         {
             match result {
-                Ok(_) => {
-                    let mut detector = serving.detector();
-                    for id in part {
-                        detector.marked_down(id, now);
-                    }
-                }
+                Ok(_) => heartbeats.marked_down(part, now).await?,
                 Err(e) => {
                     tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs down");
                     if let ProposeError::TooLarge { .. } = e {
@@ -120,15 +129,12 @@ async fn check_once(serving: &Serving, policy: FailurePolicy) {
         }
     }
     serving.too_large.report("failure check", too_large);
-    let flapping = serving.detector().flapping(now, &policy);
     let down_refused = if flags.contains(ClusterFlag::NoDown) {
         Vec::new()
     } else {
         decisions.down_refused
     };
-    serving.set_findings(DetectorFindings {
-        out_refused: refused,
-        down_refused,
-        flapping,
-    });
+    heartbeats
+        .check_done(refused, down_refused, policy, now)
+        .await
 }

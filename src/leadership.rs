@@ -82,7 +82,7 @@ pub struct LeaderTerm {
     pub fence: Fence,
     lease: LeaseClock,
     ended: CancellationToken,
-    fenced: mpsc::UnboundedSender<()>,
+    end: mpsc::UnboundedSender<LeadershipChange>,
 }
 
 impl LeaderTerm {
@@ -98,7 +98,34 @@ impl LeaderTerm {
 
     /// Reports that a write was rejected by the fence: the term ends at once.
     pub fn report_fenced(&self) {
-        let _ = self.fenced.send(());
+        let _ = self.end.send(LeadershipChange::Fenced);
+    }
+
+    /// Reports that a task the term cannot serve without failed: the term ends at once (this
+    /// monitor steps down and campaigns again, so a healthy monitor takes over).
+    pub fn report_task_failed(&self) {
+        let _ = self.end.send(LeadershipChange::TaskFailed);
+    }
+
+    /// A term that is not backed by an election, valid for an hour, and the receiver of its
+    /// end requests: for unit tests of what runs inside a term.
+    #[cfg(test)]
+    pub fn detached(epoch: u64) -> (LeaderTerm, mpsc::UnboundedReceiver<LeadershipChange>) {
+        let (end, ends) = mpsc::unbounded_channel();
+        let lease = LeaseClock::new();
+        lease.set(Instant::now() + Duration::from_secs(3600));
+        let epoch = LeaderEpoch(epoch);
+        let term = LeaderTerm {
+            epoch,
+            fence: Fence {
+                election_key: b"test/election".to_vec(),
+                epoch,
+            },
+            lease,
+            ended: CancellationToken::new(),
+            end,
+        };
+        (term, ends)
     }
 }
 
@@ -273,7 +300,7 @@ async fn lead_in_session(
         }
     }
 
-    let (fenced_tx, mut fenced_rx) = mpsc::unbounded_channel();
+    let (end_tx, mut end_rx) = mpsc::unbounded_channel();
     let term = LeaderTerm {
         epoch,
         fence: Fence {
@@ -282,13 +309,13 @@ async fn lead_in_session(
         },
         lease: clock.clone(),
         ended: CancellationToken::new(),
-        fenced: fenced_tx,
+        end: end_tx,
     };
     tracing::info!(%epoch, key = %String::from_utf8_lossy(leader_key.key()), "elected leader");
     metrics.leadership_change(LeadershipChange::Elected);
     role_tx.send_replace(Role::Leader(term.clone()));
 
-    let reason = watch_term(client, &term, stop, keepalive, &mut fenced_rx).await;
+    let reason = watch_term(client, &term, stop, keepalive, &mut end_rx).await;
     // The term ends before anything else: readers and the pipeline stop acting as leader.
     term.ended.cancel();
     role_tx.send_replace(Role::Standby);
@@ -309,7 +336,7 @@ async fn watch_term(
     term: &LeaderTerm,
     stop: &CancellationToken,
     keepalive: &KeepAlive,
-    fenced: &mut mpsc::UnboundedReceiver<()>,
+    end: &mut mpsc::UnboundedReceiver<LeadershipChange>,
 ) -> LeadershipChange {
     let key = term.fence.election_key.clone();
     let mut next_rev = term.epoch.0 as i64;
@@ -337,7 +364,7 @@ async fn watch_term(
         tokio::select! {
             _ = stop.cancelled() => return LeadershipChange::Resigned,
             _ = keepalive.lost.cancelled() => return keepalive.reason(),
-            _ = fenced.recv() => return LeadershipChange::Fenced,
+            Some(reason) = end.recv() => return reason,
             _ = retry, if stream.is_none() => {}
             msg = async { stream.as_mut().expect("guarded").message().await }, if stream.is_some() => {
                 match msg {

@@ -19,6 +19,7 @@ pub mod fbclient;
 #[cfg(test)]
 mod fuzzing;
 pub mod health;
+pub mod heartbeat;
 pub mod http;
 pub mod leadership;
 pub mod listener;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 
-use crate::commit::Serving;
 use crate::etcd::Store;
 use crate::metrics::Metrics;
 use crate::observer::MonitorView;
 use crate::proto::store::MonitorRecord;
 use crate::service::WatchSettings;
+use crate::term::TermContext;
 
 /// Shared context of one monitor process.
 pub struct Node {
@@ -25,7 +25,7 @@ pub struct Node {
     /// How map watches behave.
     pub watch: WatchSettings,
     view: watch::Receiver<MonitorView>,
-    serving: ArcSwapOption<Serving>,
+    serving: ArcSwapOption<TermContext>,
 }
 
 impl Node {
@@ -48,13 +48,13 @@ impl Node {
         }
     }
 
-    /// The serving state, while this monitor leads with a valid lease.
-    pub fn serving(&self) -> Option<Arc<Serving>> {
+    /// The serving term, while this monitor leads with a valid lease.
+    pub fn serving(&self) -> Option<Arc<TermContext>> {
         self.serving.load_full().filter(|s| s.term.is_valid())
     }
 
     /// Starts (Some) or stops (None) serving as leader.
-    pub fn set_serving(&self, serving: Option<Arc<Serving>>) {
+    pub fn set_serving(&self, serving: Option<Arc<TermContext>>) {
         self.serving.store(serving);
     }
 

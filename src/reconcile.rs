@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batches::{PartResult, propose_in_parts};
 use crate::cluster::{ClusterFlag, Command, Epoch, Outcome, REFRESH_BATCH};
-use crate::commit::{ProposeError, Serving};
+use crate::commit::ProposeError;
 use crate::failure_check::OSDS_PER_COMMAND;
+use crate::term::TermContext;
 
 /// A full pass happens at least this often, whatever changed.
 const PASS_EVERY: Duration = Duration::from_secs(5);
@@ -25,8 +26,8 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 const TASK: &str = "reconcile";
 
 /// Runs until `stop`. `rebalance_fraction` bounds each rebalance round (0.05: 5% of the PGs).
-pub async fn run(serving: Arc<Serving>, rebalance_fraction: f64, stop: CancellationToken) {
-    let mut commits = serving.commits();
+pub async fn run(serving: Arc<TermContext>, rebalance_fraction: f64, stop: CancellationToken) {
+    let mut commits = serving.pipeline.commits();
     let mut periodic = tokio::time::interval(PASS_EVERY);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<Epoch> = None;
@@ -73,7 +74,7 @@ struct Repair {
 
 /// Replays what cleared flags deferred, then brings a batch of each pool's PGs up to date.
 async fn repair(
-    serving: &Serving,
+    serving: &TermContext,
     stop: &CancellationToken,
     too_large: &mut Vec<String>,
 ) -> Repair {
@@ -153,7 +154,7 @@ fn note_failure(e: &ProposeError, what: impl Fn() -> String, too_large: &mut Vec
 
 /// One rebalance round if it can help; returns the new "balanced at" marker.
 async fn rebalance_round(
-    serving: &Serving,
+    serving: &TermContext,
     fraction: f64,
     balanced_at: Option<(Epoch, usize)>,
     too_large: &mut Vec<String>,

@@ -64,3 +64,8 @@ pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often freed heap memory is handed back to the OS (glibc `malloc_trim`; a few ms for a
 /// heap of hundreds of MiB, off the async workers).
 pub const MEMORY_TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the heartbeat actor republishes when each OSD was last heard from (read by the
+/// heartbeat-age metrics), when heartbeats arrived since. Well under the OSDs' heartbeat
+/// period (3 s), so a published age overstates the real one by at most this.
+pub const HEARTBEAT_AGES_REFRESH: Duration = Duration::from_millis(250);

@@ -252,3 +252,91 @@ async fn three_monitors_one_etcd_cluster_one_leader_and_failover() {
         ]
     );
 }
+
+/// The failure count of a term task on monitor `i` (None when unreachable).
+fn task_failures(c: &TestCluster, i: usize, task: &str) -> Option<f64> {
+    c.metric(
+        i,
+        &format!("fastblock_term_task_failures_total{{task=\"{task}\"}}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_term_task_that_panics_ends_the_term_and_detection_goes_on() {
+    // Every monitor's failure check panics at its first run (failpoint `panic(1)`). A leader
+    // whose check panics must not serve on without it: it logs and counts the panic, steps
+    // down, and another monitor leads; once a leader runs a check that does not panic, silent
+    // OSDs are marked down again.
+    let mut c = TestCluster::new(
+        3,
+        ClusterOptions {
+            env: vec![(
+                "FASTBLOCK_FAILPOINTS".to_string(),
+                "failure_check.check=panic(1)".to_string(),
+            )],
+            extra_config: "osd_down_after = \"2s\"\nosd_out_after = \"1h\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    let first = c.wait_leader(&[0, 1, 2], LONG);
+    wait_until(LONG, "the first leader's failure check panicked", || {
+        task_failures(&c, first, "failure_check") == Some(1.0)
+    });
+    assert_eq!(
+        c.metric(
+            first,
+            "fastblock_leadership_changes_total{reason=\"task_failed\"}"
+        ),
+        Some(1.0)
+    );
+    let log = c.log(first);
+    assert!(log.contains("term task failed; ending the term"), "{log}");
+    assert!(log.contains("failure_check"), "{log}");
+    // Leadership moves: the monitors that were already campaigning come before the one that
+    // stepped down and campaigns again.
+    let mut second = first;
+    wait_until(LONG, "another monitor leads", || {
+        second = (0..3)
+            .find(|&i| i != first && c.is_serving_leader(i))
+            .unwrap_or(first);
+        second != first
+    });
+
+    // Each monitor panics once, at its first term only: wait for a leader that already has.
+    let mut stable = None;
+    wait_until(LONG, "a leader whose check no longer panics", || {
+        stable = (0..3).find(|&i| {
+            c.is_serving_leader(i) && task_failures(&c, i, "failure_check") == Some(1.0)
+        });
+        stable.is_some()
+    });
+    let stable = stable.unwrap();
+    let m = std::sync::Arc::new(c.client(stable));
+    let osds = common::api::boot_osds(&m, 1, 4, 2).await;
+    let beat = common::api::keep_beating(m.clone(), osds[..3].to_vec());
+    let silent = osds[3].id;
+    let deadline = Instant::now() + LONG;
+    loop {
+        let map = m
+            .get_osd_map(fastblock_monitor::proto::monitor::GetOsdMapRequest {
+                osd_id: 0,
+                epoch: 0,
+            })
+            .await
+            .unwrap();
+        let osds = &map.osdmap.as_ref().unwrap().osds;
+        let down: Vec<u32> = osds.iter().filter(|o| !o.up).map(|o| o.id).collect();
+        if down == [silent] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "osd.{silent} was not marked down (down: {down:?})\n{}",
+            c.log(stable)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(c.is_serving_leader(stable), "the same leader detected it");
+    beat.abort();
+}

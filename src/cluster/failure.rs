@@ -60,6 +60,29 @@ pub struct DetectorFindings {
     pub flapping: Vec<(OsdId, usize)>,
 }
 
+/// When each OSD was last heard from, as the detector knew it at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastHeard {
+    /// What an OSD never heard from counts from (the term start, moved by stalls).
+    started: Instant,
+    at: HashMap<OsdId, Instant>,
+}
+
+impl LastHeard {
+    /// Nobody heard from yet, in a term started at `now`.
+    pub fn new(now: Instant) -> LastHeard {
+        LastHeard {
+            started: now,
+            at: HashMap::new(),
+        }
+    }
+
+    /// When `id` was last heard from (the term start if never).
+    pub fn last_seen(&self, id: OsdId) -> Instant {
+        self.at.get(&id).copied().unwrap_or(self.started)
+    }
+}
+
 /// What the detector decided on one check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decisions {
@@ -100,6 +123,14 @@ impl FailureDetector {
     /// When `id` was last heard from (the term start if never).
     pub fn last_seen(&self, id: OsdId) -> Instant {
         self.last_seen.get(&id).copied().unwrap_or(self.started)
+    }
+
+    /// A copy of when every OSD was last heard from, for readers outside the detector.
+    pub fn last_heard(&self) -> LastHeard {
+        LastHeard {
+            started: self.started,
+            at: self.last_seen.clone(),
+        }
     }
 
     /// Up OSDs silent for longer than `down_after` go down (longest silent first, as far as

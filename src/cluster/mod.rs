@@ -42,5 +42,8 @@ pub use records::{
     Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone, decode_record,
     encode_record,
 };
+/// A state of `n` booted OSDs on `hosts` hosts, for unit tests outside the core.
+#[cfg(test)]
+pub(crate) use state::tests::cluster as test_cluster;
 pub use state::{Applied, BlobKey, ClusterState, LoadError};
 pub use types::{BootInstance, Epoch, ImageId, LeaderEpoch, OsdId, PgId, PoolId, Weight};

@@ -21,13 +21,19 @@ const MAX_LAG: u64 = 100;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop`: whenever our member (at `own_url`) leads the raft group, hands the
-/// leadership to another started voting member.
+/// leadership to another started voting member. Never returns before `stop` (a term task that
+/// returns early ends its term).
 pub async fn keep_elsewhere(own_url: String, stop: CancellationToken) {
-    let client = match etcd_client::Client::connect([own_url.clone()], None).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot connect to our etcd member to place raft leadership");
-            return;
+    let client = loop {
+        match etcd_client::Client::connect([own_url.clone()], None).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot connect to our etcd member to place raft leadership; retrying");
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
     };
     loop {

@@ -14,7 +14,7 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use crate::cluster::PgState;
-use crate::health::{self, Findings, Severity};
+use crate::health::{self, Severity};
 use crate::node::Node;
 
 /// Upper bounds of the heartbeat-age histogram (seconds).
@@ -53,13 +53,13 @@ pub fn render(node: &Node, out: &mut String) {
     let mut per_osd = Vec::with_capacity(snap.osd_count());
     {
         let now = Instant::now();
-        let detector = serving.detector();
+        let heard = serving.heartbeats.findings().heard.clone();
         for o in snap.osds() {
             up += u64::from(o.is_up());
             inn += u64::from(o.is_in());
             if o.is_up() {
                 ages.observe(
-                    now.saturating_duration_since(detector.last_seen(o.id))
+                    now.saturating_duration_since(heard.last_seen(o.id))
                         .as_secs_f64(),
                 );
             }
@@ -150,18 +150,7 @@ pub fn render(node: &Node, out: &mut String) {
         snap.image_count() as f64,
     );
 
-    let findings = serving.findings();
-    let checks = health::evaluate(
-        &snap,
-        &Findings {
-            out_refused: &findings.out_refused,
-            down_refused: &findings.down_refused,
-            flapping: &findings.flapping,
-            too_large: &serving.too_large.all(),
-            monitors: node.view().monitors.len(),
-            expected_monitors: node.expected_monitors,
-        },
-    );
+    let checks = serving.health(&snap, node.view().monitors.len(), node.expected_monitors);
     let level = match health::overall(&checks) {
         Severity::Ok => 0.0,
         Severity::Warn => 1.0,
@@ -187,8 +176,7 @@ pub fn render(node: &Node, out: &mut String) {
         }
     }
 
-    let io: Vec<(String, crate::cluster::iostats::IoCounters)> = {
-        let io = serving.iostats.lock().unwrap_or_else(|p| p.into_inner());
+    let io: Vec<(String, crate::cluster::iostats::IoCounters)> = serving.iostats.with(|io| {
         io.totals()
             .iter()
             .map(|(pool, totals)| {
@@ -200,7 +188,7 @@ pub fn render(node: &Node, out: &mut String) {
                 (name, *totals)
             })
             .collect()
-    };
+    });
     if !io.is_empty() {
         type Field = fn(&crate::cluster::iostats::IoCounters) -> u64;
         let counters: [(&str, &str, Field); 4] = [

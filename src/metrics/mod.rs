@@ -28,6 +28,8 @@ pub enum LeadershipChange {
     KeyLost,
     /// A write was rejected by the leader fence.
     Fenced,
+    /// A task of the term panicked or failed; the term ended rather than serve without it.
+    TaskFailed,
 }
 
 impl LeadershipChange {
@@ -40,6 +42,45 @@ impl LeadershipChange {
             LeadershipChange::LeaseExpired => "lease_expired",
             LeadershipChange::KeyLost => "key_lost",
             LeadershipChange::Fenced => "fenced",
+            LeadershipChange::TaskFailed => "task_failed",
+        }
+    }
+}
+
+/// A task a leadership term runs beside its commit pipeline (the `task` label of
+/// `fastblock_term_task_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermTask {
+    /// The commit pipeline itself.
+    Pipeline,
+    /// The heartbeat actor (owns the failure detector).
+    Heartbeats,
+    /// The failure check (down/out decisions every second).
+    FailureCheck,
+    /// The reconciler (PG health, remaps, rebalance, deferred releases).
+    Reconcile,
+    /// The mover of etcd's raft leadership.
+    RaftLeader,
+}
+
+impl TermTask {
+    /// Every task, for pre-created series.
+    pub const ALL: [TermTask; 5] = [
+        TermTask::Pipeline,
+        TermTask::Heartbeats,
+        TermTask::FailureCheck,
+        TermTask::Reconcile,
+        TermTask::RaftLeader,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TermTask::Pipeline => "pipeline",
+            TermTask::Heartbeats => "heartbeats",
+            TermTask::FailureCheck => "failure_check",
+            TermTask::Reconcile => "reconcile",
+            TermTask::RaftLeader => "raft_leader",
         }
     }
 }
@@ -86,6 +127,8 @@ pub struct Metrics {
     pub connections_idle_closed: IntCounterVec,
     /// Failed accepts, by protocol and kind (out_of_descriptors, other).
     pub accept_errors: IntCounterVec,
+    /// Term tasks that panicked or failed (each ended its term), by task.
+    pub term_task_failures: IntCounterVec,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -220,6 +263,11 @@ impl Metrics {
             "Failed accepts, by protocol and kind (out_of_descriptors: the accept loop backs off)",
             &["protocol", "kind"],
         );
+        let term_task_failures = counter_vec(
+            "fastblock_term_task_failures_total",
+            "Tasks of a leadership term that panicked or failed, ending the term, by task",
+            &["task"],
+        );
         for c in [
             Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(leader_epoch.clone()),
@@ -240,6 +288,7 @@ impl Metrics {
             Box::new(connections_replaced.clone()),
             Box::new(connections_idle_closed.clone()),
             Box::new(accept_errors.clone()),
+            Box::new(term_task_failures.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -251,6 +300,7 @@ impl Metrics {
             LeadershipChange::LeaseExpired,
             LeadershipChange::KeyLost,
             LeadershipChange::Fenced,
+            LeadershipChange::TaskFailed,
         ] {
             leadership_changes.with_label_values(&[r.as_str()]);
         }
@@ -265,6 +315,9 @@ impl Metrics {
             for k in ["out_of_descriptors", "other"] {
                 accept_errors.with_label_values(&[p, k]);
             }
+        }
+        for t in TermTask::ALL {
+            term_task_failures.with_label_values(&[t.as_str()]);
         }
         #[cfg(target_os = "linux")]
         {
@@ -292,6 +345,7 @@ impl Metrics {
             connections_replaced,
             connections_idle_closed,
             accept_errors,
+            term_task_failures,
         }
     }
 

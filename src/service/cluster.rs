@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::osds::lock;
 use super::{MonitorService, convert, requests, status, unexpected};
 use crate::cluster::{Outcome, PgState};
 use crate::health;
@@ -104,21 +103,10 @@ impl MonitorService {
         let serving = self.leader()?;
         let snap = serving.snapshot();
         let (_, _, monitors) = self.monitors();
-        let rates = lock(&serving.iostats).rates(Instant::now());
+        let rates = serving.iostats.with(|io| io.rates(Instant::now()));
         let states = health::pg_states(&snap);
         let pgs = states.values().sum();
-        let findings = serving.findings();
-        let checks = health::evaluate(
-            &snap,
-            &health::Findings {
-                out_refused: &findings.out_refused,
-                down_refused: &findings.down_refused,
-                flapping: &findings.flapping,
-                too_large: &serving.too_large.all(),
-                monitors: monitors.len(),
-                expected_monitors: self.node.expected_monitors,
-            },
-        );
+        let checks = serving.health(&snap, monitors.len(), self.node.expected_monitors);
         let health = severity(health::overall(&checks)) as i32;
         let checks = checks
             .into_iter()
@@ -172,7 +160,9 @@ impl MonitorService {
             ignored: report.unknown,
             not_member: report.not_member,
         };
-        lock(&serving.iostats).record(report, &snap, Instant::now());
+        serving
+            .iostats
+            .with(|io| io.record(report, &snap, Instant::now()));
         Ok(reply)
     }
 }

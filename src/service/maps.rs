@@ -5,12 +5,11 @@
 //! one conversion.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use tonic::Status;
 
 use super::convert;
-use super::osds::lock;
 use super::{MonitorService, requests};
 use crate::cluster::{ClusterState, Epoch, PoolId};
 use crate::proto::monitor as api;
@@ -27,26 +26,26 @@ pub(super) struct MapCache {
 impl MapCache {
     fn osdmap(&self, s: &ClusterState) -> OsdMap {
         let epoch = s.osdmap_epoch();
-        if let Some((e, m)) = &*lock(&self.osdmap)
+        if let Some((e, m)) = &*self.osdmap.lock()
             && *e == epoch
         {
             return m.clone();
         }
         // Built and encoded outside the lock; a concurrent miss just does it twice.
         let m = OsdMap::encode(&convert::osdmap(s));
-        *lock(&self.osdmap) = Some((epoch, m.clone()));
+        *self.osdmap.lock() = Some((epoch, m.clone()));
         m
     }
 
     fn pool(&self, s: &ClusterState, id: PoolId) -> Option<PoolPgMap> {
         let pool = s.pool(id)?;
-        if let Some((e, m)) = lock(&self.pools).get(&id)
+        if let Some((e, m)) = self.pools.lock().get(&id)
             && *e == pool.epoch
         {
             return Some(m.clone());
         }
         let m = PoolPgMap::encode(&convert::pool_pgmap(pool));
-        let mut cache = lock(&self.pools);
+        let mut cache = self.pools.lock();
         cache.retain(|p, _| s.pool(*p).is_some());
         cache.insert(id, (pool.epoch, m.clone()));
         Some(m)

@@ -27,10 +27,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::{Command, Outcome};
-use crate::commit::Serving;
 use crate::node::Node;
 use crate::proto::monitor as api;
 use crate::proto::monitor::monitor_server::Monitor;
+use crate::term::TermContext;
 
 /// Handlers of the monitor API.
 pub struct MonitorService {
@@ -55,14 +55,14 @@ impl MonitorService {
     }
 
     /// The serving leader state, or NOT_LEADER with a hint.
-    fn leader(&self) -> Result<Arc<Serving>, Status> {
+    fn leader(&self) -> Result<Arc<TermContext>, Status> {
         self.node
             .serving()
             .ok_or_else(|| status::not_leader(&self.node.leader_hint()))
     }
 
     /// Proposes a command on the leader and waits for it to commit.
-    async fn propose(&self, serving: &Serving, command: Command) -> Result<Outcome, Status> {
+    async fn propose(&self, serving: &TermContext, command: Command) -> Result<Outcome, Status> {
         serving
             .propose(command)
             .await

@@ -1,13 +1,12 @@
 //! OSD lifecycle calls: ApplyId, Boot, OsdStop, Heartbeat, out/in, location, weight, purge,
 //! config text.
 
-use std::time::Instant;
-
 use tonic::Status;
 
 use super::{MonitorService, fields, requests, status, unexpected};
 use crate::cluster::{Command, OsdId, Outcome};
 use crate::proto::monitor as api;
+use crate::term::TermContext;
 
 impl MonitorService {
     pub(super) async fn apply_id(
@@ -41,7 +40,7 @@ impl MonitorService {
                 held_down,
             } => {
                 // A boot is a sign of life.
-                serving.detector().heard_from(id, Instant::now());
+                self.heard(&serving, id).await?;
                 Ok(api::BootResponse {
                     osdmap_epoch: osdmap_epoch.0,
                     leader_epoch: serving.term.epoch.0,
@@ -72,9 +71,7 @@ impl MonitorService {
     ) -> Result<api::HeartbeatResponse, Status> {
         let serving = self.leader()?;
         let mark_up = requests::heartbeat(&serving.snapshot(), &r)?;
-        serving
-            .detector()
-            .heard_from(OsdId(r.osd_id), Instant::now());
+        self.heard(&serving, OsdId(r.osd_id)).await?;
         if let Some(command) = mark_up {
             self.propose(&serving, command).await?;
         }
@@ -151,19 +148,20 @@ impl MonitorService {
         })
     }
 
-    async fn osd_change(
-        &self,
-        serving: &crate::commit::Serving,
-        command: Command,
-    ) -> Result<u64, Status> {
+    /// Tells the term's heartbeat actor that `id` is alive; NOT_LEADER once the term is
+    /// ending.
+    async fn heard(&self, serving: &TermContext, id: OsdId) -> Result<(), Status> {
+        serving
+            .heartbeats
+            .heard(id)
+            .await
+            .map_err(|_| status::not_leader(&self.node.leader_hint()))
+    }
+
+    async fn osd_change(&self, serving: &TermContext, command: Command) -> Result<u64, Status> {
         match self.propose(serving, command).await? {
             Outcome::OsdMap { osdmap_epoch } => Ok(osdmap_epoch.0),
             o => Err(unexpected(o)),
         }
     }
-}
-
-/// Locks a term-scoped mutex; a poisoned lock still holds usable bookkeeping.
-pub(super) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -4,11 +4,10 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::osds::lock;
 use super::{MonitorService, convert, fields, requests, unexpected};
 use crate::cluster::{Command, Outcome};
-use crate::commit::Serving;
 use crate::proto::monitor as api;
+use crate::term::TermContext;
 
 impl MonitorService {
     pub(super) async fn create_pool(
@@ -36,7 +35,7 @@ impl MonitorService {
         let serving = self.leader()?;
         match self.propose(&serving, requests::delete_pool(r)).await? {
             Outcome::PoolDeleted { id, epoch } => {
-                lock(&serving.iostats).forget_pool(id);
+                serving.iostats.with(|io| io.forget_pool(id));
                 Ok(api::DeletePoolResponse {
                     pool_id: id.0,
                     deleted_epoch: epoch.0,
@@ -49,7 +48,7 @@ impl MonitorService {
 
     async fn image_call(
         &self,
-        serving: &Serving,
+        serving: &TermContext,
         pool: &str,
         command: Command,
     ) -> Result<api::ImageResponse, Status> {
@@ -110,7 +109,7 @@ impl MonitorService {
 
     async fn pg_call(
         &self,
-        serving: &Serving,
+        serving: &TermContext,
         command: Command,
     ) -> Result<api::PgChangeResponse, Status> {
         match self.propose(serving, command).await? {
@@ -146,7 +145,7 @@ impl MonitorService {
             .pg_call(&serving, requests::pg_member_change_finish(&r))
             .await?;
         if r.result == 0 {
-            lock(&serving.iostats).recovered(Instant::now());
+            serving.iostats.with(|io| io.recovered(Instant::now()));
         }
         Ok(reply)
     }

@@ -21,10 +21,10 @@ use tonic::Status;
 
 use super::{MonitorService, convert, status};
 use crate::cluster::{ClusterState, Epoch, PoolId};
-use crate::commit::Serving;
 use crate::proto::monitor as api;
 use crate::proto::wire::WatchClusterMapResponseFields;
 use crate::proto::wire::watch_cluster_map_response_fields::Update;
+use crate::term::TermContext;
 use crate::wire::WatchClusterMapResponse;
 
 /// Updates buffered per subscriber before its task waits (and later coalesces).
@@ -162,7 +162,7 @@ impl MonitorService {
 /// Feeds one subscriber until it goes away (Ok) or the stream must end with a status
 /// (Err(Some)), or with NOT_LEADER because the term ended (Err(None)).
 async fn run(
-    serving: &Serving,
+    serving: &TermContext,
     cache: &WatchCache,
     settings: WatchSettings,
     mut sub: Subscriber,
@@ -170,9 +170,10 @@ async fn run(
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), Option<Status>> {
     let leader = serving.term.epoch.0;
-    let mut commits = serving.commits();
+    let pipeline = &serving.pipeline;
+    let mut commits = pipeline.commits();
     // Start from the newest snapshot: whatever the subscriber has, one update brings it there.
-    let mut snaps = vec![serving.latest()];
+    let mut snaps = vec![pipeline.latest()];
     let mut last_seq = 0;
     let mut progress = tokio::time::interval(settings.progress_every);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,7 +207,7 @@ async fn run(
             }
             _ = tx.closed() => return Ok(()),
         }
-        snaps = serving.history_after(last_seq);
+        snaps = pipeline.history_after(last_seq);
     }
 }
 

@@ -17,14 +17,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -253,9 +254,7 @@ impl WatchBudget {
     }
 
     fn lock(&self) -> MutexGuard<'_, Held> {
-        // The state stays consistent across a panic in another holder: every change is made
-        // in one step under the lock.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     fn new_stream(self: &Arc<Self>, conn: Option<ConnHandle>) -> StreamHolds {

@@ -1,6 +1,13 @@
 //! Runs each leadership term: load the state (fenced, consistent), serve it through the commit
-//! pipeline with the term's background tasks (failure detection, reconciliation, raft leader
-//! placement), and stop serving the moment the term ends.
+//! pipeline with the term's tasks (heartbeat actor, failure check, reconciler, raft leader
+//! placement), end the term when one of them fails, and stop serving the moment the term
+//! ends. `context.rs` is what the front ends serve from; `tasks.rs` holds the term's tasks.
+
+mod context;
+mod tasks;
+
+pub use context::{IO_RATE_WINDOW, SharedIoStats, TermContext, TermParts};
+pub use tasks::{TaskFailure, TermTasks};
 
 use std::sync::Arc;
 
@@ -9,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::failure::FailurePolicy;
 use crate::cluster::{ClusterState, RecordKey};
-use crate::commit::{self, PipelineExit, TxnLimits};
+use crate::commit::{PipelineExit, TxnLimits};
 use crate::etcd::{Store, StoreError, raft_leader};
 use crate::leadership::{LeaderTerm, Role};
+use crate::metrics::TermTask;
 use crate::node::Node;
 use crate::{failure_check, reconcile, timing};
 
@@ -70,27 +78,46 @@ async fn run_term(
     let Some((state, garbage)) = load(store, term).await else {
         return;
     };
+    let TermParts {
+        context,
+        writer,
+        heartbeat_actor,
+    } = context::start(term.clone(), state);
+    let mut tasks = TermTasks::new(term.ended().child_token(), node.metrics.clone());
+    let stop = tasks.stop_token();
+    tasks.spawn(TermTask::Heartbeats, async move {
+        heartbeat_actor.run(stop).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
+    tasks.spawn(
+        TermTask::FailureCheck,
+        failure_check::run(context.clone(), settings.failure, tasks.stop_token()),
+    );
+    let (ctx, fraction, stop) = (
+        context.clone(),
+        settings.rebalance_fraction,
+        tasks.stop_token(),
+    );
+    tasks.spawn(TermTask::Reconcile, async move {
+        reconcile::run(ctx, fraction, stop).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
     // Only after the load: moving etcd's raft leadership makes etcd answer "leader changed"
     // for a moment, which would fail a page of the load.
     if let Some(url) = &settings.raft_leader_url {
-        tokio::spawn(raft_leader::keep_elsewhere(
-            url.clone(),
-            term.ended().clone(),
-        ));
+        let (url, stop) = (url.clone(), tasks.stop_token());
+        tasks.spawn(TermTask::RaftLeader, async move {
+            raft_leader::keep_elsewhere(url, stop).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
     }
-    let (serving, pipeline) = commit::start(term.clone(), state);
-    let tasks = term.ended().child_token();
-    tokio::spawn(failure_check::run(
-        serving.clone(),
-        settings.failure,
-        tasks.clone(),
+    let mut writer = tokio::spawn(writer.run(
+        store.clone(),
+        settings.limits,
+        node.metrics.clone(),
+        garbage,
     ));
-    tokio::spawn(reconcile::run(
-        serving.clone(),
-        settings.rebalance_fraction,
-        tasks.clone(),
-    ));
-    node.set_serving(Some(serving));
+    node.set_serving(Some(context));
     node.metrics.leader.set(1);
     node.metrics.leader_epoch.set(term.epoch.0 as i64);
     health
@@ -98,25 +125,31 @@ async fn run_term(
         .await;
     tracing::info!(epoch = %term.epoch, "serving as leader");
 
-    let exit = pipeline
-        .run(
-            store.clone(),
-            settings.limits,
-            node.metrics.clone(),
-            garbage,
-        )
-        .await;
+    let exit = tokio::select! {
+        exit = &mut writer => exit,
+        _ = tasks.failure() => {
+            // Logged and counted; the writer stops once the election has ended the term.
+            term.report_task_failed();
+            (&mut writer).await
+        }
+    };
 
-    tasks.cancel();
     node.set_serving(None);
     node.metrics.leader.set(0);
     node.metrics.leader_epoch.set(0);
     health
         .set_service_status(MONITOR_SERVICE, tonic_health::ServingStatus::NotServing)
         .await;
-    if exit == PipelineExit::Fenced {
-        term.report_fenced();
+    match exit {
+        Ok(PipelineExit::TermEnded) => {}
+        Ok(PipelineExit::Fenced) => term.report_fenced(),
+        Err(e) => {
+            let failure = TaskFailure::Panicked(tasks::panic_message(e));
+            tasks::report(&node.metrics, TermTask::Pipeline, &failure);
+            term.report_task_failed();
+        }
     }
+    tasks.stop().await;
 }
 
 /// Loads the state for the term, retrying etcd errors while the term lasts. Also returns the

@@ -1,0 +1,110 @@
+//! What a leadership term serves from, as the front ends see it: the term, its commit
+//! pipeline (proposals, snapshots, history), its heartbeat actor (liveness and the failure
+//! detector's findings), the client I/O statistics, and the changes its tasks could not fit
+//! in a transaction. Every part has its own way of being shared (a queue, an immutable
+//! published value, one short lock); nothing here is a catch-all lock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::batches::TooLarge;
+use crate::cluster::iostats::IoStats;
+use crate::cluster::{ClusterState, Command, Outcome};
+use crate::commit::{self, Pipeline, ProposeError, Writer};
+use crate::health;
+use crate::heartbeat::{self, HeartbeatActor, Heartbeats};
+use crate::leadership::LeaderTerm;
+
+/// How long client I/O rates are averaged over.
+pub const IO_RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The serving state of one leadership term.
+pub struct TermContext {
+    /// The term this state belongs to.
+    pub term: LeaderTerm,
+    /// Proposals, the committed snapshot and its recent history.
+    pub pipeline: Arc<Pipeline>,
+    /// Liveness: heartbeats in, the failure detector's findings out.
+    pub heartbeats: Heartbeats,
+    /// Client I/O statistics reported by the OSDs.
+    pub iostats: SharedIoStats,
+    /// Changes the term's tasks cannot commit under the transaction limits (for health).
+    pub too_large: TooLarge,
+}
+
+/// The parts of a term that run as tasks, returned by [`start`] for the term to run.
+pub struct TermParts {
+    pub context: Arc<TermContext>,
+    pub writer: Writer,
+    pub heartbeat_actor: HeartbeatActor,
+}
+
+/// Creates the context of `term` serving `state`, and the tasks that will run it.
+pub fn start(term: LeaderTerm, state: ClusterState) -> TermParts {
+    let (pipeline, writer) = commit::start(term.clone(), state);
+    let (heartbeats, heartbeat_actor) = heartbeat::start(Instant::now());
+    let context = Arc::new(TermContext {
+        term,
+        pipeline,
+        heartbeats,
+        iostats: SharedIoStats::new(IO_RATE_WINDOW),
+        too_large: TooLarge::default(),
+    });
+    TermParts {
+        context,
+        writer,
+        heartbeat_actor,
+    }
+}
+
+impl TermContext {
+    /// The last committed state. Never waits.
+    pub fn snapshot(&self) -> Arc<ClusterState> {
+        self.pipeline.snapshot()
+    }
+
+    /// Submits a command and waits until it committed (or failed).
+    pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+        self.pipeline.propose(command).await
+    }
+
+    /// The failing health checks of `snap`, with what this term's tasks found.
+    /// `monitors` are registered now, of `expected_monitors` configured (0: unknown).
+    pub fn health(
+        &self,
+        snap: &ClusterState,
+        monitors: usize,
+        expected_monitors: usize,
+    ) -> Vec<health::Check> {
+        let findings = self.heartbeats.findings();
+        health::evaluate(
+            snap,
+            &health::Findings {
+                out_refused: &findings.check.out_refused,
+                down_refused: &findings.check.down_refused,
+                flapping: &findings.check.flapping,
+                too_large: &self.too_large.all(),
+                monitors,
+                expected_monitors,
+            },
+        )
+    }
+}
+
+/// Client I/O statistics shared by the calls that report them (DataStatistics, PG changes,
+/// pool deletion) and those that read them (status, metrics). Each use holds the lock only
+/// for one short, non-blocking update or read.
+pub struct SharedIoStats(Mutex<IoStats>);
+
+impl SharedIoStats {
+    fn new(window: Duration) -> SharedIoStats {
+        SharedIoStats(Mutex::new(IoStats::new(window)))
+    }
+
+    /// Runs `f` on the statistics.
+    pub fn with<R>(&self, f: impl FnOnce(&mut IoStats) -> R) -> R {
+        f(&mut self.0.lock())
+    }
+}
