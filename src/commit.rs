@@ -171,9 +171,6 @@ pub enum PipelineExit {
     Fenced,
 }
 
-/// How long client I/O rates are averaged over.
-pub const IO_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Creates the serving state of a term and the pipeline that will run it.
 pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -186,7 +183,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Serving>, Pipeline) 
         proposals: tx,
         commits,
         detector: Mutex::new(FailureDetector::new(now)),
-        iostats: Mutex::new(IoStats::new(IO_RATE_WINDOW)),
+        iostats: Mutex::new(IoStats::new(timing::IO_RATE_WINDOW)),
         findings: ArcSwap::default(),
         too_large: TooLarge::default(),
         history: ArcSwap::from_pointee(vec![(0, initial)]),

@@ -8,7 +8,7 @@
 //! ([`crate::batches`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,13 +16,7 @@ use crate::batches::propose_in_parts;
 use crate::cluster::failure::{DetectorFindings, FailurePolicy};
 use crate::cluster::{ClusterFlag, Command, Outcome};
 use crate::commit::{ProposeError, Serving};
-
-/// How often the detector looks.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A check that wakes up this much later than it was due means the monitor could not run
-/// (frozen, starved of CPU, swapped out): heartbeats could not be processed either, so that
-/// time is forgiven to every OSD before the check looks for silent ones.
-const STALL: Duration = Duration::from_secs(2);
+use crate::timing::{FAILURE_CHECK_EVERY, FAILURE_CHECK_STALL};
 
 /// OSDs changed by one MarkDown or MarkOut command.
 pub const OSDS_PER_COMMAND: usize = 48;
@@ -31,14 +25,14 @@ pub const OSDS_PER_COMMAND: usize = 48;
 pub async fn run(serving: Arc<Serving>, policy: FailurePolicy, stop: CancellationToken) {
     // Each check is due one period after the previous one finished, so the time a check
     // spends proposing is never mistaken for a stall.
-    let mut due = tokio::time::Instant::now() + CHECK_EVERY;
+    let mut due = tokio::time::Instant::now() + FAILURE_CHECK_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {}
         }
         let late = tokio::time::Instant::now().saturating_duration_since(due);
-        if late > STALL {
+        if late > FAILURE_CHECK_STALL {
             tracing::warn!(
                 stalled_ms = late.as_millis() as u64,
                 "the monitor did not run for a while; that time does not count as OSD silence"
@@ -46,7 +40,7 @@ pub async fn run(serving: Arc<Serving>, policy: FailurePolicy, stop: Cancellatio
             serving.detector().forgive(late, Instant::now());
         }
         check_once(&serving, policy).await;
-        due = tokio::time::Instant::now() + CHECK_EVERY;
+        due = tokio::time::Instant::now() + FAILURE_CHECK_EVERY;
     }
 }
 
