@@ -13,8 +13,8 @@
 //!   member is found by HTTP/2 pings within [`ETCD_KEEPALIVE_EVERY`] + [`ETCD_KEEPALIVE_TIMEOUT`];
 //! - while the leader's own member leads etcd's raft group, a crash of its host costs an etcd
 //!   election on top of `T`: the raft leader mover looks every [`RAFT_LEADER_CHECK_EVERY`]
-//!   (well inside `T`), each of its requests bounded by [`RAFT_LEADER_STATUS_TIMEOUT`] (half
-//!   the period, so a check never overlaps the next).
+//!   (well inside `T`), each of its requests bounded by [`RAFT_LEADER_STATUS_TIMEOUT`] (at
+//!   most half the period, so a member that does not answer delays a check by little).
 //!
 //! Failure detection budget (`osd_down_after` `D`, default 10 s, at least 1 s): the detector
 //! looks every [`FAILURE_CHECK_EVERY`], so a silent OSD is marked down between `D` and
@@ -30,6 +30,9 @@
 //! Stop budget: [`RESIGN_AND_STOP_TIMEOUT`] bounds the whole resignation, which is one resign
 //! ([`ELECTION_RESIGN_TIMEOUT`]) and one lease revoke ([`LEASE_REVOKE_TIMEOUT`]); in-flight
 //! RPCs then get [`SHUTDOWN_DRAIN`].
+//!
+//! The budgets that can be written as inequalities are checked when the crate compiles (the
+//! `const` block at the end).
 
 use std::time::Duration;
 
@@ -145,3 +148,26 @@ pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often freed heap memory is handed back to the OS (glibc `malloc_trim`; a few ms for a
 /// heap of hundreds of MiB, off the async workers).
 pub const MEMORY_TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Milliseconds of `d`, for the budget checks below.
+const fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+// The budgets of the module comment, checked when the crate compiles: a change of one constant
+// that breaks a budget does not build.
+const _: () = {
+    let shortest_ttl = ms(crate::config::MIN_LEASE_TTL);
+    // A frozen etcd member is avoided within the shortest lease TTL.
+    assert!(ms(ETCD_PROBE_EVERY) + ms(ETCD_PROBE_TIMEOUT) < shortest_ttl);
+    // The raft leader mover looks well inside the TTL; each request takes at most half a period.
+    assert!(ms(RAFT_LEADER_CHECK_EVERY) < shortest_ttl);
+    assert!(2 * ms(RAFT_LEADER_STATUS_TIMEOUT) <= ms(RAFT_LEADER_CHECK_EVERY));
+    // A stall is a wake-up at least two failure check periods late.
+    assert!(ms(FAILURE_CHECK_STALL) >= 2 * ms(FAILURE_CHECK_EVERY));
+    // A commit retry pauses far less than a TTL.
+    assert!(ms(COMMIT_RETRY_MIN) <= ms(COMMIT_RETRY_MAX));
+    assert!(4 * ms(COMMIT_RETRY_MAX) < shortest_ttl);
+    // One resign and one lease revoke fit the resignation of a graceful stop.
+    assert!(ms(ELECTION_RESIGN_TIMEOUT) + ms(LEASE_REVOKE_TIMEOUT) < ms(RESIGN_AND_STOP_TIMEOUT));
+};
