@@ -115,7 +115,7 @@ async fn run(samples: usize) {
         metric(&c, "fastblock_connections_refused_total") > 0.0
     });
     // Silent connections become replaceable after their grace.
-    tokio::time::sleep(fastblock_monitor::listener::SILENT_GRACE * 2).await;
+    tokio::time::sleep(fastblock_monitor::timing::SILENT_GRACE * 2).await;
     let flooded = measure(&c, pid, &grpc, &heartbeats, samples).await;
     heartbeater.abort();
 

@@ -1,4 +1,5 @@
-//! `monitor.toml`: the raw file format, defaults, validation, and the resolved [`Config`].
+//! `monitor.toml`: the raw file format, defaults, validation, and the resolved [`Config`],
+//! whose sections are the settings structs of the parts they configure.
 //!
 //! Every error is one line naming the file, the line and the key, e.g.
 //! `monitor.toml:7: port: 70000 is out of range 1..=65535`.
@@ -10,7 +11,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::cluster::OutGuards;
+use crate::cluster::failure::FailurePolicy;
+use crate::commit::TxnLimits;
+use crate::etcd::KeyLayout;
+use crate::listener::ConnLimits;
+use crate::service::WatchSettings;
+use crate::term::TermSettings;
 use crate::text::{SHOWN_MAX, one_line, shown, shown_number};
+use crate::timing;
 
 /// Default gRPC port.
 pub const DEFAULT_PORT: u16 = 3333;
@@ -224,8 +233,10 @@ struct RawConfig {
     connection_idle_timeout: Option<String>,
 }
 
-/// The resolved configuration of one monitor.
-#[derive(Debug, Clone, PartialEq)]
+/// The resolved configuration of one monitor. The file's keys are flat (the original
+/// monitor's names); here they are grouped into the settings each part of the monitor takes
+/// whole.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// This monitor's name: election value, monitor list entry, default etcd member name.
     pub hostname: String,
@@ -242,46 +253,52 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Directory for the monitor's own files and the embedded etcd member (`<data_dir>/etcd`).
     pub data_dir: PathBuf,
+    /// The etcd cluster: endpoints, key prefix, the embedded member.
+    pub etcd: EtcdConfig,
+    /// The leader election.
+    pub election: ElectionConfig,
+    /// What every leadership term runs with: transaction limits, failure detection and
+    /// auto-out policy, rebalance rounds, raft leader placement.
+    pub term: TermSettings,
+    /// How map watches behave.
+    pub watch: WatchSettings,
+    /// Limits of the gRPC port's listener.
+    pub listener: ConnLimits,
+}
+
+/// The etcd cluster the monitor keeps its state in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdConfig {
     /// etcd client endpoints the monitor talks to.
-    pub etcd_endpoints: Vec<String>,
+    pub endpoints: Vec<String>,
     /// Every key of this cluster lives under this prefix (no trailing slash).
-    pub etcd_prefix: String,
-    /// Name of the election under the prefix.
-    pub election_master_key: String,
-    /// Lease TTL of the leader election.
-    pub election_lease_ttl: Duration,
-    /// Largest number of operations the monitor puts in one etcd transaction.
-    pub txn_max_ops: u32,
-    /// Largest request size the monitor sends in one etcd transaction.
-    pub txn_max_bytes: u64,
+    pub prefix: String,
     /// The embedded etcd member; None when `embedded_etcd = false`.
-    pub embedded_etcd: Option<EmbeddedEtcdConfig>,
-    /// Failure detection: down after this long without a heartbeat.
-    pub osd_down_after: Duration,
-    /// Failure detection: out after this long down.
-    pub osd_out_after: Duration,
-    /// Largest share of all PGs one rebalance round may move (0 < f ≤ 1).
-    pub rebalance_max_fraction: f64,
-    /// Automatic outs never leave fewer than this share of the booted OSDs in.
-    pub osd_min_in_ratio: f64,
-    /// Automatic mark-down never leaves fewer than this share of the OSDs that are in or up
-    /// up (0 disables the guard).
-    pub osd_min_up_ratio: f64,
-    /// Automatic outs never take an OSD whose whole subtree at this level is down.
-    pub auto_out_subtree_limit: Option<crate::cluster::SubtreeLimit>,
-    /// Marked down this many times within `osd_flap_window`: reported as flapping.
-    pub osd_flap_count: usize,
-    pub osd_flap_window: Duration,
-    /// A map watcher more than this many epochs behind gets a full map instead of a delta.
-    pub watch_history_epochs: u64,
-    /// A map watch sends a progress message after this long without updates.
-    pub watch_progress_every: Duration,
-    /// Bytes of map updates that watch streams may hold before the slowest are cut.
-    pub watch_buffer_budget: u64,
-    /// Most client connections open at once on the gRPC port.
-    pub max_connections: usize,
-    /// A connection from which nothing was read for this long is closed.
-    pub connection_idle_timeout: Duration,
+    pub embedded: Option<EmbeddedEtcdConfig>,
+}
+
+impl EtcdConfig {
+    /// The client URL of this monitor's own embedded member, if it runs one.
+    pub fn own_member_url(&self) -> Option<String> {
+        self.embedded
+            .as_ref()
+            .and_then(|e| e.advertise_client_urls.first())
+            .map(url_text)
+    }
+
+    /// Monitors the cluster is configured with (the embedded members), 0 when unknown.
+    pub fn expected_monitors(&self) -> usize {
+        self.embedded.as_ref().map_or(0, |e| e.cluster_size)
+    }
+}
+
+/// The leader election.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectionConfig {
+    /// Name of the election under the etcd prefix.
+    pub master_key: String,
+    /// Lease TTL of the leader election.
+    pub lease_ttl: Duration,
 }
 
 /// How to run the embedded etcd member.
@@ -310,8 +327,6 @@ pub struct EmbeddedEtcdConfig {
     pub max_request_bytes: u64,
     /// Number of members in `initial_cluster`.
     pub cluster_size: usize,
-    /// While this monitor leads, move etcd's raft leadership to another member.
-    pub move_raft_leader: bool,
 }
 
 /// Overrides from the command line; they win over the file.
@@ -339,6 +354,11 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         let source = Source { file, text };
         raw.resolve(&source, overrides)
+    }
+
+    /// The etcd key layout of this cluster.
+    pub fn keys(&self) -> KeyLayout {
+        KeyLayout::new(&self.etcd.prefix, &self.election.master_key)
     }
 
     /// The gRPC socket address to bind.
@@ -589,7 +609,6 @@ impl RawConfig {
                 // Room for the transaction's framing on top of the payload budget.
                 max_request_bytes: (txn_max_bytes + 512 * 1024).max(ETCD_DEFAULT_MAX_REQUEST_BYTES),
                 cluster_size: names.len(),
-                move_raft_leader: self.etcd_move_raft_leader.unwrap_or(true),
             })
         } else {
             let etcd_keys_given = etcd_keys_given.into_iter().chain([(
@@ -708,20 +727,16 @@ impl RawConfig {
             CONNECTION_IDLE_TIMEOUT,
             self.connection_idle_timeout.as_deref(),
         )?;
+        let etcd = EtcdConfig {
+            endpoints: etcd_endpoints,
+            prefix: etcd_prefix,
+            embedded: embedded_etcd,
+        };
+        // Raft leadership can only be kept off our member when there is another to take it.
+        let raft_leader_url = etcd
+            .own_member_url()
+            .filter(|_| self.etcd_move_raft_leader.unwrap_or(true) && etcd.expected_monitors() > 1);
         Ok(Config {
-            watch_history_epochs,
-            watch_progress_every,
-            watch_buffer_budget,
-            max_connections,
-            connection_idle_timeout,
-            osd_min_in_ratio,
-            osd_min_up_ratio,
-            auto_out_subtree_limit,
-            osd_flap_count,
-            osd_flap_window,
-            rebalance_max_fraction,
-            osd_down_after,
-            osd_out_after,
             hostname,
             address,
             port,
@@ -730,13 +745,40 @@ impl RawConfig {
             log_path,
             log_level: self.log_level.unwrap_or(LogLevel::Info),
             data_dir,
-            etcd_endpoints,
-            etcd_prefix,
-            election_master_key,
-            election_lease_ttl,
-            txn_max_ops,
-            txn_max_bytes,
-            embedded_etcd,
+            etcd,
+            election: ElectionConfig {
+                master_key: election_master_key,
+                lease_ttl: election_lease_ttl,
+            },
+            term: TermSettings {
+                limits: TxnLimits {
+                    max_ops: txn_max_ops as usize,
+                    max_bytes: txn_max_bytes as usize,
+                },
+                failure: FailurePolicy {
+                    down_after: osd_down_after,
+                    out_after: osd_out_after,
+                    guards: OutGuards {
+                        min_in_ratio: osd_min_in_ratio,
+                        subtree_limit: auto_out_subtree_limit,
+                    },
+                    flap_count: osd_flap_count,
+                    flap_window: osd_flap_window,
+                    min_up_ratio: osd_min_up_ratio,
+                },
+                raft_leader_url,
+                rebalance_fraction: rebalance_max_fraction,
+            },
+            watch: WatchSettings {
+                history_epochs: watch_history_epochs,
+                progress_every: watch_progress_every,
+                buffer_budget: watch_buffer_budget as usize,
+            },
+            listener: ConnLimits {
+                max_connections,
+                idle_timeout: connection_idle_timeout,
+                silent_grace: timing::SILENT_GRACE,
+            },
         })
     }
 }
@@ -1110,12 +1152,12 @@ mod tests {
         assert_eq!(c.port, 3333);
         assert_eq!(c.prometheus_port, 3332);
         assert_eq!(c.advertise_address, "monitor1:3333");
-        assert_eq!(c.etcd_prefix, "/fastblock");
-        assert_eq!(c.election_master_key, "fastblock_master");
-        assert_eq!(c.election_lease_ttl, Duration::from_secs(3));
-        assert_eq!(c.txn_max_ops, 128);
-        assert_eq!(c.etcd_endpoints, vec!["http://127.0.0.1:2379"]);
-        let e = c.embedded_etcd.unwrap();
+        assert_eq!(c.etcd.prefix, "/fastblock");
+        assert_eq!(c.election.master_key, "fastblock_master");
+        assert_eq!(c.election.lease_ttl, Duration::from_secs(3));
+        assert_eq!(c.term.limits.max_ops, 128);
+        assert_eq!(c.etcd.endpoints, vec!["http://127.0.0.1:2379"]);
+        let e = c.etcd.embedded.unwrap();
         assert_eq!(e.name, "monitor1");
         assert_eq!(e.initial_cluster, "monitor1=http://127.0.0.1:2380");
         assert_eq!(e.data_dir, PathBuf::from("/tmp/x/etcd"));
@@ -1135,7 +1177,7 @@ mod tests {
             let c =
                 Config::load(&path, &Overrides::default()).unwrap_or_else(|e| panic!("{f}: {e}"));
             if f.contains("cluster") {
-                assert_eq!(c.embedded_etcd.unwrap().cluster_size, 3, "{f}");
+                assert_eq!(c.etcd.embedded.unwrap().cluster_size, 3, "{f}");
             }
         }
     }
@@ -1292,21 +1334,21 @@ mod tests {
             "{e}"
         );
         let c = parse(&format!("{BASE}election_lease_ttl = \"5s\"\n")).unwrap();
-        assert_eq!(c.election_lease_ttl, Duration::from_secs(5));
+        assert_eq!(c.election.lease_ttl, Duration::from_secs(5));
     }
 
     /// The resolved value of a duration key.
     fn duration_of(c: &Config, key: &str) -> Duration {
-        let etcd = c.embedded_etcd.as_ref().expect("embedded");
+        let etcd = c.etcd.embedded.as_ref().expect("embedded");
         match key {
-            "election_lease_ttl" => c.election_lease_ttl,
+            "election_lease_ttl" => c.election.lease_ttl,
             "etcd_start_timeout" => etcd.start_timeout,
             "etcd_auto_compaction_retention" => etcd.auto_compaction_retention,
-            "osd_down_after" => c.osd_down_after,
-            "osd_out_after" => c.osd_out_after,
-            "osd_flap_window" => c.osd_flap_window,
-            "watch_progress_every" => c.watch_progress_every,
-            "connection_idle_timeout" => c.connection_idle_timeout,
+            "osd_down_after" => c.term.failure.down_after,
+            "osd_out_after" => c.term.failure.out_after,
+            "osd_flap_window" => c.term.failure.flap_window,
+            "watch_progress_every" => c.watch.progress_every,
+            "connection_idle_timeout" => c.listener.idle_timeout,
             other => panic!("no duration key {other}"),
         }
     }
@@ -1412,8 +1454,8 @@ mod tests {
             "{BASE}etcd_quota_backend_bytes = 67108864\nwatch_history_epochs = 1000000\n"
         ))
         .unwrap();
-        assert_eq!(c.embedded_etcd.unwrap().quota_backend_bytes, 67_108_864);
-        assert_eq!(c.watch_history_epochs, 1_000_000);
+        assert_eq!(c.etcd.embedded.unwrap().quota_backend_bytes, 67_108_864);
+        assert_eq!(c.watch.history_epochs, 1_000_000);
         // Too large for the file format's integers at all: a type error on the right line.
         let e = err(&format!("{BASE}port = 99999999999999999999\n"));
         assert!(e.starts_with("monitor.toml:3: port: "), "{e}");
@@ -1508,7 +1550,8 @@ mod tests {
         assert_eq!(
             parse(&format!("{BASE}etcd_prefix = \"/fb/\"\n"))
                 .unwrap()
-                .etcd_prefix,
+                .etcd
+                .prefix,
             "/fb"
         );
         assert_eq!(
@@ -1537,9 +1580,9 @@ mod tests {
             "{BASE}embedded_etcd = false\netcd_server = [\"127.0.0.1:2379\", \"https://10.0.0.2:2379\"]\n"
         ))
         .unwrap();
-        assert!(c.embedded_etcd.is_none());
+        assert!(c.etcd.embedded.is_none());
         assert_eq!(
-            c.etcd_endpoints,
+            c.etcd.endpoints,
             vec!["http://127.0.0.1:2379", "https://10.0.0.2:2379"]
         );
     }
@@ -1554,9 +1597,28 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/elsewhere"));
         assert_eq!(c.log_path, Some(PathBuf::from("/tmp/m.log")));
         assert_eq!(
-            c.embedded_etcd.unwrap().data_dir,
+            c.etcd.embedded.unwrap().data_dir,
             PathBuf::from("/elsewhere/etcd")
         );
+    }
+
+    #[test]
+    fn raft_leadership_is_kept_off_our_member_only_when_another_can_take_it() {
+        assert_eq!(
+            parse(BASE).unwrap().term.raft_leader_url,
+            None,
+            "a single member"
+        );
+        let three = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cluster/monitor1.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            parse(&three).unwrap().term.raft_leader_url.as_deref(),
+            Some("http://127.0.0.1:2379")
+        );
+        let off = format!("{three}etcd_move_raft_leader = false\n");
+        assert_eq!(parse(&off).unwrap().term.raft_leader_url, None);
     }
 
     #[test]
@@ -1569,17 +1631,17 @@ mod tests {
     #[test]
     fn failure_policy_keys() {
         let c = parse(BASE).unwrap();
-        assert_eq!(c.osd_min_in_ratio, 0.75);
+        assert_eq!(c.term.failure.guards.min_in_ratio, 0.75);
         assert_eq!(
-            c.auto_out_subtree_limit,
+            c.term.failure.guards.subtree_limit,
             Some(crate::cluster::SubtreeLimit::Rack)
         );
         assert_eq!(
-            (c.osd_flap_count, c.osd_flap_window),
+            (c.term.failure.flap_count, c.term.failure.flap_window),
             (5, Duration::from_secs(600))
         );
         let c = parse(&format!("{BASE}auto_out_subtree_limit = \"none\"\n")).unwrap();
-        assert_eq!(c.auto_out_subtree_limit, None);
+        assert_eq!(c.term.failure.guards.subtree_limit, None);
         assert_eq!(
             err(&format!("{BASE}auto_out_subtree_limit = \"datacenter\"\n")),
             "monitor.toml:3: auto_out_subtree_limit: 'datacenter' is not one of rack, host, none"
@@ -1588,9 +1650,9 @@ mod tests {
             err(&format!("{BASE}osd_min_in_ratio = 1.5\n")),
             "monitor.toml:3: osd_min_in_ratio: 1.5 is not in [0, 1]"
         );
-        assert_eq!(c.osd_min_up_ratio, 0.3);
+        assert_eq!(c.term.failure.min_up_ratio, 0.3);
         let c = parse(&format!("{BASE}osd_min_up_ratio = 0\n")).unwrap();
-        assert_eq!(c.osd_min_up_ratio, 0.0);
+        assert_eq!(c.term.failure.min_up_ratio, 0.0);
         assert_eq!(
             err(&format!("{BASE}osd_min_up_ratio = -0.1\n")),
             "monitor.toml:3: osd_min_up_ratio: -0.1 is not in [0, 1]"
@@ -1604,18 +1666,18 @@ mod tests {
     #[test]
     fn connection_and_watch_limits() {
         let c = parse(BASE).unwrap();
-        assert_eq!(c.max_connections, 16_384);
-        assert_eq!(c.connection_idle_timeout, Duration::from_secs(120));
-        assert_eq!(c.watch_buffer_budget, 256 << 20);
+        assert_eq!(c.listener.max_connections, 16_384);
+        assert_eq!(c.listener.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.watch.buffer_budget, 256 << 20);
         let c = parse(&format!(
             "{BASE}max_connections = 100\nconnection_idle_timeout = \"5s\"\nwatch_buffer_budget = 1048576\n"
         ))
         .unwrap();
         assert_eq!(
             (
-                c.max_connections,
-                c.connection_idle_timeout,
-                c.watch_buffer_budget
+                c.listener.max_connections,
+                c.listener.idle_timeout,
+                c.watch.buffer_budget
             ),
             (100, Duration::from_secs(5), 1 << 20)
         );
@@ -1631,11 +1693,12 @@ mod tests {
 
     #[test]
     fn rebalance_fraction_is_bounded() {
-        assert_eq!(parse(BASE).unwrap().rebalance_max_fraction, 0.05);
+        assert_eq!(parse(BASE).unwrap().term.rebalance_fraction, 0.05);
         assert_eq!(
             parse(&format!("{BASE}rebalance_max_fraction = 0.2\n"))
                 .unwrap()
-                .rebalance_max_fraction,
+                .term
+                .rebalance_fraction,
             0.2
         );
         assert_eq!(
@@ -1813,19 +1876,19 @@ mod tests {
             fn any_edit_of_the_examples_is_a_config_or_one_bounded_line(text in text()) {
                 match Config::parse("monitor.toml", &text, &Overrides::default()) {
                     Ok(c) => {
-                        let etcd = c.embedded_etcd.as_ref();
+                        let etcd = c.etcd.embedded.as_ref();
                         let resolved = [
-                            (ELECTION_LEASE_TTL, Some(c.election_lease_ttl)),
+                            (ELECTION_LEASE_TTL, Some(c.election.lease_ttl)),
                             (ETCD_START_TIMEOUT, etcd.map(|e| e.start_timeout)),
                             (
                                 ETCD_AUTO_COMPACTION_RETENTION,
                                 etcd.map(|e| e.auto_compaction_retention),
                             ),
-                            (OSD_DOWN_AFTER, Some(c.osd_down_after)),
-                            (OSD_OUT_AFTER, Some(c.osd_out_after)),
-                            (OSD_FLAP_WINDOW, Some(c.osd_flap_window)),
-                            (WATCH_PROGRESS_EVERY, Some(c.watch_progress_every)),
-                            (CONNECTION_IDLE_TIMEOUT, Some(c.connection_idle_timeout)),
+                            (OSD_DOWN_AFTER, Some(c.term.failure.down_after)),
+                            (OSD_OUT_AFTER, Some(c.term.failure.out_after)),
+                            (OSD_FLAP_WINDOW, Some(c.term.failure.flap_window)),
+                            (WATCH_PROGRESS_EVERY, Some(c.watch.progress_every)),
+                            (CONNECTION_IDLE_TIMEOUT, Some(c.listener.idle_timeout)),
                         ];
                         for (key, value) in resolved {
                             if let Some(d) = value {

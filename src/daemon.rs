@@ -11,12 +11,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::OutGuards;
-use crate::cluster::failure::FailurePolicy;
-use crate::commit::TxnLimits;
 use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
-use crate::etcd::{Etcd, KeyLayout, Store};
+use crate::etcd::{Etcd, Store};
 use crate::leadership::{ElectionSettings, Leadership};
 use crate::listener::{self, ConnLimits, Listener};
 use crate::logging::LogFile;
@@ -25,13 +22,13 @@ use crate::node::Node;
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
 use crate::service::limits::{LARGEST, RequestLimits};
-use crate::service::{MonitorService, WatchSettings, WithWatchRoute};
+use crate::service::{MonitorService, WithWatchRoute};
 use crate::{VERSION, http, observer, term, timing};
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let grpc_limits = connection_limits(&config);
+    let grpc_limits = connection_limits(config.listener);
 
     let grpc_listener = TcpListener::bind(config.grpc_bind())
         .await
@@ -49,14 +46,10 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     spawn_signal_handler(shutdown.clone(), log_file);
     spawn_memory_trim(shutdown.clone());
 
-    let keys = KeyLayout::new(&config.etcd_prefix, &config.election_master_key);
+    let keys = config.keys();
     // With several endpoints listed, this monitor's own member is tried first.
-    let own_member = config
-        .embedded_etcd
-        .as_ref()
-        .and_then(|e| e.advertise_client_urls.first())
-        .map(crate::config::url_text);
-    let client = Etcd::connect(&config.etcd_endpoints, own_member.as_deref())
+    let own_member = config.etcd.own_member_url();
+    let client = Etcd::connect(&config.etcd.endpoints, own_member.as_deref())
         .await
         .context("cannot create the etcd client")?;
     let me = MonitorRecord {
@@ -73,17 +66,12 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let background = CancellationToken::new();
     let view = observer::spawn(client.clone(), keys.clone(), background.clone());
     let store = Store::new(client.clone(), keys.clone(), metrics.clone());
-    let expected_monitors = config.embedded_etcd.as_ref().map_or(0, |e| e.cluster_size);
     let node = Arc::new(Node::new(
         me.clone(),
         metrics.clone(),
         store.clone(),
-        expected_monitors,
-        WatchSettings {
-            history_epochs: config.watch_history_epochs,
-            progress_every: config.watch_progress_every,
-            buffer_budget: config.watch_buffer_budget as usize,
-        },
+        config.etcd.expected_monitors(),
+        config.watch,
         view,
     ));
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -91,7 +79,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let grpc_stop = CancellationToken::new();
     let grpc = tokio::spawn(serve_grpc(
         Listener::new(grpc_listener, grpc_limits, "grpc", metrics.clone()),
-        listener::http2_keepalive_every(config.connection_idle_timeout),
+        listener::http2_keepalive_every(config.listener.idle_timeout),
         node.clone(),
         health_service,
         grpc_stop.clone(),
@@ -99,8 +87,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let http_stop = CancellationToken::new();
     let http_limits = ConnLimits {
         max_connections: HTTP_MAX_CONNECTIONS,
-        idle_timeout: config.connection_idle_timeout,
-        silent_grace: listener::SILENT_GRACE,
+        ..config.listener
     };
     let http = tokio::spawn(http::serve(
         Listener::new(http_listener, http_limits, "http", metrics.clone()),
@@ -115,7 +102,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         "listening"
     );
 
-    let embedded = match &config.embedded_etcd {
+    let embedded = match &config.etcd.embedded {
         Some(cfg) => {
             match EmbeddedEtcd::start(cfg.clone(), metrics.clone(), shutdown.clone()).await {
                 Ok(e) => Some(e),
@@ -133,7 +120,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
             }
         }
         None => {
-            tracing::info!(endpoints = ?config.etcd_endpoints, "using an external etcd cluster");
+            tracing::info!(endpoints = ?config.etcd.endpoints, "using an external etcd cluster");
             metrics.external_etcd();
             None
         }
@@ -143,41 +130,16 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         client.clone(),
         ElectionSettings {
             keys: keys.clone(),
-            lease_ttl: config.election_lease_ttl,
+            lease_ttl: config.election.lease_ttl,
             me,
         },
         metrics.clone(),
     );
-    let raft_leader_url = config
-        .embedded_etcd
-        .as_ref()
-        .filter(|e| e.move_raft_leader && e.cluster_size > 1)
-        .and_then(|e| e.advertise_client_urls.first())
-        .map(crate::config::url_text);
     let terms_stop = CancellationToken::new();
-    let settings = term::TermSettings {
-        limits: TxnLimits {
-            max_ops: config.txn_max_ops as usize,
-            max_bytes: config.txn_max_bytes as usize,
-        },
-        failure: FailurePolicy {
-            down_after: config.osd_down_after,
-            out_after: config.osd_out_after,
-            guards: OutGuards {
-                min_in_ratio: config.osd_min_in_ratio,
-                subtree_limit: config.auto_out_subtree_limit,
-            },
-            flap_count: config.osd_flap_count,
-            flap_window: config.osd_flap_window,
-            min_up_ratio: config.osd_min_up_ratio,
-        },
-        raft_leader_url,
-        rebalance_fraction: config.rebalance_max_fraction,
-    };
     let terms = tokio::spawn(term::run_terms(
         node.clone(),
         store,
-        settings,
+        config.term,
         leadership.role(),
         health,
         terms_stop.clone(),
@@ -188,11 +150,17 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     shutdown.cancelled().await;
     tracing::info!("stopping: resigning leadership");
     notify_systemd(sd_notify::NotifyState::Stopping);
-    if tokio::time::timeout(Duration::from_secs(5), leadership.resign_and_stop())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        timing::RESIGN_AND_STOP_TIMEOUT,
+        leadership.resign_and_stop(),
+    )
+    .await
+    .is_err()
     {
-        tracing::warn!("resigning took longer than 5s; continuing the stop");
+        tracing::warn!(
+            "resigning took longer than {:?}; continuing the stop",
+            timing::RESIGN_AND_STOP_TIMEOUT
+        );
     }
     terms_stop.cancel();
     let _ = terms.await;
@@ -223,8 +191,8 @@ const HTTP_MAX_CONNECTIONS: usize = 128;
 const RESERVED_DESCRIPTORS: u64 = 256 + HTTP_MAX_CONNECTIONS as u64;
 
 /// Raises the open-file limit as far as allowed and derives the gRPC connection cap from it.
-fn connection_limits(config: &Config) -> ConnLimits {
-    let mut max = config.max_connections;
+fn connection_limits(configured: ConnLimits) -> ConnLimits {
+    let mut max = configured.max_connections;
     match listener::raise_descriptor_limit() {
         Ok((soft, hard)) => {
             let fits = soft.saturating_sub(RESERVED_DESCRIPTORS).max(16) as usize;
@@ -242,14 +210,13 @@ fn connection_limits(config: &Config) -> ConnLimits {
     }
     ConnLimits {
         max_connections: max,
-        idle_timeout: config.connection_idle_timeout,
-        silent_grace: listener::SILENT_GRACE,
+        ..configured
     }
 }
 
 async fn serve_grpc(
     listener: Listener,
-    keepalive_every: std::time::Duration,
+    keepalive_every: Duration,
     node: Arc<Node>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,

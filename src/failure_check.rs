@@ -19,13 +19,7 @@ use crate::commit::ProposeError;
 use crate::failpoint;
 use crate::heartbeat::ActorGone;
 use crate::term::TermContext;
-
-/// How often the detector looks.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A check that wakes up this much later than it was due means the monitor could not run
-/// (frozen, starved of CPU, swapped out): heartbeats could not be processed either, so that
-/// time is forgiven to every OSD before the check looks for silent ones.
-const STALL: Duration = Duration::from_secs(2);
+use crate::timing::{FAILURE_CHECK_EVERY, FAILURE_CHECK_STALL};
 
 /// OSDs changed by one MarkDown or MarkOut command.
 pub const OSDS_PER_COMMAND: usize = 48;
@@ -38,7 +32,7 @@ pub async fn run(
 ) -> Result<(), ActorGone> {
     // Each check is due one period after the previous one finished, so the time a check
     // spends proposing is never mistaken for a stall.
-    let mut due = tokio::time::Instant::now() + CHECK_EVERY;
+    let mut due = tokio::time::Instant::now() + FAILURE_CHECK_EVERY;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -46,7 +40,7 @@ pub async fn run(
         }
         failpoint::hit(failpoint::FAILURE_CHECK).await;
         let late = tokio::time::Instant::now().saturating_duration_since(due);
-        let stalled = (late > STALL).then(|| {
+        let stalled = (late > FAILURE_CHECK_STALL).then(|| {
             tracing::warn!(
                 stalled_ms = late.as_millis() as u64,
                 "the monitor did not run for a while; that time does not count as OSD silence"
@@ -54,7 +48,7 @@ pub async fn run(
             late
         });
         check_once(&serving, policy, stalled).await?;
-        due = tokio::time::Instant::now() + CHECK_EVERY;
+        due = tokio::time::Instant::now() + FAILURE_CHECK_EVERY;
     }
 }
 

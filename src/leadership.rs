@@ -137,6 +137,21 @@ pub struct ElectionSettings {
     pub me: MonitorRecord,
 }
 
+/// Why an election session failed; the election starts a new one after a pause.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("lease grant: {0}")]
+    LeaseGrant(EtcdFailure),
+    #[error("register monitor: {0}")]
+    Register(EtcdFailure),
+    #[error("campaign: {0}")]
+    Campaign(EtcdFailure),
+    #[error("campaign answer without a leader key")]
+    NoLeaderKey,
+    #[error("keep-alive task ended")]
+    KeepAliveEnded,
+}
+
 /// Handle on the running election task.
 pub struct Leadership {
     role: watch::Receiver<Role>,
@@ -198,7 +213,7 @@ async fn session(
     role_tx: &watch::Sender<Role>,
     metrics: &Metrics,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let ttl_secs = s.lease_ttl.as_secs() as i64;
     let clock = LeaseClock::new();
     let granted_at = Instant::now();
@@ -207,7 +222,7 @@ async fn session(
             c.lease_grant(ttl_secs, None).await
         })
         .await
-        .map_err(|e| format!("lease grant: {e}"))?;
+        .map_err(SessionError::LeaseGrant)?;
     let lease_id = lease.id();
     let granted_ttl = Duration::from_secs(lease.ttl().max(1) as u64).min(s.lease_ttl);
     clock.set(granted_at + granted_ttl);
@@ -219,7 +234,7 @@ async fn session(
     keepalive.stop();
     // Revoking removes our candidacy and registration at once instead of after a TTL.
     let mut revoke = client.client();
-    if let Err(e) = within(Duration::from_secs(1), revoke.lease_revoke(lease_id)).await {
+    if let Err(e) = within(timing::LEASE_REVOKE_TIMEOUT, revoke.lease_revoke(lease_id)).await {
         tracing::debug!(error = %e, "lease revoke failed");
     }
     result
@@ -235,7 +250,7 @@ async fn lead_in_session(
     lease_id: i64,
     clock: &LeaseClock,
     keepalive: &KeepAlive,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let value = s.me.encode_to_vec();
     let key = s.keys.monitor(&s.me.name);
     client
@@ -247,7 +262,7 @@ async fn lead_in_session(
             }
         })
         .await
-        .map_err(|e| format!("register monitor: {e}"))?;
+        .map_err(SessionError::Register)?;
 
     tracing::info!(
         lease = format!("{lease_id:x}"),
@@ -271,17 +286,15 @@ async fn lead_in_session(
             }
             r = election.campaign(s.keys.election_name(), value.clone(), lease_id) => {
                 break r.map_err(|e| {
-                    client.failed(endpoint, &EtcdFailure::from_client(&e));
-                    format!("campaign: {e}")
+                    let failure = EtcdFailure::from_client(&e);
+                    client.failed(endpoint, &failure);
+                    SessionError::Campaign(failure)
                 })?;
             }
         }
     };
     let won_at = Instant::now();
-    let leader_key = won
-        .leader()
-        .cloned()
-        .ok_or_else(|| "campaign answer without a leader key".to_string())?;
+    let leader_key = won.leader().cloned().ok_or(SessionError::NoLeaderKey)?;
     let epoch = LeaderEpoch(leader_key.rev() as u64);
 
     // Lead only once a keep-alive that started after the win has succeeded.
@@ -295,7 +308,7 @@ async fn lead_in_session(
         _ = keepalive.lost.cancelled() => return Ok(()),
         ok = async { success.wait_for(|t| t.is_some_and(|t| t >= won_at)).await.is_ok() } => {
             if !ok {
-                return Err("keep-alive task ended".to_string());
+                return Err(SessionError::KeepAliveEnded);
             }
         }
     }
@@ -393,7 +406,7 @@ async fn watch_term(
 async fn resign(client: &Etcd, leader_key: &etcd_client::LeaderKey) {
     let opts = ResignOptions::new().with_leader(leader_key.clone());
     match tokio::time::timeout(
-        Duration::from_secs(1),
+        timing::ELECTION_RESIGN_TIMEOUT,
         client.client().election_client().resign(Some(opts)),
     )
     .await

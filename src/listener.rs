@@ -36,22 +36,13 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::metrics::Metrics;
 use crate::timing;
 
-/// First pause after the process ran out of descriptors.
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-/// Longest pause between accept attempts while out of descriptors.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// How long a connection that has sent nothing is safe from being replaced at the cap: a client
-/// that just connected may not have spoken yet.
-pub const SILENT_GRACE: Duration = Duration::from_secs(1);
-
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     /// At the cap, a connection silent since it was accepted at least this long ago gives its
-    /// place to a new one ([`SILENT_GRACE`] outside tests).
+    /// place to a new one ([`timing::SILENT_GRACE`] outside tests).
     pub silent_grace: Duration,
 }
 
@@ -124,7 +115,7 @@ impl Listener {
             open: Arc::new(AtomicUsize::new(0)),
             silent: Arc::default(),
             accepted: 0,
-            backoff: BACKOFF_MIN,
+            backoff: timing::ACCEPT_BACKOFF_MIN,
             last_warning: None,
         }
     }
@@ -134,7 +125,7 @@ impl Listener {
         loop {
             match self.inner.accept().await {
                 Ok((tcp, addr)) => {
-                    self.backoff = BACKOFF_MIN;
+                    self.backoff = timing::ACCEPT_BACKOFF_MIN;
                     if self.open.load(Ordering::Relaxed) >= self.limits.max_connections
                         && !self.replace_oldest_silent()
                     {
@@ -168,7 +159,7 @@ impl Listener {
                         tracing::warn!(protocol = self.protocol, error = %e, pause_ms = pause.as_millis() as u64, "out of file descriptors; pausing accepts");
                     }
                     tokio::time::sleep(pause).await;
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    self.backoff = (self.backoff * 2).min(timing::ACCEPT_BACKOFF_MAX);
                 }
                 // A connection that failed between the SYN and accept: nothing to do.
                 Err(e) => {
@@ -217,12 +208,12 @@ impl Listener {
         false
     }
 
-    /// Whether a warning may be logged now (at most one a second).
+    /// Whether a warning may be logged now (at most one per [`timing::ACCEPT_WARNING_EVERY`]).
     fn may_warn(&mut self) -> bool {
         let now = Instant::now();
         let may = self
             .last_warning
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            .is_none_or(|t| now.duration_since(t) >= timing::ACCEPT_WARNING_EVERY);
         if may {
             self.last_warning = Some(now);
         }
@@ -532,7 +523,7 @@ mod tests {
         let (mut l, addr) = pair(ConnLimits {
             max_connections: 10,
             idle_timeout: Duration::from_millis(300),
-            silent_grace: SILENT_GRACE,
+            silent_grace: timing::SILENT_GRACE,
         })
         .await;
         let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -566,7 +557,7 @@ mod tests {
         let (mut l, addr) = pair(ConnLimits {
             max_connections: 10,
             idle_timeout: Duration::from_secs(60),
-            silent_grace: SILENT_GRACE,
+            silent_grace: timing::SILENT_GRACE,
         })
         .await;
         let _client = TcpStream::connect(addr).await.unwrap();
@@ -663,7 +654,7 @@ mod tests {
         let (l, addr) = pair(ConnLimits {
             max_connections: 10,
             idle_timeout: idle,
-            silent_grace: SILENT_GRACE,
+            silent_grace: timing::SILENT_GRACE,
         })
         .await;
         let metrics = l.metrics.clone();

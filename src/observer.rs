@@ -34,6 +34,19 @@ pub struct MonitorView {
     pub connected: bool,
 }
 
+/// Why reading or watching the view failed; the observer reads it again after a pause.
+#[derive(Debug, thiserror::Error)]
+enum ViewError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdFailure),
+    #[error("watch cancelled: {0}")]
+    WatchCancelled(String),
+    #[error("watch stream closed")]
+    WatchClosed,
+    #[error("unexpected transaction answer")]
+    UnexpectedAnswer,
+}
+
 /// Starts the observer; the view is updated until `stop` is cancelled.
 pub fn spawn(
     client: Etcd,
@@ -65,7 +78,7 @@ async fn observe(
     tx: &watch::Sender<MonitorView>,
     stop: &CancellationToken,
     backoff: &mut Duration,
-) -> Result<(), String> {
+) -> Result<(), ViewError> {
     let (view, revision) = read(client, keys).await?;
     tx.send_if_modified(|v| replace_if_changed(v, view));
     *backoff = timing::ETCD_RETRY_MIN;
@@ -83,14 +96,11 @@ async fn observe(
         watcher.watch(election.clone(), Some(opts(&election))),
     )
     .await
-    .map_err(|e| {
-        client.failed(endpoint, &e);
-        e.to_string()
-    })?;
+    .inspect_err(|e| client.failed(endpoint, e))?;
     stream
         .watch(monitors.clone(), Some(opts(&monitors)))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EtcdFailure::from_client(&e))?;
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -98,17 +108,18 @@ async fn observe(
         };
         match msg {
             Ok(Some(resp)) if resp.canceled() => {
-                return Err(format!("watch cancelled: {}", resp.cancel_reason()));
+                return Err(ViewError::WatchCancelled(resp.cancel_reason().to_string()));
             }
             Ok(Some(resp)) if !resp.events().is_empty() => {
                 let (view, _) = read(client, keys).await?;
                 tx.send_if_modified(|v| replace_if_changed(v, view));
             }
             Ok(Some(_)) => {}
-            Ok(None) => return Err("watch stream closed".to_string()),
+            Ok(None) => return Err(ViewError::WatchClosed),
             Err(e) => {
-                client.failed(endpoint, &EtcdFailure::from_client(&e));
-                return Err(e.to_string());
+                let failure = EtcdFailure::from_client(&e);
+                client.failed(endpoint, &failure);
+                return Err(failure.into());
             }
         }
     }
@@ -124,7 +135,7 @@ fn replace_if_changed(current: &mut MonitorView, new: MonitorView) -> bool {
 }
 
 /// One consistent read of the election and the registry.
-async fn read(client: &Etcd, keys: &KeyLayout) -> Result<(MonitorView, i64), String> {
+async fn read(client: &Etcd, keys: &KeyLayout) -> Result<(MonitorView, i64), ViewError> {
     let election = keys.election_prefix();
     let monitors = keys.monitors_prefix();
     let txn = Txn::new().and_then([
@@ -147,14 +158,13 @@ async fn read(client: &Etcd, keys: &KeyLayout) -> Result<(MonitorView, i64), Str
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
     let mut parts = resp.op_responses().into_iter();
     let (Some(TxnOpResponse::Get(leader)), Some(TxnOpResponse::Get(registered))) =
         (parts.next(), parts.next())
     else {
-        return Err("unexpected transaction answer".to_string());
+        return Err(ViewError::UnexpectedAnswer);
     };
     let leader = leader.kvs().first().and_then(|kv| {
         let record = MonitorRecord::decode(kv.value()).ok()?;

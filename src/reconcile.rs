@@ -8,8 +8,6 @@
 //! and the next round follows once they complete, until the load is even.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::batches::{PartResult, propose_in_parts};
@@ -17,18 +15,15 @@ use crate::cluster::{ClusterFlag, Command, Epoch, Outcome, REFRESH_BATCH};
 use crate::commit::ProposeError;
 use crate::failure_check::OSDS_PER_COMMAND;
 use crate::term::TermContext;
+use crate::timing::{RECONCILE_DEBOUNCE, RECONCILE_PASS_EVERY};
 
-/// A full pass happens at least this often, whatever changed.
-const PASS_EVERY: Duration = Duration::from_secs(5);
-/// Bursts of commits (a boot storm) are coalesced into one pass.
-const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Name under which this task reports changes too large to commit.
 const TASK: &str = "reconcile";
 
 /// Runs until `stop`. `rebalance_fraction` bounds each rebalance round (0.05: 5% of the PGs).
 pub async fn run(serving: Arc<TermContext>, rebalance_fraction: f64, stop: CancellationToken) {
     let mut commits = serving.pipeline.commits();
-    let mut periodic = tokio::time::interval(PASS_EVERY);
+    let mut periodic = tokio::time::interval(RECONCILE_PASS_EVERY);
     periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: Option<Epoch> = None;
     let mut more = true;
@@ -45,7 +40,7 @@ pub async fn run(serving: Arc<TermContext>, rebalance_fraction: f64, stop: Cance
             }
             _ = periodic.tick() => true,
         };
-        tokio::time::sleep(DEBOUNCE).await;
+        tokio::time::sleep(RECONCILE_DEBOUNCE).await;
         let snap = serving.snapshot();
         if !forced && !more && seen == Some(snap.osdmap_epoch()) {
             continue;

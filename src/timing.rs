@@ -7,7 +7,32 @@
 //!   than etcd's own expiry of the lease, so a monitor cut off from etcd stops acting as leader
 //!   before another monitor can win;
 //! - crash failover is therefore at most `T` (lease expiry) + one etcd revoke tick (500 ms)
-//!   + the new leader's state load.
+//!   + the new leader's state load;
+//! - etcd endpoints are probed every [`ETCD_PROBE_EVERY`] with [`ETCD_PROBE_TIMEOUT`], so a
+//!   frozen member is avoided within 1.5 s, inside one default TTL; a connection to a dead
+//!   member is found by HTTP/2 pings within [`ETCD_KEEPALIVE_EVERY`] + [`ETCD_KEEPALIVE_TIMEOUT`];
+//! - while the leader's own member leads etcd's raft group, a crash of its host costs an etcd
+//!   election on top of `T`: the raft leader mover looks every [`RAFT_LEADER_CHECK_EVERY`]
+//!   (well inside `T`), each of its requests bounded by [`RAFT_LEADER_STATUS_TIMEOUT`] (at
+//!   most half the period, so a member that does not answer delays a check by little).
+//!
+//! Failure detection budget (`osd_down_after` `D`, default 10 s, at least 1 s): the detector
+//! looks every [`FAILURE_CHECK_EVERY`], so a silent OSD is marked down between `D` and
+//! `D + FAILURE_CHECK_EVERY` after its last heartbeat. A check that wakes up more than
+//! [`FAILURE_CHECK_STALL`] (two periods) late means the monitor itself did not run; that time
+//! is forgiven to every OSD rather than counted as silence.
+//!
+//! Term tasks: the reconciler passes after each commit burst (coalesced over
+//! [`RECONCILE_DEBOUNCE`]) and at least every [`RECONCILE_PASS_EVERY`]; a commit that failed is
+//! sent again after [`COMMIT_RETRY_MIN`] doubling to [`COMMIT_RETRY_MAX`], far below `T`, so a
+//! settling etcd delays writes by milliseconds, and a fenced or expired term ends the retries.
+//!
+//! Stop budget: [`RESIGN_AND_STOP_TIMEOUT`] bounds the whole resignation, which is one resign
+//! ([`ELECTION_RESIGN_TIMEOUT`]) and one lease revoke ([`LEASE_REVOKE_TIMEOUT`]); in-flight
+//! RPCs then get [`SHUTDOWN_DRAIN`].
+//!
+//! The budgets that can be written as inequalities are checked when the crate compiles (the
+//! `const` block at the end).
 
 use std::time::Duration;
 
@@ -48,8 +73,67 @@ pub const ETCD_PROBE_EVERY: Duration = Duration::from_millis(500);
 /// avoided within `ETCD_PROBE_EVERY + ETCD_PROBE_TIMEOUT`, well inside one lease TTL.
 pub const ETCD_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a new etcd client connection may take to establish.
+pub const ETCD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The etcd clients ping a quiet connection this often (HTTP/2 keep-alive) ...
+pub const ETCD_KEEPALIVE_EVERY: Duration = Duration::from_secs(2);
+/// ... and drop it when a ping is not answered within this: a dead or frozen member is found
+/// within seconds instead of TCP's minutes.
+pub const ETCD_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// While waiting for the embedded member to start: how long connecting to it may take ...
+pub const ETCD_START_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// ... how long each request of one health probe (read, status, member list) may take ...
+pub const ETCD_START_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// ... and how often the wait is logged (the other members may have to be started by hand).
+pub const ETCD_START_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How often a leftover member on our data dir is checked while it stops after SIGTERM ...
+pub const ETCD_LEFTOVER_EXIT_POLL: Duration = Duration::from_millis(50);
+/// ... and after SIGKILL.
+pub const ETCD_LEFTOVER_KILL_POLL: Duration = Duration::from_millis(20);
+
+/// How often the leader looks where etcd's raft leadership is. Often: until it has moved, a
+/// crash of this host costs an etcd election on top of the lease TTL, and a check is one
+/// status call to our own member.
+pub const RAFT_LEADER_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Longest a status, member list or move request of the raft leader mover may take.
+pub const RAFT_LEADER_STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Interval at which the leader tracker re-reads the election when its watch is broken.
 pub const LEADER_TRACKER_RETRY: Duration = Duration::from_millis(500);
+
+/// Longest a resign of the election may take before the lease revoke is left to end it.
+pub const ELECTION_RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest the revoke of a session's lease may take (it otherwise expires after its TTL).
+pub const LEASE_REVOKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a graceful stop waits for the election to resign and stop before going on.
+pub const RESIGN_AND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the failure detector looks.
+pub const FAILURE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A failure check that wakes up this much later than it was due means the monitor could not
+/// run (frozen, starved of CPU, swapped out): heartbeats could not be processed either, so
+/// that time is forgiven to every OSD before the check looks for silent ones.
+pub const FAILURE_CHECK_STALL: Duration = Duration::from_secs(2);
+
+/// The reconciler makes a full pass at least this often, whatever changed.
+pub const RECONCILE_PASS_EVERY: Duration = Duration::from_secs(5);
+/// Bursts of commits (a boot storm) are coalesced into one reconciler pass.
+pub const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// How long client I/O rates are averaged over.
+pub const IO_RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// First pause of a listener's accepts after the process ran out of descriptors ...
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// ... doubling up to this while descriptors stay exhausted.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A listener logs running out of descriptors at most this often.
+pub const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(1);
+/// How long a connection that has sent nothing is safe from being replaced at the cap: a
+/// client that just connected may not have spoken yet (a working one speaks within a round
+/// trip).
+pub const SILENT_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a graceful stop waits for in-flight RPCs after resigning.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
@@ -64,6 +148,29 @@ pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often freed heap memory is handed back to the OS (glibc `malloc_trim`; a few ms for a
 /// heap of hundreds of MiB, off the async workers).
 pub const MEMORY_TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Milliseconds of `d`, for the budget checks below.
+const fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+// The budgets of the module comment, checked when the crate compiles: a change of one constant
+// that breaks a budget does not build.
+const _: () = {
+    let shortest_ttl = ms(crate::config::MIN_LEASE_TTL);
+    // A frozen etcd member is avoided within the shortest lease TTL.
+    assert!(ms(ETCD_PROBE_EVERY) + ms(ETCD_PROBE_TIMEOUT) < shortest_ttl);
+    // The raft leader mover looks well inside the TTL; each request takes at most half a period.
+    assert!(ms(RAFT_LEADER_CHECK_EVERY) < shortest_ttl);
+    assert!(2 * ms(RAFT_LEADER_STATUS_TIMEOUT) <= ms(RAFT_LEADER_CHECK_EVERY));
+    // A stall is a wake-up at least two failure check periods late.
+    assert!(ms(FAILURE_CHECK_STALL) >= 2 * ms(FAILURE_CHECK_EVERY));
+    // A commit retry pauses far less than a TTL.
+    assert!(ms(COMMIT_RETRY_MIN) <= ms(COMMIT_RETRY_MAX));
+    assert!(4 * ms(COMMIT_RETRY_MAX) < shortest_ttl);
+    // One resign and one lease revoke fit the resignation of a graceful stop.
+    assert!(ms(ELECTION_RESIGN_TIMEOUT) + ms(LEASE_REVOKE_TIMEOUT) < ms(RESIGN_AND_STOP_TIMEOUT));
+};
 
 /// How often the heartbeat actor republishes when each OSD was last heard from (read by the
 /// heartbeat-age metrics), when heartbeats arrived since. Well under the OSDs' heartbeat

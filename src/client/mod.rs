@@ -12,7 +12,8 @@ use tonic::{Code, Status};
 
 use crate::proto::monitor as api;
 use crate::proto::monitor::monitor_client::MonitorClient as RawClient;
-use crate::service::status::{LEADER_HEADER, NOT_LEADER, reason};
+use crate::service::reasons;
+use crate::service::status::{LEADER_HEADER, reason};
 
 mod watch;
 
@@ -233,7 +234,7 @@ impl MonitorClient {
                 }
                 Ok(Err(status)) => {
                     if status.code() == Code::Unavailable
-                        && reason(&status).as_deref() == Some(NOT_LEADER)
+                        && reason(&status).as_deref() == Some(reasons::NOT_LEADER)
                     {
                         let hint = leader_hint(&status);
                         last = format!("{address}: {}", status.message());
@@ -396,5 +397,5 @@ fn is_unreachable(status: &Status) -> bool {
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
     ) && reason(status).is_none()
         || (status.code() == Code::Unavailable
-            && reason(status).as_deref() == Some("ETCD_UNAVAILABLE"))
+            && reason(status).as_deref() == Some(reasons::ETCD_UNAVAILABLE))
 }

@@ -12,6 +12,7 @@ use tonic::Streaming;
 use super::{ClientError, MonitorClient};
 use crate::proto::monitor as api;
 use crate::proto::wire::watch_cluster_map_response_fields::Update;
+use crate::service::reasons;
 use crate::wire::WatchClusterMapResponse;
 
 /// One pool as a watcher holds it.
@@ -131,7 +132,7 @@ impl MapWatcher {
                 Err(status) => {
                     self.stream = None;
                     let e = ClientError::Status(status);
-                    if e.reason().as_deref() == Some("CLIENT_AHEAD") {
+                    if e.reason().as_deref() == Some(reasons::CLIENT_AHEAD) {
                         // This leader is behind what we hold: start over from full maps.
                         self.maps = ClusterMaps::default();
                     } else if !retryable(&e) {

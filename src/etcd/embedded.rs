@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::endpoints::{EtcdFailure, within};
 use crate::config::{EmbeddedEtcdConfig, url_text};
 use crate::metrics::Metrics;
 use crate::text::shown;
@@ -59,20 +60,28 @@ pub enum EmbeddedEtcdError {
     NotHealthy {
         name: String,
         timeout: Duration,
-        detail: String,
+        /// The last probe's failure.
+        detail: ProbeFailure,
         cluster_size: usize,
         quorum: usize,
     },
+    #[error("cannot create a client for the embedded etcd member at {url}: {failure}")]
+    Client { url: String, failure: EtcdFailure },
     #[error(
-        "the etcd answering at {url} is not member '{name}' started by this monitor ({detail})"
+        "the etcd answering at {url} is not member '{name}' started by this monitor (member id differs)"
     )]
-    WrongMember {
-        url: String,
-        name: String,
-        detail: String,
-    },
+    WrongMember { url: String, name: String },
     #[error("shutdown requested during etcd start-up")]
     Cancelled,
+}
+
+/// Why the member did not pass a health probe: the request that failed, and how.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {failure}")]
+pub struct ProbeFailure {
+    /// "linearizable read", "status" or "member list".
+    pub step: &'static str,
+    pub failure: EtcdFailure,
 }
 
 /// A running child and what is needed to watch it.
@@ -350,12 +359,12 @@ async fn stop_leftover_member(data_dir: &Path) {
         let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + timing::ETCD_STOP_GRACE;
         while process_alive(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(timing::ETCD_LEFTOVER_EXIT_POLL).await;
         }
         if process_alive(pid) {
             let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
             while process_alive(pid) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(timing::ETCD_LEFTOVER_KILL_POLL).await;
             }
         }
     }
@@ -603,14 +612,13 @@ async fn wait_healthy(
     let mut last_report = Instant::now();
     let mut detail;
     let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(1))
+        .with_connect_timeout(timing::ETCD_START_CONNECT_TIMEOUT)
         .with_require_leader(true);
     let client = etcd_client::Client::connect([url.clone()], Some(options))
         .await
-        .map_err(|e| EmbeddedEtcdError::WrongMember {
+        .map_err(|e| EmbeddedEtcdError::Client {
             url: url.clone(),
-            name: cfg.name.clone(),
-            detail: e.to_string(),
+            failure: EtcdFailure::from_client(&e),
         })?;
     loop {
         if shutdown.is_cancelled() {
@@ -630,7 +638,6 @@ async fn wait_healthy(
                 return Err(EmbeddedEtcdError::WrongMember {
                     url,
                     name: cfg.name.clone(),
-                    detail: "member id differs".to_string(),
                 });
             }
             Err(e) => detail = e,
@@ -645,7 +652,7 @@ async fn wait_healthy(
                 quorum: cfg.cluster_size / 2 + 1,
             });
         }
-        if last_report.elapsed() >= Duration::from_secs(5) {
+        if last_report.elapsed() >= timing::ETCD_START_REPORT_EVERY {
             last_report = Instant::now();
             tracing::info!(
                 member = %cfg.name,
@@ -662,21 +669,17 @@ async fn wait_healthy(
 }
 
 /// Ok(true): healthy and ours. Ok(false): healthy but another member answers. Err: not healthy.
-async fn probe(client: &etcd_client::Client, name: &str) -> Result<bool, String> {
+async fn probe(client: &etcd_client::Client, name: &str) -> Result<bool, ProbeFailure> {
     let mut c = client.clone();
-    let t = Duration::from_secs(2);
-    tokio::time::timeout(t, c.get("/fastblock-health-probe", None))
+    let t = timing::ETCD_START_PROBE_TIMEOUT;
+    let failed = |step| move |failure| ProbeFailure { step, failure };
+    within(t, c.get("/fastblock-health-probe", None))
         .await
-        .map_err(|_| "linearizable read timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = tokio::time::timeout(t, c.status())
+        .map_err(failed("linearizable read"))?;
+    let status = within(t, c.status()).await.map_err(failed("status"))?;
+    let members = within(t, c.member_list())
         .await
-        .map_err(|_| "status timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let members = tokio::time::timeout(t, c.member_list())
-        .await
-        .map_err(|_| "member list timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(failed("member list"))?;
     let answering = status.header().map(|h| h.member_id()).unwrap_or(0);
     Ok(members
         .members()
@@ -837,7 +840,8 @@ mod tests {
         );
         let cfg = crate::config::Config::parse("t", &text, &Default::default())
             .unwrap()
-            .embedded_etcd
+            .etcd
+            .embedded
             .unwrap();
         let args = etcd_args(&cfg);
         assert!(args.contains(&"--name=m1".to_string()));

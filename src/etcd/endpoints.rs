@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use super::store::StoreError;
 use crate::timing;
 
 /// One configured endpoint.
@@ -118,6 +117,8 @@ impl std::fmt::Display for EtcdFailure {
         f.write_str(&self.message)
     }
 }
+
+impl std::error::Error for EtcdFailure {}
 
 /// Bounds one etcd request by `timeout`, classifying its failure.
 pub async fn within<T>(
@@ -273,7 +274,7 @@ impl Etcd {
         &self,
         timeout: Duration,
         mut request: F,
-    ) -> Result<T, StoreError>
+    ) -> Result<T, EtcdFailure>
     where
         F: FnMut(etcd_client::Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -287,12 +288,10 @@ impl Etcd {
                     self.failed(i, &e);
                     last = Some(e);
                 }
-                Err(e) => return Err(StoreError::Etcd(e)),
+                Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Etcd(
-            last.unwrap_or_else(|| EtcdFailure::timed_out(timeout)),
-        ))
+        Err(last.unwrap_or_else(|| EtcdFailure::timed_out(timeout)))
     }
 
     /// The configured endpoints in preference order, with whether each is healthy.
@@ -307,9 +306,9 @@ impl Etcd {
 
 fn options() -> etcd_client::ConnectOptions {
     etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
+        .with_connect_timeout(timing::ETCD_CONNECT_TIMEOUT)
         // HTTP/2 pings find a dead or frozen peer within seconds instead of TCP's minutes.
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+        .with_keep_alive(timing::ETCD_KEEPALIVE_EVERY, timing::ETCD_KEEPALIVE_TIMEOUT)
         .with_keep_alive_while_idle(true)
         // A member cut off from its cluster refuses requests instead of serving stale data or
         // letting a campaign hang.
@@ -417,10 +416,7 @@ mod tests {
                 async move { kv.get("k", None).await }
             })
             .await;
-        assert!(
-            matches!(r, Err(StoreError::Etcd(ref e)) if e.endpoint_at_fault()),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(ref e) if e.endpoint_at_fault()), "{r:?}");
         assert_eq!(tried.len(), 2, "each endpoint once");
         assert!(
             etcd.health().iter().all(|(_, h)| !h),

@@ -6,19 +6,13 @@
 //! timeout plus a whole TTL instead of at most a TTL. Moving raft leadership to another member
 //! while we lead keeps the two roles on different hosts.
 
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
 
-/// Longest a status, member list or move request may take.
-const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+use super::endpoints::{EtcdFailure, within};
+use crate::timing::{RAFT_LEADER_CHECK_EVERY, RAFT_LEADER_STATUS_TIMEOUT};
+
 /// Raft log entries a transfer target may be behind.
 const MAX_LAG: u64 = 100;
-
-/// How often the leader checks where the raft leadership is. Often: until it has moved, a crash
-/// of this host costs an etcd election on top of the lease TTL, and a check is one status call
-/// to our own member.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop`: whenever our member (at `own_url`) leads the raft group, hands the
 /// leadership to another started voting member. Never returns before `stop` (a term task that
@@ -33,7 +27,7 @@ pub async fn keep_elsewhere(own_url: String, stop: CancellationToken) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(RAFT_LEADER_CHECK_EVERY) => {}
         }
     };
     loop {
@@ -42,19 +36,19 @@ pub async fn keep_elsewhere(own_url: String, stop: CancellationToken) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(RAFT_LEADER_CHECK_EVERY) => {}
         }
     }
 }
 
-async fn move_if_ours(client: &etcd_client::Client) -> Result<(), String> {
+async fn move_if_ours(client: &etcd_client::Client) -> Result<(), EtcdFailure> {
     let mut c = client.clone();
-    let status = within(STATUS_TIMEOUT, c.status()).await?;
+    let status = within(RAFT_LEADER_STATUS_TIMEOUT, c.status()).await?;
     let ours = status.header().map(|h| h.member_id()).unwrap_or(0);
     if ours == 0 || status.leader() != ours {
         return Ok(());
     }
-    let members = within(STATUS_TIMEOUT, c.member_list()).await?;
+    let members = within(RAFT_LEADER_STATUS_TIMEOUT, c.member_list()).await?;
     let mut candidates: Vec<(u64, String, Vec<String>)> = members
         .members()
         .iter()
@@ -69,7 +63,11 @@ async fn move_if_ours(client: &etcd_client::Client) -> Result<(), String> {
             tracing::debug!(member = %name, "not moving raft leadership to a member that is down or behind");
             continue;
         }
-        within(STATUS_TIMEOUT, c.maintenance_client().move_leader(id)).await?;
+        within(
+            RAFT_LEADER_STATUS_TIMEOUT,
+            c.maintenance_client().move_leader(id),
+        )
+        .await?;
         tracing::info!(to = %name, "moved etcd raft leadership off this monitor's member");
         return Ok(());
     }
@@ -79,21 +77,13 @@ async fn move_if_ours(client: &etcd_client::Client) -> Result<(), String> {
 /// Whether the member at `urls` answers a status request with a raft log at most
 /// [`MAX_LAG`] entries behind `leader_index`.
 async fn caught_up(urls: &[String], leader_index: u64) -> bool {
-    let options = etcd_client::ConnectOptions::new().with_connect_timeout(STATUS_TIMEOUT);
+    let options =
+        etcd_client::ConnectOptions::new().with_connect_timeout(RAFT_LEADER_STATUS_TIMEOUT);
     let Ok(mut member) = etcd_client::Client::connect(urls, Some(options)).await else {
         return false;
     };
-    match within(STATUS_TIMEOUT, member.status()).await {
+    match within(RAFT_LEADER_STATUS_TIMEOUT, member.status()).await {
         Ok(s) => s.raft_index() + MAX_LAG >= leader_index,
         Err(_) => false,
     }
-}
-
-async fn within<T>(
-    timeout: Duration,
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, String> {
-    super::endpoints::within(timeout, fut)
-        .await
-        .map_err(|e| e.to_string())
 }

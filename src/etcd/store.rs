@@ -57,7 +57,7 @@ pub enum StoreError {
     Fenced,
     /// etcd failed or did not answer in time. For a write the outcome is unknown.
     #[error("etcd request failed: {0}")]
-    Etcd(EtcdFailure),
+    Etcd(#[from] EtcdFailure),
     /// Stored data does not decode.
     #[error("stored cluster data is invalid: {0}")]
     Corrupt(String),
@@ -171,13 +171,13 @@ impl Store {
                 })
                 .await;
             match result {
-                Err(StoreError::Etcd(e)) if e.endpoint_at_fault() && attempt < PAGE_ATTEMPTS => {
+                Err(e) if e.endpoint_at_fault() && attempt < PAGE_ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "reading a page of the state failed; reading it again");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(timing::ETCD_RETRY_MAX);
                     attempt += 1;
                 }
-                other => return other,
+                other => return Ok(other?),
             }
         }
     }
@@ -237,7 +237,7 @@ impl Store {
                     .etcd_txn_failures
                     .with_label_values(&["error"])
                     .inc();
-                Err(e)
+                Err(e.into())
             }
         }
     }

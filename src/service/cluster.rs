@@ -53,7 +53,7 @@ impl MonitorService {
         if !view.connected && view.leader.is_none() {
             return Err(status::error(
                 tonic::Code::Unavailable,
-                "ETCD_UNAVAILABLE",
+                super::reasons::ETCD_UNAVAILABLE,
                 "this monitor cannot reach etcd and knows no leader",
             ));
         }

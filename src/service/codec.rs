@@ -77,6 +77,7 @@ fn decode_request<U: Message + Default>(buf: impl prost::bytes::Buf) -> Result<U
 mod tests {
     use super::*;
     use crate::proto::monitor as api;
+    use crate::service::reasons;
 
     fn decode(bytes: &[u8]) -> Result<api::ApplyIdRequest, Status> {
         decode_request(bytes)
@@ -103,7 +104,7 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bytes:?}: {e:?}");
             assert_eq!(
                 status::reason(&e).as_deref(),
-                Some(status::INVALID_MESSAGE),
+                Some(reasons::INVALID_MESSAGE),
                 "{bytes:?}"
             );
         }

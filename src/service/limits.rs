@@ -320,6 +320,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::reasons;
 
     fn frame(flag: u8, len: u32) -> Vec<u8> {
         let mut f = vec![flag];
@@ -440,7 +441,7 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
         assert_eq!(
             status::reason(&s).as_deref(),
-            Some(status::REQUEST_TOO_LARGE)
+            Some(reasons::REQUEST_TOO_LARGE)
         );
         assert_eq!(
             s.message(),
@@ -454,7 +455,10 @@ mod tests {
         ] {
             let s = refusal_status(&limit, refusal);
             assert_eq!(s.code(), tonic::Code::InvalidArgument);
-            assert_eq!(status::reason(&s).as_deref(), Some(status::INVALID_MESSAGE));
+            assert_eq!(
+                status::reason(&s).as_deref(),
+                Some(reasons::INVALID_MESSAGE)
+            );
             assert!(s.message().contains("ApplyId"), "{}", s.message());
         }
     }

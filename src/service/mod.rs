@@ -14,6 +14,7 @@ mod osds;
 mod pools;
 #[cfg(test)]
 mod proptests;
+pub mod reasons;
 mod requests;
 pub mod status;
 mod watch;
@@ -87,7 +88,7 @@ impl MonitorService {
 fn unexpected(outcome: Outcome) -> Status {
     status::error(
         tonic::Code::Internal,
-        "INTERNAL",
+        reasons::INTERNAL,
         format!("unexpected outcome {outcome:?}"),
     )
 }

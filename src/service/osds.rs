@@ -132,7 +132,11 @@ impl MonitorService {
             return Ok(api::OsdConfigResponse::default());
         };
         let text = self.node.store.osd_config(id).await.map_err(|e| {
-            status::error(tonic::Code::Unavailable, "ETCD_UNAVAILABLE", e.to_string())
+            status::error(
+                tonic::Code::Unavailable,
+                super::reasons::ETCD_UNAVAILABLE,
+                e.to_string(),
+            )
         })?;
         Ok(api::OsdConfigResponse {
             config: text.unwrap_or_default(),

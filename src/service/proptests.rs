@@ -295,7 +295,7 @@ fn serve_watch(r: api::WatchClusterMapRequest, len: usize) {
     let settings = WatchSettings {
         history_epochs: 3,
         progress_every: Duration::from_secs(5),
-        ..WatchSettings::default()
+        buffer_budget: 256 << 20,
     };
     match updates(
         &mut subscriber,

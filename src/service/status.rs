@@ -1,5 +1,5 @@
 //! The one place where errors become gRPC statuses: a code plus an ErrorInfo whose reason is a
-//! stable machine-readable name. Messages are bounded: values a client sent are quoted through
+//! stable machine-readable name (declared in `reasons.rs`). Messages are bounded: values a client sent are quoted through
 //! `cluster::echo`, and every message is clipped to [`MAX_MESSAGE`] bytes besides.
 
 use std::collections::HashMap;
@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::reasons;
 use crate::cluster::placement::PlacementError;
 use crate::cluster::{ClusterError, clip};
 use crate::commit::ProposeError;
@@ -15,12 +16,6 @@ use crate::commit::ProposeError;
 pub const DOMAIN: &str = "fastblock.monitor";
 /// Response metadata carrying the leader's address on NOT_LEADER errors.
 pub const LEADER_HEADER: &str = "x-fastblock-leader";
-/// ErrorInfo reason of leader-only calls made on a standby.
-pub const NOT_LEADER: &str = "NOT_LEADER";
-/// ErrorInfo reason of a request message over its call's size limit.
-pub const REQUEST_TOO_LARGE: &str = "REQUEST_TOO_LARGE";
-/// ErrorInfo reason of a request that is not one well-formed message of the call's type.
-pub const INVALID_MESSAGE: &str = "INVALID_MESSAGE";
 /// The longest status message, in bytes. The message travels twice in the response headers
 /// (`grpc-message` and inside `grpc-status-details-bin`), and gRPC clients refuse headers
 /// beyond a few KiB.
@@ -50,7 +45,7 @@ fn error_with_metadata(
 pub fn request_too_large(call: &str, size: usize, limit: usize) -> Status {
     error_with_metadata(
         Code::ResourceExhausted,
-        REQUEST_TOO_LARGE,
+        reasons::REQUEST_TOO_LARGE,
         format!("the {call} request message is {size} bytes; {call} accepts at most {limit} bytes"),
         [("limit_bytes".to_string(), limit.to_string())].into(),
     )
@@ -60,7 +55,7 @@ pub fn request_too_large(call: &str, size: usize, limit: usize) -> Status {
 pub fn invalid_message(why: impl std::fmt::Display) -> Status {
     error(
         Code::InvalidArgument,
-        INVALID_MESSAGE,
+        reasons::INVALID_MESSAGE,
         format!("malformed request: {why}"),
     )
 }
@@ -78,7 +73,7 @@ pub fn not_leader(leader: &str) -> Status {
     let mut status = Status::with_error_details(
         Code::Unavailable,
         message,
-        ErrorDetails::with_error_info(NOT_LEADER, DOMAIN, metadata),
+        ErrorDetails::with_error_info(reasons::NOT_LEADER, DOMAIN, metadata),
     );
     if let Ok(v) = leader.parse() {
         status.metadata_mut().insert(LEADER_HEADER, v);
@@ -90,57 +85,58 @@ pub fn not_leader(leader: &str) -> Status {
 pub fn cluster_error_code(e: &ClusterError) -> (Code, &'static str) {
     use ClusterError as E;
     use Code as C;
+    use reasons as R;
     match e {
-        E::UnknownFlag(_) => (C::InvalidArgument, "INVALID_FLAG"),
-        E::InvalidUuid(_) => (C::InvalidArgument, "INVALID_UUID"),
-        E::OsdNotFound(_) => (C::NotFound, "OSD_NOT_FOUND"),
-        E::UuidMismatch { .. } => (C::FailedPrecondition, "OSD_UUID_MISMATCH"),
-        E::InvalidAddress(_) => (C::InvalidArgument, "INVALID_ADDRESS"),
-        E::InvalidPort { .. } => (C::InvalidArgument, "INVALID_PORT"),
-        E::InvalidCoreNum => (C::InvalidArgument, "INVALID_CORE_NUM"),
-        E::CoreNumMismatch { .. } => (C::FailedPrecondition, "CORE_NUM_MISMATCH"),
-        E::InvalidShards(_) => (C::InvalidArgument, "INVALID_SHARDS"),
-        E::InvalidBootInstance => (C::InvalidArgument, "INVALID_BOOT_INSTANCE"),
-        E::ConfigTooLarge(_) => (C::InvalidArgument, "CONFIG_TOO_LARGE"),
-        E::InvalidLocation { .. } => (C::InvalidArgument, "INVALID_LOCATION"),
-        E::OsdAlreadyUp(_) => (C::FailedPrecondition, "OSD_ALREADY_UP"),
-        E::OsdNotBooted(_) => (C::FailedPrecondition, "OSD_NOT_BOOTED"),
-        E::StaleBootInstance(_) => (C::FailedPrecondition, "STALE_BOOT_INSTANCE"),
-        E::OsdIsDown(_) => (C::FailedPrecondition, "OSD_DOWN"),
-        E::OsdNotDownAndOut(_) => (C::FailedPrecondition, "OSD_NOT_DOWN_AND_OUT"),
-        E::OsdHasPgs { .. } => (C::FailedPrecondition, "OSD_HAS_PGS"),
-        E::InvalidWeight => (C::InvalidArgument, "INVALID_WEIGHT"),
-        E::InvalidPoolName(_) => (C::InvalidArgument, "INVALID_POOL_NAME"),
-        E::PoolNameExists(_) => (C::AlreadyExists, "POOL_NAME_EXISTS"),
-        E::InvalidPgSize(_) => (C::InvalidArgument, "INVALID_PG_SIZE"),
-        E::InvalidPgCount(_) => (C::InvalidArgument, "INVALID_PG_COUNT"),
-        E::UnknownFailureDomain(_) => (C::InvalidArgument, "UNKNOWN_FAILURE_DOMAIN"),
+        E::UnknownFlag(_) => (C::InvalidArgument, R::INVALID_FLAG),
+        E::InvalidUuid(_) => (C::InvalidArgument, R::INVALID_UUID),
+        E::OsdNotFound(_) => (C::NotFound, R::OSD_NOT_FOUND),
+        E::UuidMismatch { .. } => (C::FailedPrecondition, R::OSD_UUID_MISMATCH),
+        E::InvalidAddress(_) => (C::InvalidArgument, R::INVALID_ADDRESS),
+        E::InvalidPort { .. } => (C::InvalidArgument, R::INVALID_PORT),
+        E::InvalidCoreNum => (C::InvalidArgument, R::INVALID_CORE_NUM),
+        E::CoreNumMismatch { .. } => (C::FailedPrecondition, R::CORE_NUM_MISMATCH),
+        E::InvalidShards(_) => (C::InvalidArgument, R::INVALID_SHARDS),
+        E::InvalidBootInstance => (C::InvalidArgument, R::INVALID_BOOT_INSTANCE),
+        E::ConfigTooLarge(_) => (C::InvalidArgument, R::CONFIG_TOO_LARGE),
+        E::InvalidLocation { .. } => (C::InvalidArgument, R::INVALID_LOCATION),
+        E::OsdAlreadyUp(_) => (C::FailedPrecondition, R::OSD_ALREADY_UP),
+        E::OsdNotBooted(_) => (C::FailedPrecondition, R::OSD_NOT_BOOTED),
+        E::StaleBootInstance(_) => (C::FailedPrecondition, R::STALE_BOOT_INSTANCE),
+        E::OsdIsDown(_) => (C::FailedPrecondition, R::OSD_DOWN),
+        E::OsdNotDownAndOut(_) => (C::FailedPrecondition, R::OSD_NOT_DOWN_AND_OUT),
+        E::OsdHasPgs { .. } => (C::FailedPrecondition, R::OSD_HAS_PGS),
+        E::InvalidWeight => (C::InvalidArgument, R::INVALID_WEIGHT),
+        E::InvalidPoolName(_) => (C::InvalidArgument, R::INVALID_POOL_NAME),
+        E::PoolNameExists(_) => (C::AlreadyExists, R::POOL_NAME_EXISTS),
+        E::InvalidPgSize(_) => (C::InvalidArgument, R::INVALID_PG_SIZE),
+        E::InvalidPgCount(_) => (C::InvalidArgument, R::INVALID_PG_COUNT),
+        E::UnknownFailureDomain(_) => (C::InvalidArgument, R::UNKNOWN_FAILURE_DOMAIN),
         E::Placement(PlacementError::NoEnoughOsd { .. }) => {
-            (C::FailedPrecondition, "NO_ENOUGH_OSD")
+            (C::FailedPrecondition, R::NO_ENOUGH_OSD)
         }
         E::Placement(PlacementError::FailureDomainNotSatisfied { .. }) => {
-            (C::FailedPrecondition, "FAILURE_DOMAIN_NEED_NOT_SATISFIED")
+            (C::FailedPrecondition, R::FAILURE_DOMAIN_NEED_NOT_SATISFIED)
         }
-        E::UnknownPoolName(_) => (C::NotFound, "UNKNOWN_POOL_NAME"),
-        E::PoolNotFound(_) => (C::NotFound, "POOL_NOT_FOUND"),
-        E::InvalidImageName => (C::InvalidArgument, "INVALID_IMAGE_NAME"),
-        E::ImageNameTooLong(_) => (C::InvalidArgument, "IMAGE_NAME_TOO_LONG"),
-        E::ImageExists(_) => (C::AlreadyExists, "IMAGE_EXISTS"),
-        E::ImageNotFound(_) => (C::NotFound, "IMAGE_NOT_FOUND"),
-        E::InvalidImageSize(_) => (C::InvalidArgument, "INVALID_IMAGE_SIZE"),
-        E::InvalidObjectSize(_) => (C::InvalidArgument, "INVALID_OBJECT_SIZE"),
-        E::ShrinkNotAllowed { .. } => (C::FailedPrecondition, "IMAGE_SHRINK_NOT_ALLOWED"),
-        E::PgNotFound { .. } => (C::NotFound, "PG_NOT_FOUND"),
-        E::InvalidMembers(_) => (C::InvalidArgument, "INVALID_MEMBERS"),
-        E::LeaderNotMember { .. } => (C::InvalidArgument, "LEADER_NOT_MEMBER"),
-        E::PgNotRemapped { .. } => (C::FailedPrecondition, "PG_NOT_REMAPPED"),
+        E::UnknownPoolName(_) => (C::NotFound, R::UNKNOWN_POOL_NAME),
+        E::PoolNotFound(_) => (C::NotFound, R::POOL_NOT_FOUND),
+        E::InvalidImageName => (C::InvalidArgument, R::INVALID_IMAGE_NAME),
+        E::ImageNameTooLong(_) => (C::InvalidArgument, R::IMAGE_NAME_TOO_LONG),
+        E::ImageExists(_) => (C::AlreadyExists, R::IMAGE_EXISTS),
+        E::ImageNotFound(_) => (C::NotFound, R::IMAGE_NOT_FOUND),
+        E::InvalidImageSize(_) => (C::InvalidArgument, R::INVALID_IMAGE_SIZE),
+        E::InvalidObjectSize(_) => (C::InvalidArgument, R::INVALID_OBJECT_SIZE),
+        E::ShrinkNotAllowed { .. } => (C::FailedPrecondition, R::IMAGE_SHRINK_NOT_ALLOWED),
+        E::PgNotFound { .. } => (C::NotFound, R::PG_NOT_FOUND),
+        E::InvalidMembers(_) => (C::InvalidArgument, R::INVALID_MEMBERS),
+        E::LeaderNotMember { .. } => (C::InvalidArgument, R::LEADER_NOT_MEMBER),
+        E::PgNotRemapped { .. } => (C::FailedPrecondition, R::PG_NOT_REMAPPED),
         E::MembersMismatch { .. } | E::MembersNotHeld { .. } => {
-            (C::FailedPrecondition, "PG_MEMBERS_MISMATCH")
+            (C::FailedPrecondition, R::PG_MEMBERS_MISMATCH)
         }
-        E::ReporterMissing => (C::InvalidArgument, "PG_REPORTER_MISSING"),
-        E::ReporterNotUp(_) => (C::FailedPrecondition, "PG_REPORTER_NOT_UP"),
-        E::InvalidPgName(_) => (C::InvalidArgument, "INVALID_PG_NAME"),
-        E::DuplicatePgName { .. } => (C::InvalidArgument, "DUPLICATE_PG_NAME"),
+        E::ReporterMissing => (C::InvalidArgument, R::PG_REPORTER_MISSING),
+        E::ReporterNotUp(_) => (C::FailedPrecondition, R::PG_REPORTER_NOT_UP),
+        E::InvalidPgName(_) => (C::InvalidArgument, R::INVALID_PG_NAME),
+        E::DuplicatePgName { .. } => (C::InvalidArgument, R::DUPLICATE_PG_NAME),
     }
 }
 
@@ -155,10 +151,14 @@ pub fn propose_error(e: &ProposeError, leader: &str) -> Status {
     match e {
         ProposeError::Rejected(c) => cluster_error(c),
         ProposeError::NotLeader => not_leader(leader),
-        ProposeError::Indeterminate(_) => error(Code::Unavailable, "COMMIT_UNKNOWN", e.to_string()),
-        ProposeError::TooLarge { .. } => {
-            error(Code::ResourceExhausted, "CHANGE_TOO_LARGE", e.to_string())
+        ProposeError::Indeterminate(_) => {
+            error(Code::Unavailable, reasons::COMMIT_UNKNOWN, e.to_string())
         }
+        ProposeError::TooLarge { .. } => error(
+            Code::ResourceExhausted,
+            reasons::CHANGE_TOO_LARGE,
+            e.to_string(),
+        ),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{MonitorService, convert, status};
+use super::{MonitorService, convert, reasons, status};
 use crate::cluster::{ClusterState, Epoch, PoolId};
 use crate::proto::monitor as api;
 use crate::proto::wire::WatchClusterMapResponseFields;
@@ -43,16 +43,6 @@ pub struct WatchSettings {
     pub progress_every: Duration,
     /// Bytes of updates that streams may hold before the slowest are cut.
     pub buffer_budget: usize,
-}
-
-impl Default for WatchSettings {
-    fn default() -> Self {
-        WatchSettings {
-            history_epochs: 1000,
-            progress_every: Duration::from_secs(5),
-            buffer_budget: 256 << 20,
-        }
-    }
 }
 
 /// Which map an update is about.
@@ -291,7 +281,7 @@ pub(super) fn updates(
 fn client_ahead(what: &str, have: u64, now: u64) -> Status {
     status::error(
         tonic::Code::FailedPrecondition,
-        "CLIENT_AHEAD",
+        reasons::CLIENT_AHEAD,
         format!("the client has {what} {have} but this leader has {now}: watch again from epoch 0"),
     )
 }

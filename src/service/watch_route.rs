@@ -32,7 +32,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service};
 
-use super::{MonitorService, status};
+use super::{MonitorService, reasons, status};
 use crate::listener::ConnHandle;
 use crate::metrics::Metrics;
 use crate::proto::monitor as api;
@@ -121,7 +121,7 @@ async fn watch(service: Arc<MonitorService>, req: http::Request<Body>) -> http::
 /// Reads the one length-prefixed request message of the call.
 async fn decode_request(body: Body) -> Result<api::WatchClusterMapRequest, Status> {
     let invalid =
-        |what: String| status::error(tonic::Code::InvalidArgument, "INVALID_MESSAGE", what);
+        |what: String| status::error(tonic::Code::InvalidArgument, reasons::INVALID_MESSAGE, what);
     let bytes = http_body_util::Limited::new(body, MAX_REQUEST + 5)
         .collect()
         .await
@@ -129,7 +129,7 @@ async fn decode_request(body: Body) -> Result<api::WatchClusterMapRequest, Statu
             if e.is::<http_body_util::LengthLimitError>() {
                 status::error(
                     tonic::Code::ResourceExhausted,
-                    "REQUEST_TOO_LARGE",
+                    reasons::REQUEST_TOO_LARGE,
                     format!("WatchClusterMap requests are limited to {MAX_REQUEST} bytes"),
                 )
             } else {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, MapWatcher, MonitorClient, PoolMap, Scope};
 use crate::proto::monitor as api;
+use crate::service::reasons;
 
 /// What fleet to run.
 #[derive(Debug, Clone)]
@@ -224,7 +225,7 @@ impl Fleet {
         osd.instance
             .store(new_instance(osd.instance() as u32 + 1), Ordering::Relaxed);
         match boot(&self.client, &self.spec, osd).await {
-            Err(e) if e.reason().as_deref() == Some("OSD_ALREADY_UP") => {
+            Err(e) if e.reason().as_deref() == Some(reasons::OSD_ALREADY_UP) => {
                 self.client
                     .osd_stop(api::OsdStopRequest { osd_id: id })
                     .await?;
@@ -427,11 +428,11 @@ impl Fleet {
             if !matches!(
                 e.reason().as_deref(),
                 Some(
-                    "PG_NOT_REMAPPED"
-                        | "PG_MEMBERS_MISMATCH"
-                        | "LEADER_NOT_MEMBER"
-                        | "POOL_NOT_FOUND"
-                        | "PG_NOT_FOUND"
+                    reasons::PG_NOT_REMAPPED
+                        | reasons::PG_MEMBERS_MISMATCH
+                        | reasons::LEADER_NOT_MEMBER
+                        | reasons::POOL_NOT_FOUND
+                        | reasons::PG_NOT_FOUND
                 )
             ) {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -16,9 +16,7 @@ use crate::commit::{self, Pipeline, ProposeError, Writer};
 use crate::health;
 use crate::heartbeat::{self, HeartbeatActor, Heartbeats};
 use crate::leadership::LeaderTerm;
-
-/// How long client I/O rates are averaged over.
-pub const IO_RATE_WINDOW: Duration = Duration::from_secs(10);
+use crate::timing;
 
 /// The serving state of one leadership term.
 pub struct TermContext {
@@ -49,7 +47,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> TermParts {
         term,
         pipeline,
         heartbeats,
-        iostats: SharedIoStats::new(IO_RATE_WINDOW),
+        iostats: SharedIoStats::new(timing::IO_RATE_WINDOW),
         too_large: TooLarge::default(),
     });
     TermParts {

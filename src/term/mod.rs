@@ -6,7 +6,7 @@
 mod context;
 mod tasks;
 
-pub use context::{IO_RATE_WINDOW, SharedIoStats, TermContext, TermParts};
+pub use context::{SharedIoStats, TermContext, TermParts};
 pub use tasks::{TaskFailure, TermTasks};
 
 use std::sync::Arc;
