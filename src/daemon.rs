@@ -21,11 +21,11 @@ use crate::leadership::{ElectionSettings, Leadership};
 use crate::listener::{self, ConnLimits, Listener};
 use crate::logging::LogFile;
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Node, WatchSettings};
 use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
 use crate::service::limits::{LARGEST, RequestLimits};
-use crate::service::{MonitorService, WatchSettings, WithWatchRoute};
+use crate::service::{MonitorService, WithWatchRoute};
 use crate::{VERSION, http, observer, term, timing};
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
