@@ -20,6 +20,8 @@ pub mod fbclient;
 mod fuzzing;
 pub mod health;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod leadership;
 pub mod listener;
 pub mod logging;

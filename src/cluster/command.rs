@@ -2,8 +2,8 @@
 
 use super::flags::{ClusterFlag, Flags};
 use super::image::Image;
-use super::osd_ops::{OutGuards, OutRefusal};
-use super::rebalance_ops::PlannedMove;
+use super::out_guards::{OutGuards, OutRefusal};
+use super::placement::PlannedMove;
 use super::types::{Epoch, ImageId, OsdId, PgId, PoolId};
 
 /// Ports of one shard as reported by Boot (validated by the state machine).

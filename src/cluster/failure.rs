@@ -12,11 +12,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::osd::Liveness;
-use super::osd_ops::{OutGuards, OutRefusal};
+use super::out_guards::{OutGuards, OutRefusal};
 use super::state::ClusterState;
 use super::types::OsdId;
 
-/// How the failure detector decides.
+/// How the failure detector decides. Every field is a config key; their defaults live with the
+/// keys in `config.rs` (the only place), so the core holds no second copy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailurePolicy {
     /// An up OSD without a heartbeat for this long is marked down.
@@ -32,22 +33,6 @@ pub struct FailurePolicy {
     /// that count (in, or up) up; 0 disables the guard.
     pub min_up_ratio: f64,
 }
-
-impl Default for FailurePolicy {
-    fn default() -> Self {
-        FailurePolicy {
-            down_after: Duration::from_secs(10),
-            out_after: Duration::from_secs(30),
-            guards: OutGuards::default(),
-            flap_count: 5,
-            flap_window: Duration::from_secs(600),
-            min_up_ratio: DEFAULT_MIN_UP_RATIO,
-        }
-    }
-}
-
-/// Ceph's default `mon_osd_min_up_ratio`.
-pub const DEFAULT_MIN_UP_RATIO: f64 = 0.3;
 
 /// What the failure detector found at its last check, for health, status and metrics.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -5,30 +5,12 @@ use std::sync::Arc;
 
 use super::command::Outcome;
 use super::error::{ClusterError, echo};
-use super::image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME, MIN_OBJECT_SIZE, SIZE_ALIGNMENT};
+use super::image::{
+    DEFAULT_OBJECT_SIZE, Image, MAX_OBJECT_SIZE, MIN_OBJECT_SIZE, check_name, check_size,
+};
 use super::records::RecordKey;
 use super::state::{Applied, ClusterState};
 use super::types::{ImageId, PoolId};
-
-/// The largest object size: 1 GiB.
-pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
-
-fn check_size(size: u64) -> Result<(), ClusterError> {
-    if size == 0 || size % SIZE_ALIGNMENT != 0 {
-        return Err(ClusterError::InvalidImageSize(size));
-    }
-    Ok(())
-}
-
-fn check_name(name: &str) -> Result<(), ClusterError> {
-    if name.is_empty() {
-        return Err(ClusterError::InvalidImageName);
-    }
-    if name.len() > MAX_IMAGE_NAME {
-        return Err(ClusterError::ImageNameTooLong(name.len()));
-    }
-    Ok(())
-}
 
 impl ClusterState {
     fn pool_id_by_name(&self, pool: &str) -> Result<PoolId, ClusterError> {

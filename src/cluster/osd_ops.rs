@@ -3,103 +3,18 @@
 
 use std::net::IpAddr;
 
-use uuid::Uuid;
-
 use super::command::{BootArgs, Outcome};
 use super::error::{ClusterError, echo};
 use super::flags::ClusterFlag;
-use super::osd::{DownReason, Liveness, Membership, Osd, OutReason, Shard};
+use super::osd::{
+    DownReason, Liveness, MAX_CONFIG_TEXT, Membership, Osd, OutReason, Shard, check_label,
+    parse_uuid,
+};
+use super::out_guards::{OutGuards, OutRefusal, subtree};
+use super::queries::released_by;
 use super::records::RecordKey;
 use super::state::{Applied, BlobKey, ClusterState};
 use super::types::{BootInstance, OsdId, Weight};
-
-/// Ceph's guards on automatic outs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OutGuards {
-    /// Auto-out never leaves fewer than this share of the booted OSDs in.
-    pub min_in_ratio: f64,
-    /// Auto-out never takes an OSD whose whole subtree at this level is down.
-    pub subtree_limit: Option<SubtreeLimit>,
-}
-
-impl Default for OutGuards {
-    fn default() -> Self {
-        OutGuards {
-            min_in_ratio: 0.75,
-            subtree_limit: Some(SubtreeLimit::Rack),
-        }
-    }
-}
-
-/// The topology level of [`OutGuards::subtree_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubtreeLimit {
-    Host,
-    Rack,
-}
-
-impl SubtreeLimit {
-    pub fn name(self) -> &'static str {
-        match self {
-            SubtreeLimit::Host => "host",
-            SubtreeLimit::Rack => "rack",
-        }
-    }
-}
-
-/// Why an automatic out was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutRefusal {
-    /// It would leave fewer OSDs in than the minimum in-ratio.
-    MinInRatio,
-    /// Its whole subtree at this level is down.
-    WholeSubtreeDown(SubtreeLimit),
-}
-
-/// The longest host, rack or root name, in bytes.
-pub const MAX_LABEL: usize = 255;
-/// The largest OSD config text kept, in bytes.
-pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
-/// The longest uuid text of any accepted form (`urn:uuid:` and 36 characters).
-pub const MAX_UUID_TEXT: usize = 45;
-/// The longest IP address text (an IPv6 address ending in a dotted IPv4 address).
-pub const MAX_ADDRESS_TEXT: usize = 45;
-
-/// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
-pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
-    match Uuid::parse_str(s) {
-        Ok(u) if !u.is_nil() => Ok(u),
-        _ => Err(ClusterError::InvalidUuid(echo(s))),
-    }
-}
-
-/// A topology label: 1..=255 bytes, no whitespace or control characters.
-pub fn check_label(field: &'static str, value: &str) -> Result<(), ClusterError> {
-    let bad = |reason: &str| {
-        Err(ClusterError::InvalidLocation {
-            field,
-            reason: reason.to_string(),
-        })
-    };
-    if value.is_empty() {
-        return bad("must not be empty");
-    }
-    if value.len() > MAX_LABEL {
-        return Err(label_too_long(field));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain spaces or control characters");
-    }
-    Ok(())
-}
-
-/// The error of a topology label longer than [`MAX_LABEL`].
-pub fn label_too_long(field: &'static str) -> ClusterError {
-    ClusterError::InvalidLocation {
-        field,
-        reason: format!("is longer than {MAX_LABEL} bytes"),
-    }
-}
 
 fn config_hash(text: &str) -> u64 {
     // 0 means "never reported"; a real hash of 0 is remapped.
@@ -542,18 +457,6 @@ impl ClusterState {
         applied
     }
 
-    /// Up to `limit` OSDs whose change a cleared flag deferred: held down by `noup`, or kept
-    /// out by `noin` although up.
-    pub fn deferred_releases(&self, limit: usize) -> Vec<OsdId> {
-        let flags = self.meta.flags;
-        self.osds
-            .values()
-            .filter(|o| released_by(o, flags))
-            .map(|o| o.id)
-            .take(limit)
-            .collect()
-    }
-
     /// Replays what a cleared flag deferred for `ids`: a held-down OSD goes up, an OSD kept out
     /// by `noin` goes in. OSDs no longer concerned (a flag set again, the OSD gone or changed)
     /// are left alone.
@@ -583,33 +486,6 @@ impl ClusterState {
             osdmap_epoch: self.meta.epoch,
         };
         applied
-    }
-}
-
-/// Whether `o` waits for a flag that `flags` no longer has.
-fn released_by(o: &Osd, flags: super::flags::Flags) -> bool {
-    match o.liveness {
-        Liveness::HeldDown { .. } => !flags.contains(ClusterFlag::NoUp),
-        _ => {
-            o.is_up()
-                && !flags.contains(ClusterFlag::NoIn)
-                && matches!(
-                    o.membership,
-                    Membership::Out {
-                        reason: OutReason::DeferredByNoIn,
-                        ..
-                    }
-                )
-        }
-    }
-}
-
-/// The OSD's subtree at `level`; an OSD without a rack label is in no rack, so the rack limit
-/// does not restrict it (as in Ceph, where the limit only applies to OSDs under such a bucket).
-fn subtree(o: &Osd, level: SubtreeLimit) -> Option<String> {
-    match level {
-        SubtreeLimit::Host => Some(o.location.host.clone()),
-        SubtreeLimit::Rack => o.location.rack.clone(),
     }
 }
 

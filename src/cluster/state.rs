@@ -6,7 +6,8 @@
 //! state is exactly as before. The state is cheap to clone (persistent maps, shared chunks), so
 //! the pipeline snapshots it freely.
 //!
-//! The handlers live in `osd_ops.rs`, `pool_ops.rs` and `image_ops.rs`.
+//! The handlers live in `osd_ops.rs`, `pool_ops.rs`, `rebalance_ops.rs` and `image_ops.rs`;
+//! everything read without a change (accessors, topology, loads, plans) in `queries.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use uuid::Uuid;
 
 use super::command::{Command, Outcome};
 use super::error::ClusterError;
-use super::flags::Flags;
 use super::image::Image;
 use super::osd::Osd;
 use super::pool::{Pg, PgTable, Pool, chunk_of};
@@ -177,91 +177,6 @@ impl ClusterState {
             }
         }
         Ok((s, garbage))
-    }
-
-    // ---- reading ---------------------------------------------------------------------------
-
-    /// The osdmap epoch (including a bump by the open group).
-    pub fn osdmap_epoch(&self) -> Epoch {
-        self.meta.epoch
-    }
-
-    pub fn flags(&self) -> Flags {
-        self.meta.flags
-    }
-
-    /// Shards per OSD; None until the first boot.
-    pub fn core_num(&self) -> Option<u32> {
-        self.meta.core_num
-    }
-
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    pub fn osd(&self, id: OsdId) -> Option<&Arc<Osd>> {
-        self.osds.get(&id)
-    }
-
-    /// Every OSD, by id.
-    pub fn osds(&self) -> impl Iterator<Item = &Arc<Osd>> {
-        self.osds.values()
-    }
-
-    pub fn osd_count(&self) -> usize {
-        self.osds.len()
-    }
-
-    pub fn pool(&self, id: PoolId) -> Option<&Arc<Pool>> {
-        self.pools.get(&id)
-    }
-
-    pub fn pool_by_name(&self, name: &str) -> Option<&Arc<Pool>> {
-        self.pool_by_name
-            .get(name)
-            .and_then(|id| self.pools.get(id))
-    }
-
-    /// Every live pool, by id.
-    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.pools.values()
-    }
-
-    /// The tombstone of a deleted pool.
-    pub fn tombstone(&self, id: PoolId) -> Option<&Tombstone> {
-        self.tombstones.get(&id)
-    }
-
-    pub fn image(&self, pool: PoolId, name: &str) -> Option<&Arc<Image>> {
-        self.image_by_name
-            .get(&(pool, name.to_string()))
-            .and_then(|id| self.images.get(&(pool, *id)))
-    }
-
-    /// OSDs changed since osdmap epoch `since` (added or modified after it), and OSDs purged
-    /// since then. A watcher at `since` applies the purges first, then the changes.
-    pub fn osd_changes_since(&self, since: Epoch) -> (Vec<&Arc<Osd>>, Vec<OsdId>) {
-        let changed = self
-            .osds
-            .values()
-            .filter(|o| o.last_change > since)
-            .collect();
-        let removed = self
-            .purged
-            .iter()
-            .filter(|(_, e)| **e > since)
-            .map(|(id, _)| *id)
-            .collect();
-        (changed, removed)
-    }
-
-    /// Every image, by pool and id.
-    pub fn images(&self) -> impl Iterator<Item = &Arc<Image>> {
-        self.images.values()
-    }
-
-    pub fn image_count(&self) -> usize {
-        self.images.len()
     }
 
     // ---- groups and records -----------------------------------------------------------------

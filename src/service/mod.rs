@@ -20,7 +20,6 @@ pub mod status;
 mod watch;
 mod watch_route;
 
-pub use watch::WatchSettings;
 pub use watch_route::{WatchBudget, WithWatchRoute};
 
 use std::sync::Arc;

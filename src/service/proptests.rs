@@ -15,11 +15,12 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use super::maps::MapCache;
-use super::watch::{Subscriber, WatchCache, WatchSettings, updates};
+use super::watch::{Subscriber, WatchCache, updates};
 use super::{requests, status};
 use crate::cluster::iostats::IoStats;
 use crate::cluster::{ClusterState, Command, Outcome, PgId, PoolId, decode_record, encode_record};
 use crate::fuzzing;
+use crate::node::WatchSettings;
 use crate::proto::monitor as api;
 use crate::proto::wire::WatchClusterMapResponseFields;
 

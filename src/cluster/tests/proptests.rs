@@ -164,7 +164,7 @@ fn check_invariants(s: &ClusterState) {
             root: p.root.clone(),
         };
         let ok_for_pool = usable(s, &spec.root);
-        let whole = crate::cluster::pool_ops::Usable::new(s, p);
+        let whole = crate::cluster::queries::Usable::new(s, p);
         let up = s.up_set();
         for (id, pg) in p.pgs.iter() {
             // The per-PG views used by PG reports agree with the whole-cluster ones.
@@ -174,7 +174,7 @@ fn check_invariants(s: &ClusterState) {
                 .chain(pg.target.iter().flat_map(|t| &t.members))
                 .copied()
                 .collect();
-            let among = crate::cluster::pool_ops::Usable::among(s, p, involved.iter().copied());
+            let among = crate::cluster::queries::Usable::among(s, p, involved.iter().copied());
             assert_eq!(among.misplaced(&pg.members), whole.misplaced(&pg.members));
             if let Some(t) = &pg.target {
                 assert_eq!(among.misplaced(&t.members), whole.misplaced(&t.members));
