@@ -1,15 +1,15 @@
 //! Rebalancing: moving PGs onto OSDs that hold less than their fair share (an OSD came in, a
 //! weight changed). Planned from a snapshot by the reconciler in bounded rounds, applied by
-//! `Command::Rebalance`, which checks every move against the current state again: a move whose
+//! `command::Rebalance`, which checks every move against the current state again: a move whose
 //! PG changed in the meantime is skipped, never applied blindly.
 
 use std::collections::BTreeMap;
 
-use super::command::Outcome;
 use super::error::ClusterError;
 use super::placement::{self, Placement, PoolSpec, PoolView};
 use super::pool::{Pg, Pool, Target};
 use super::pool_ops::{Usable, spec_of};
+use super::reply;
 use super::state::{Applied, ClusterState};
 use super::types::{OsdId, PgId, PoolId};
 
@@ -83,14 +83,14 @@ impl ClusterState {
         &mut self,
         pool_id: PoolId,
         moves: &[PlannedMove],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Refreshed>, ClusterError> {
         let mut pool = self
             .take_pool(pool_id)
             .ok_or(ClusterError::PoolNotFound(pool_id))?;
         let usable = Usable::new(self, &pool);
         let up = self.up_set();
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        let mut applied = Applied::new(reply::Refreshed { changed: 0 });
         let mut changed = 0;
         for m in moves.iter().take(super::pool_ops::REFRESH_BATCH) {
             let still_valid = pool
@@ -113,7 +113,7 @@ impl ClusterState {
             });
             changed += usize::from(did);
         }
-        applied.outcome = Outcome::Refreshed { changed };
+        applied.reply = reply::Refreshed { changed };
         self.put_pool(pool);
         Ok(applied)
     }
