@@ -34,11 +34,13 @@ const CLUSTER_LAYERS: &[(&str, &[&str])] = &[
         &["topology", "out_guards"],
     ),
     ("placement and rebalance planning", &["placement"]),
+    ("what is stored: the records and their codec", &["records"]),
+    ("the state: group bookkeeping, records", &["state"]),
+    ("what commands answer", &["reply"]),
     (
-        "what callers ask and what is stored",
-        &["command", "records"],
+        "what callers ask: one type per command with its reply type, and `apply`",
+        &["command"],
     ),
-    ("the state: apply, group bookkeeping, records", &["state"]),
     (
         "what is read from the state without changing it",
         &["queries"],

@@ -30,6 +30,7 @@ pub mod node;
 pub mod observer;
 pub mod proto;
 pub mod reconcile;
+mod rpcs;
 pub mod service;
 pub mod sim;
 pub mod term;

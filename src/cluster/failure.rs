@@ -179,7 +179,7 @@ fn downs_allowed(up: usize, counted: usize, ratio: f64) -> usize {
 mod tests {
     use super::*;
     use crate::cluster::state::tests::cluster;
-    use crate::cluster::{ClusterFlag, Command};
+    use crate::cluster::{ClusterFlag, command};
 
     const T: FailurePolicy = FailurePolicy {
         down_after: Duration::from_secs(10),
@@ -207,7 +207,7 @@ mod tests {
         fd.heard_from(OsdId(2), t0 + Duration::from_secs(9));
         let d = fd.check(&s, t0 + Duration::from_secs(11), T);
         assert_eq!(d.mark_down, vec![OsdId(3)]);
-        s.apply(&Command::MarkDown { ids: d.mark_down }).unwrap();
+        s.apply(&command::MarkDown { ids: d.mark_down }).unwrap();
         // Down now; the out timer starts when the detector first sees it down.
         let seen_down = t0 + Duration::from_secs(12);
         assert!(fd.check(&s, seen_down, T).mark_out.is_empty());
@@ -251,11 +251,11 @@ mod tests {
     fn the_guard_counts_osds_that_are_in_or_up() {
         let mut s = cluster(10, 10);
         // Four OSDs are long gone (down and out): they do not dilute the ratio.
-        s.apply(&Command::MarkDown {
+        s.apply(&command::MarkDown {
             ids: (7..=10).map(OsdId).collect(),
         })
         .unwrap();
-        s.apply(&Command::MarkOut {
+        s.apply(&command::MarkOut {
             ids: (7..=10).map(OsdId).collect(),
             guards: OutGuards {
                 min_in_ratio: 0.0,
@@ -321,19 +321,19 @@ mod tests {
     #[test]
     fn noout_and_nodown_are_honoured_by_the_commands() {
         let mut s = cluster(2, 2);
-        s.apply(&Command::SetFlag(ClusterFlag::NoDown)).unwrap();
-        s.apply(&Command::MarkDown {
+        s.apply(&command::SetFlag(ClusterFlag::NoDown)).unwrap();
+        s.apply(&command::MarkDown {
             ids: vec![OsdId(1)],
         })
         .unwrap();
         assert!(s.osd(OsdId(1)).unwrap().is_up());
-        s.apply(&Command::UnsetFlag(ClusterFlag::NoDown)).unwrap();
-        s.apply(&Command::SetFlag(ClusterFlag::NoOut)).unwrap();
-        s.apply(&Command::MarkDown {
+        s.apply(&command::UnsetFlag(ClusterFlag::NoDown)).unwrap();
+        s.apply(&command::SetFlag(ClusterFlag::NoOut)).unwrap();
+        s.apply(&command::MarkDown {
             ids: vec![OsdId(1)],
         })
         .unwrap();
-        s.apply(&Command::MarkOut {
+        s.apply(&command::MarkOut {
             ids: vec![OsdId(1)],
             guards: T.guards,
         })

@@ -2,7 +2,7 @@
 //! stored as. No async, no etcd, no clock reads; everything here is unit-testable in
 //! milliseconds.
 
-mod command;
+pub mod command;
 mod error;
 pub mod failure;
 mod flags;
@@ -18,6 +18,7 @@ mod pool_ops;
 mod queries;
 mod rebalance_ops;
 mod records;
+pub mod reply;
 mod state;
 pub mod topology;
 mod types;
@@ -25,7 +26,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use command::{BootArgs, Command, Outcome, PoolArgs, ShardArg};
+pub use command::{BootArgs, Command, PoolArgs, ShardArg};
 pub use error::{ClusterError, ECHO_BYTES, clip, echo};
 pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::command::{BootArgs, Outcome};
+use super::command::BootArgs;
 use super::error::{ClusterError, echo};
 use super::flags::ClusterFlag;
 use super::osd::{
@@ -13,6 +13,7 @@ use super::osd::{
 use super::out_guards::{OutGuards, OutRefusal, subtree};
 use super::queries::released_by;
 use super::records::RecordKey;
+use super::reply;
 use super::state::{Applied, BlobKey, ClusterState};
 use super::types::{BootInstance, OsdId, Weight};
 
@@ -29,16 +30,19 @@ impl ClusterState {
             .ok_or(ClusterError::OsdNotFound(id))
     }
 
-    fn osd_outcome(&self) -> Outcome {
-        Outcome::OsdMap {
+    fn osd_map_reply(&self) -> reply::OsdMap {
+        reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         }
     }
 
-    pub(super) fn apply_id(&mut self, uuid: &str) -> Result<Applied, ClusterError> {
+    pub(super) fn apply_id(
+        &mut self,
+        uuid: &str,
+    ) -> Result<Applied<reply::AppliedId>, ClusterError> {
         let uuid = parse_uuid(uuid)?;
         if let Some(id) = self.osd_by_uuid.get(&uuid) {
-            return Ok(Applied::new(Outcome::AppliedId {
+            return Ok(Applied::new(reply::AppliedId {
                 id: *id,
                 osdmap_epoch: self.meta.epoch,
             }));
@@ -52,21 +56,21 @@ impl ClusterState {
             id += 1;
         }
         let id = OsdId(id);
-        let mut applied = Applied::new(Outcome::AppliedId {
+        let mut applied = Applied::new(reply::AppliedId {
             id,
             osdmap_epoch: self.meta.epoch,
         });
         let osd = Osd::new(id, uuid, self.meta.epoch);
         self.put_osd(osd, &mut applied.touched);
         self.osd_by_uuid.insert(uuid, id);
-        applied.outcome = Outcome::AppliedId {
+        applied.reply = reply::AppliedId {
             id,
             osdmap_epoch: self.meta.epoch,
         };
         Ok(applied)
     }
 
-    pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied, ClusterError> {
+    pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied<reply::Booted>, ClusterError> {
         let mut osd = self.existing_osd(a.id)?;
         let uuid = parse_uuid(&a.uuid)?;
         if uuid != osd.uuid {
@@ -132,7 +136,7 @@ impl ClusterState {
         let config_changed = hash != osd.config_hash;
         osd.config_hash = hash;
         let held_down = flags.contains(ClusterFlag::NoUp);
-        let mut applied = Applied::new(Outcome::Booted {
+        let mut applied = Applied::new(reply::Booted {
             osdmap_epoch: self.meta.epoch,
             held_down,
         });
@@ -161,7 +165,7 @@ impl ClusterState {
                 Some(a.config.clone().into_bytes()),
             ));
         }
-        applied.outcome = Outcome::Booted {
+        applied.reply = reply::Booted {
             osdmap_epoch: self.meta.epoch,
             held_down: self
                 .osds
@@ -171,9 +175,9 @@ impl ClusterState {
         Ok(applied)
     }
 
-    pub(super) fn osd_stop(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_stop(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let epoch = self.pending_osdmap_epoch();
         let next = match osd.liveness {
             Liveness::New => return Err(ClusterError::OsdNotBooted(id)),
@@ -192,12 +196,12 @@ impl ClusterState {
             osd.liveness = next;
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn mark_down(&mut self, ids: &[OsdId]) -> Applied {
-        let mut applied = Applied::new(self.osd_outcome());
+    pub(super) fn mark_down(&mut self, ids: &[OsdId]) -> Applied<reply::OsdMap> {
+        let mut applied = Applied::new(self.osd_map_reply());
         if self.meta.flags.contains(ClusterFlag::NoDown) {
             return applied;
         }
@@ -215,14 +219,18 @@ impl ClusterState {
                 self.put_osd(osd, &mut applied.touched);
             }
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         applied
     }
 
-    pub(super) fn mark_up(&mut self, id: OsdId, instance: u64) -> Result<Applied, ClusterError> {
+    pub(super) fn mark_up(
+        &mut self,
+        id: OsdId,
+        instance: u64,
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         let instance = BootInstance(instance);
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         match osd.liveness {
             Liveness::Up { instance: i, .. } if i == instance => {}
             Liveness::Down {
@@ -247,19 +255,22 @@ impl ClusterState {
             }
             _ => return Err(ClusterError::StaleBootInstance(id)),
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
     /// Failure detector's out, under Ceph's guards: never below the minimum in-ratio, and never
     /// an OSD whose whole subtree (e.g. its rack) is down — that looks like a power or network
     /// event, and moving all its data would hurt more than waiting. Refusals are reported.
-    pub(super) fn mark_out(&mut self, ids: &[OsdId], guards: &OutGuards) -> Applied {
+    pub(super) fn mark_out(
+        &mut self,
+        ids: &[OsdId],
+        guards: &OutGuards,
+    ) -> Applied<reply::MarkedOut> {
         let mut refused = Vec::new();
         let mut marked = Vec::new();
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(reply::MarkedOut::default());
         if self.meta.flags.contains(ClusterFlag::NoOut) {
-            applied.outcome = Outcome::MarkedOut { marked, refused };
             return applied;
         }
         let booted = self
@@ -301,13 +312,13 @@ impl ClusterState {
             in_count -= 1;
             marked.push(*id);
         }
-        applied.outcome = Outcome::MarkedOut { marked, refused };
+        applied.reply = reply::MarkedOut { marked, refused };
         applied
     }
 
-    pub(super) fn osd_out(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_out(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let since = match osd.membership {
             Membership::Out {
                 reason: OutReason::Manual,
@@ -323,13 +334,13 @@ impl ClusterState {
             };
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn osd_in(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_in(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if osd.is_in() {
             return Ok(applied);
         }
@@ -340,7 +351,7 @@ impl ClusterState {
             since: self.pending_osdmap_epoch(),
         };
         self.put_osd(osd, &mut applied.touched);
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
@@ -350,7 +361,7 @@ impl ClusterState {
         host: Option<&str>,
         rack: Option<&str>,
         root: Option<&str>,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         if let Some(h) = host {
             check_label("host", h)?;
@@ -368,27 +379,31 @@ impl ClusterState {
             check_label("root", r)?;
             osd.location.root = r.to_string();
         }
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if Some(&osd) != self.osds.get(&id).map(|o| &**o) {
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn set_weight(&mut self, id: OsdId, weight: f64) -> Result<Applied, ClusterError> {
+    pub(super) fn set_weight(
+        &mut self,
+        id: OsdId,
+        weight: f64,
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         let weight = Weight::from_f64(weight).ok_or(ClusterError::InvalidWeight)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if weight != osd.weight {
             osd.weight = weight;
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn purge(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn purge(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let osd = self.existing_osd(id)?;
         if osd.is_up() || matches!(osd.liveness, Liveness::HeldDown { .. }) || osd.is_in() {
             return Err(ClusterError::OsdNotDownAndOut(id));
@@ -408,7 +423,7 @@ impl ClusterState {
                 pgs: holding,
             });
         }
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let epoch = self.bump_osdmap(&mut applied.touched);
         self.osds.remove(&id);
         self.osd_by_uuid.remove(&osd.uuid);
@@ -416,12 +431,12 @@ impl ClusterState {
         applied.touched.push(RecordKey::Osd(id));
         applied.touched.push(RecordKey::PurgedOsd(id));
         applied.blobs.push((BlobKey::OsdConfig(id), None));
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn set_flag(&mut self, flag: ClusterFlag) -> Applied {
-        let mut applied = Applied::new(Outcome::Flags {
+    pub(super) fn set_flag(&mut self, flag: ClusterFlag) -> Applied<reply::Flags> {
+        let mut applied = Applied::new(reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         });
@@ -429,7 +444,7 @@ impl ClusterState {
             self.meta.flags = self.meta.flags.with(flag);
             self.bump_osdmap(&mut applied.touched);
         }
-        applied.outcome = Outcome::Flags {
+        applied.reply = reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         };
@@ -437,12 +452,12 @@ impl ClusterState {
     }
 
     /// Clears a flag. What `noup` and `noin` deferred is replayed by the reconciler through
-    /// [`Command::ReleaseDeferred`], in parts that fit a transaction: with thousands of OSDs
+    /// [`super::command::ReleaseDeferred`], in parts that fit a transaction: with thousands of OSDs
     /// held down, one command releasing all of them could never commit. (`noout`, `nodown` and
     /// `norebalance` are level-triggered as well: the failure detector and the reconciler act on
     /// their next pass.)
-    pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied {
-        let mut applied = Applied::new(Outcome::Flags {
+    pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied<reply::Flags> {
+        let mut applied = Applied::new(reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         });
@@ -450,7 +465,7 @@ impl ClusterState {
             self.meta.flags = self.meta.flags.without(flag);
             self.bump_osdmap(&mut applied.touched);
         }
-        applied.outcome = Outcome::Flags {
+        applied.reply = reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         };
@@ -460,8 +475,8 @@ impl ClusterState {
     /// Replays what a cleared flag deferred for `ids`: a held-down OSD goes up, an OSD kept out
     /// by `noin` goes in. OSDs no longer concerned (a flag set again, the OSD gone or changed)
     /// are left alone.
-    pub(super) fn release_deferred(&mut self, ids: &[OsdId]) -> Applied {
-        let mut applied = Applied::new(Outcome::OsdMap {
+    pub(super) fn release_deferred(&mut self, ids: &[OsdId]) -> Applied<reply::OsdMap> {
+        let mut applied = Applied::new(reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         });
         let flags = self.meta.flags;
@@ -482,7 +497,7 @@ impl ClusterState {
             osd.membership = membership_on_up(osd.membership, flags, epoch);
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = Outcome::OsdMap {
+        applied.reply = reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         };
         applied

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::command::{Outcome, PoolArgs};
+use super::command::PoolArgs;
 use super::error::{ClusterError, echo};
 use super::osd::{DEFAULT_ROOT, check_label};
 use super::placement::{self, Loads, Placement, PoolSpec, spec_of};
@@ -18,11 +18,15 @@ use super::pool::{
 };
 use super::queries::Usable;
 use super::records::{RecordKey, Tombstone};
+use super::reply;
 use super::state::{Applied, ClusterState};
 use super::types::{Epoch, OsdId, PgId, PoolId};
 
 impl ClusterState {
-    pub(super) fn create_pool(&mut self, a: &PoolArgs) -> Result<Applied, ClusterError> {
+    pub(super) fn create_pool(
+        &mut self,
+        a: &PoolArgs,
+    ) -> Result<Applied<reply::PoolCreated>, ClusterError> {
         if a.name.is_empty() || a.name.len() > MAX_POOL_NAME {
             return Err(ClusterError::InvalidPoolName(a.name.len()));
         }
@@ -86,7 +90,7 @@ impl ClusterState {
                 p.state = state_for(p, &up, pool.size);
             }
         }
-        let mut applied = Applied::new(Outcome::PoolCreated { id, epoch });
+        let mut applied = Applied::new(reply::PoolCreated { id, epoch });
         applied.prelude = (0..pool.pgs.chunk_count())
             .map(|i| RecordKey::PgChunk(id, i))
             .collect();
@@ -96,7 +100,10 @@ impl ClusterState {
         Ok(applied)
     }
 
-    pub(super) fn delete_pool(&mut self, name: &str) -> Result<Applied, ClusterError> {
+    pub(super) fn delete_pool(
+        &mut self,
+        name: &str,
+    ) -> Result<Applied<reply::PoolDeleted>, ClusterError> {
         let id = *self
             .pool_by_name
             .get(name)
@@ -113,7 +120,7 @@ impl ClusterState {
                 deleted_epoch: final_epoch,
             },
         );
-        let mut applied = Applied::new(Outcome::PoolDeleted {
+        let mut applied = Applied::new(reply::PoolDeleted {
             id,
             epoch: final_epoch,
         });
@@ -147,7 +154,7 @@ impl ClusterState {
         pg: PgId,
         members: &[OsdId],
         new_members: &[OsdId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Pg>, ClusterError> {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, false)?;
         self.check_members(new_members, true)?;
@@ -187,8 +194,8 @@ impl ClusterState {
         let up = self.up_among(involved.iter().copied());
         let usable = Usable::among(self, &pool, involved);
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
-        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+        let mut touched = Vec::new();
+        self.change_pg(&mut pool, pg, &mut touched, |p| {
             p.leader = Some(leader);
             if let Some(t) = &p.target {
                 if change_done {
@@ -207,7 +214,10 @@ impl ClusterState {
             p.state = p.state.without(PgState::CREATING);
             p.state = state_for(p, &up, size);
         });
-        applied.outcome = pg_outcome(&pool, pg);
+        let applied = Applied {
+            touched,
+            ..Applied::new(pg_reply(&pool, pg))
+        };
         self.put_pool(pool);
         Ok(applied)
     }
@@ -222,7 +232,7 @@ impl ClusterState {
         pool_id: PoolId,
         pg: PgId,
         members: &[OsdId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Pg>, ClusterError> {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, result != 0)?;
         let reporter = reporter.ok_or(ClusterError::ReporterMissing)?;
@@ -245,8 +255,8 @@ impl ClusterState {
         }
         let up = self.up_among(current.members.iter().chain(&target.members).copied());
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
-        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+        let mut touched = Vec::new();
+        self.change_pg(&mut pool, pg, &mut touched, |p| {
             if result == 0 {
                 p.members = target.members.clone();
                 p.core = target.core;
@@ -258,7 +268,10 @@ impl ClusterState {
             }
             p.state = state_for(p, &up, size);
         });
-        applied.outcome = pg_outcome(&pool, pg);
+        let applied = Applied {
+            touched,
+            ..Applied::new(pg_reply(&pool, pg))
+        };
         self.put_pool(pool);
         Ok(applied)
     }
@@ -267,7 +280,7 @@ impl ClusterState {
         &mut self,
         pool_id: PoolId,
         pgs: &[PgId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Refreshed>, ClusterError> {
         let mut pool = self
             .take_pool(pool_id)
             .ok_or(ClusterError::PoolNotFound(pool_id))?;
@@ -276,7 +289,7 @@ impl ClusterState {
         let topo = self.topology();
         let spec = spec_of(&pool);
         let mut loads: Option<Loads> = None;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        let mut applied = Applied::new(reply::Refreshed { changed: 0 });
         let mut changed = 0;
         for &pg in pgs.iter().take(REFRESH_BATCH) {
             let Some(current) = pool.pgs.get(pg).cloned() else {
@@ -309,7 +322,7 @@ impl ClusterState {
             });
             changed += usize::from(did);
         }
-        applied.outcome = Outcome::Refreshed { changed };
+        applied.reply = reply::Refreshed { changed };
         self.put_pool(pool);
         Ok(applied)
     }
@@ -401,9 +414,9 @@ fn held_lists(pg: &Pg) -> String {
     }
 }
 
-fn pg_outcome(pool: &Pool, pg: PgId) -> Outcome {
+fn pg_reply(pool: &Pool, pg: PgId) -> reply::Pg {
     let p = pool.pgs.get(pg);
-    Outcome::Pg {
+    reply::Pg {
         pool_epoch: pool.epoch,
         state: p.map_or(0, |p| p.state.0),
         version: p.map_or(Epoch(0), |p| p.version),

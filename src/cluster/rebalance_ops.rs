@@ -1,14 +1,14 @@
 //! Rebalancing: moving PGs onto OSDs that hold less than their fair share (an OSD came in, a
 //! weight changed). Planned from a snapshot by the reconciler in bounded rounds
-//! (`ClusterState::plan_rebalance`, a query), applied here by `Command::Rebalance`, which checks
+//! (`ClusterState::plan_rebalance`, a query), applied here by `command::Rebalance`, which checks
 //! every move against the current state again: a move whose PG changed in the meantime is
 //! skipped, never applied blindly.
 
-use super::command::Outcome;
 use super::error::ClusterError;
 use super::placement::PlannedMove;
 use super::pool::{REFRESH_BATCH, Target, state_for};
 use super::queries::Usable;
+use super::reply;
 use super::state::{Applied, ClusterState};
 use super::types::PoolId;
 
@@ -18,14 +18,14 @@ impl ClusterState {
         &mut self,
         pool_id: PoolId,
         moves: &[PlannedMove],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Refreshed>, ClusterError> {
         let mut pool = self
             .take_pool(pool_id)
             .ok_or(ClusterError::PoolNotFound(pool_id))?;
         let usable = Usable::new(self, &pool);
         let up = self.up_set();
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        let mut applied = Applied::new(reply::Refreshed { changed: 0 });
         let mut changed = 0;
         for m in moves.iter().take(REFRESH_BATCH) {
             let still_valid = pool
@@ -48,7 +48,7 @@ impl ClusterState {
             });
             changed += usize::from(did);
         }
-        applied.outcome = Outcome::Refreshed { changed };
+        applied.reply = reply::Refreshed { changed };
         self.put_pool(pool);
         Ok(applied)
     }
