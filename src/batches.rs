@@ -13,26 +13,27 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::cluster::{Command, Outcome};
+use crate::cluster::Command;
 use crate::commit::ProposeError;
 
 /// The result of proposing one part: its items and what the pipeline answered.
-pub type PartResult<T> = (Vec<T>, Result<Outcome, ProposeError>);
+pub type PartResult<T, R> = (Vec<T>, Result<R, ProposeError>);
 
 /// Proposes `make(part)` for `items`, in order, in parts of at most `max_part` items, halving
 /// every part the pipeline refuses as too large. Returns each proposed part with its result;
 /// a part of one item refused as too large is returned with that error. Stops after the first
 /// `NotLeader` (the term ended: nothing more can be committed).
-pub async fn propose_in_parts<T, P, F>(
+pub async fn propose_in_parts<T, C, P, F>(
     propose: P,
     items: Vec<T>,
     max_part: usize,
-    make: impl Fn(Vec<T>) -> Command,
-) -> Vec<PartResult<T>>
+    make: impl Fn(Vec<T>) -> C,
+) -> Vec<PartResult<T, C::Reply>>
 where
     T: Clone,
-    P: Fn(Command) -> F,
-    F: Future<Output = Result<Outcome, ProposeError>>,
+    C: Command,
+    P: Fn(C) -> F,
+    F: Future<Output = Result<C::Reply, ProposeError>>,
 {
     let mut todo: Vec<Vec<T>> = items.chunks(max_part.max(1)).map(<[T]>::to_vec).collect();
     todo.reverse();
@@ -90,27 +91,25 @@ impl TooLarge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Epoch, OsdId};
+    use crate::cluster::command::MarkDown;
+    use crate::cluster::{Epoch, OsdId, reply};
     use std::cell::RefCell;
 
-    fn ok() -> Result<Outcome, ProposeError> {
-        Ok(Outcome::OsdMap {
+    fn ok() -> Result<reply::OsdMap, ProposeError> {
+        Ok(reply::OsdMap {
             osdmap_epoch: Epoch(1),
         })
     }
 
-    fn too_large() -> Result<Outcome, ProposeError> {
+    fn too_large() -> Result<reply::OsdMap, ProposeError> {
         Err(ProposeError::TooLarge {
             ops: 1000,
             bytes: 1 << 21,
         })
     }
 
-    fn ids(cmd: &Command) -> Vec<OsdId> {
-        match cmd {
-            Command::MarkDown { ids } => ids.clone(),
-            other => panic!("{other:?}"),
-        }
+    fn ids(cmd: &MarkDown) -> Vec<OsdId> {
+        cmd.ids.clone()
     }
 
     fn items(n: u32) -> Vec<OsdId> {
@@ -127,7 +126,7 @@ mod tests {
             },
             items(10),
             4,
-            |ids| Command::MarkDown { ids },
+            |ids| MarkDown { ids },
         )
         .await;
         let sizes: Vec<usize> = seen.borrow().iter().map(Vec::len).collect();
@@ -150,7 +149,7 @@ mod tests {
             },
             items(16),
             8,
-            |ids| Command::MarkDown { ids },
+            |ids| MarkDown { ids },
         )
         .await;
         assert!(out.iter().all(|(p, r)| r.is_ok() && p.len() == 2));
@@ -169,7 +168,7 @@ mod tests {
             },
             items(8),
             8,
-            |ids| Command::MarkDown { ids },
+            |ids| MarkDown { ids },
         )
         .await;
         let stuck: Vec<&Vec<OsdId>> = out
@@ -196,7 +195,7 @@ mod tests {
             },
             items(10),
             2,
-            |ids| Command::MarkDown { ids },
+            |ids| MarkDown { ids },
         )
         .await;
         assert_eq!(*proposed.borrow(), 1);

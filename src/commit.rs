@@ -20,9 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::{
-    Applied, ClusterError, ClusterState, Command, Outcome, RecordKey, encode_record,
-};
+use crate::cluster::{Applied, ClusterError, ClusterState, Command, RecordKey, encode_record};
 use crate::etcd::{EncodedOp, Fence, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
 use crate::metrics::Metrics;
@@ -61,9 +59,85 @@ pub struct TxnLimits {
     pub max_bytes: usize,
 }
 
-struct Proposal {
-    command: Command,
-    reply: oneshot::Sender<Result<Outcome, ProposeError>>,
+/// A command waiting in the queue, type-erased so that one queue carries every command.
+trait Queued: Send {
+    /// Applies the command to the working state of the open group. Applied: its writes, and
+    /// the caller holding the reply it hears once the group committed. Refused: the caller is
+    /// answered here and None returned.
+    fn apply(
+        self: Box<Self>,
+        state: &mut ClusterState,
+        keys: &KeyLayout,
+    ) -> Option<(Staged, Box<dyn Waiting>)>;
+
+    /// Answers the caller with `error`; the command was not applied.
+    fn fail(self: Box<Self>, error: ProposeError);
+}
+
+/// An applied command waiting for its group's commit.
+trait Waiting: Send {
+    /// The group committed: the caller hears the command's reply.
+    fn answer(self: Box<Self>);
+
+    /// The group did not commit: the caller hears `error`.
+    fn fail(self: Box<Self>, error: ProposeError);
+
+    /// Takes the command back unanswered, to be applied again in another group (its reply
+    /// belonged to the group it leaves).
+    fn requeue(self: Box<Self>) -> Box<dyn Queued>;
+}
+
+/// A command and its caller.
+struct Proposal<C: Command> {
+    command: C,
+    caller: oneshot::Sender<Result<C::Reply, ProposeError>>,
+}
+
+impl<C: Command> Queued for Proposal<C> {
+    fn apply(
+        self: Box<Self>,
+        state: &mut ClusterState,
+        keys: &KeyLayout,
+    ) -> Option<(Staged, Box<dyn Waiting>)> {
+        match state.apply(&self.command) {
+            Ok(applied) => {
+                let staged = Staged::encode(state, &applied, keys);
+                let waiting = Replied {
+                    proposal: *self,
+                    reply: applied.reply,
+                };
+                Some((staged, Box::new(waiting)))
+            }
+            Err(e) => {
+                let _ = self.caller.send(Err(ProposeError::Rejected(e)));
+                None
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, error: ProposeError) {
+        let _ = self.caller.send(Err(error));
+    }
+}
+
+/// An applied proposal and the reply its caller hears if the group commits.
+struct Replied<C: Command> {
+    proposal: Proposal<C>,
+    reply: C::Reply,
+}
+
+impl<C: Command> Waiting for Replied<C> {
+    fn answer(self: Box<Self>) {
+        let _ = self.proposal.caller.send(Ok(self.reply));
+    }
+
+    fn fail(self: Box<Self>, error: ProposeError) {
+        let _ = self.proposal.caller.send(Err(error));
+    }
+
+    fn requeue(self: Box<Self>) -> Box<dyn Queued> {
+        Box::new(self.proposal)
+    }
 }
 
 /// The commit pipeline's side that callers see, for one term: the proposal queue, the last
@@ -71,7 +145,7 @@ struct Proposal {
 /// only task that publishes.
 pub struct Pipeline {
     state: ArcSwap<ClusterState>,
-    proposals: mpsc::Sender<Proposal>,
+    proposals: mpsc::Sender<Box<dyn Queued>>,
     /// Counts published snapshots; background tasks wait on it to react to commits.
     commits: watch::Sender<u64>,
     /// The most recent published snapshots with their commit sequence numbers, oldest first:
@@ -87,10 +161,10 @@ impl Pipeline {
     }
 
     /// Submits a command and waits until it committed (or failed).
-    pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
-        let (reply, answer) = oneshot::channel();
+    pub async fn propose<C: Command>(&self, command: C) -> Result<C::Reply, ProposeError> {
+        let (caller, answer) = oneshot::channel();
         self.proposals
-            .send(Proposal { command, reply })
+            .send(Box::new(Proposal { command, caller }))
             .await
             .map_err(|_| ProposeError::NotLeader)?;
         answer.await.unwrap_or(Err(ProposeError::NotLeader))
@@ -197,7 +271,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Pipeline>, Writer) {
 pub struct Writer {
     pipeline: Arc<Pipeline>,
     term: LeaderTerm,
-    queue: mpsc::Receiver<Proposal>,
+    queue: mpsc::Receiver<Box<dyn Queued>>,
 }
 
 /// A commit that did not go through, and what to tell the callers waiting on it.
@@ -258,7 +332,7 @@ impl Writer {
 
     async fn process(
         &self,
-        batch: Vec<Proposal>,
+        batch: Vec<Box<dyn Queued>>,
         store: &impl CommitStore,
         limits: TxnLimits,
         metrics: &Metrics,
@@ -268,20 +342,15 @@ impl Writer {
         state.begin_group();
         let mut group = Group::default();
         let mut pending = batch.into_iter();
-        while let Some(p) = pending.next() {
+        while let Some(mut p) = pending.next() {
             let mut retried = false;
             loop {
                 let before = state.clone();
-                let staged = match state.apply(&p.command) {
-                    Ok(applied) => Staged::encode(&state, &applied, keys),
-                    Err(e) => {
-                        let _ = p.reply.send(Err(ProposeError::Rejected(e)));
-                        break;
-                    }
+                let Some((staged, waiting)) = p.apply(&mut state, keys) else {
+                    break;
                 };
-                let outcome = staged.outcome.clone();
                 if group.fits(&staged.all(), limits) {
-                    group.add(staged.all(), staged.cleanup, p.reply, outcome);
+                    group.add(staged.all(), staged.cleanup, waiting);
                     break;
                 }
                 if !group.is_empty() && !retried {
@@ -289,30 +358,31 @@ impl Writer {
                     state = before;
                     let sealed = std::mem::take(&mut group);
                     if let Err(f) = self.commit(sealed, &state, store, limits, metrics).await {
-                        fail_all(p, pending);
+                        fail_all(waiting.requeue(), pending);
                         return Err(f);
                     }
                     state.begin_group();
                     retried = true;
+                    p = waiting.requeue();
                     continue;
                 }
                 if !group.fits(&staged.ops, limits) {
                     state = before;
-                    let _ = p.reply.send(Err(ProposeError::TooLarge {
+                    waiting.fail(ProposeError::TooLarge {
                         ops: staged.ops.len(),
                         bytes: staged.ops.iter().map(EncodedOp::size).sum(),
-                    }));
+                    });
                     break;
                 }
                 // The prelude does not fit beside the command: write it first, on its own.
                 if let Err(f) = self.write_all(&staged.prelude, store, limits).await {
-                    let _ = p.reply.send(Err(f.error));
+                    waiting.fail(f.error);
                     for rest in pending {
-                        let _ = rest.reply.send(Err(ProposeError::NotLeader));
+                        rest.fail(ProposeError::NotLeader);
                     }
                     return Err(f.exit);
                 }
-                group.add(staged.ops, staged.cleanup, p.reply, outcome);
+                group.add(staged.ops, staged.cleanup, waiting);
                 break;
             }
         }
@@ -358,16 +428,16 @@ impl Writer {
                     .commit_batch_commands
                     .observe(group.waiting.len() as f64);
                 self.pipeline.publish(state);
-                for (reply, outcome) in group.waiting {
-                    let _ = reply.send(Ok(outcome));
+                for waiting in group.waiting {
+                    waiting.answer();
                 }
                 self.write_all(&group.cleanup, store, limits)
                     .await
                     .map_err(|f| f.exit)
             }
             Err(f) => {
-                for (reply, _) in group.waiting {
-                    let _ = reply.send(Err(f.error.clone()));
+                for waiting in group.waiting {
+                    waiting.fail(f.error.clone());
                 }
                 Err(f.exit)
             }
@@ -446,9 +516,8 @@ impl Writer {
     }
 }
 
-/// One applied command, encoded.
+/// The writes of one applied command, encoded.
 struct Staged {
-    outcome: Outcome,
     /// The command's own records (its group transaction).
     ops: Vec<EncodedOp>,
     /// Records that may be written before (new, unreferenced).
@@ -458,7 +527,7 @@ struct Staged {
 }
 
 impl Staged {
-    fn encode(state: &ClusterState, applied: &Applied, keys: &KeyLayout) -> Staged {
+    fn encode<R>(state: &ClusterState, applied: &Applied<R>, keys: &KeyLayout) -> Staged {
         let record = |key: &RecordKey| EncodedOp {
             key: keys.record(key),
             value: state.record(key).map(|r| encode_record(&r)),
@@ -486,7 +555,6 @@ impl Staged {
             }
         }
         Staged {
-            outcome: applied.outcome.clone(),
             ops: encode(&applied.touched),
             prelude,
             cleanup,
@@ -521,14 +589,12 @@ fn split(ops: &[EncodedOp], limits: TxnLimits) -> Vec<Vec<EncodedOp>> {
 
 /// Answers proposals that were not committed because the term ended: nothing of theirs was
 /// sent to etcd.
-fn fail_all(current: Proposal, rest: impl Iterator<Item = Proposal>) {
-    let _ = current.reply.send(Err(ProposeError::NotLeader));
+fn fail_all(current: Box<dyn Queued>, rest: impl Iterator<Item = Box<dyn Queued>>) {
+    current.fail(ProposeError::NotLeader);
     for p in rest {
-        let _ = p.reply.send(Err(ProposeError::NotLeader));
+        p.fail(ProposeError::NotLeader);
     }
 }
-
-type Reply = oneshot::Sender<Result<Outcome, ProposeError>>;
 
 /// The writes and waiting callers of one transaction.
 #[derive(Default)]
@@ -538,7 +604,7 @@ struct Group {
     bytes: usize,
     /// Deleted after the transaction committed.
     cleanup: Vec<EncodedOp>,
-    waiting: Vec<(Reply, Outcome)>,
+    waiting: Vec<Box<dyn Waiting>>,
 }
 
 impl Group {
@@ -564,13 +630,7 @@ impl Group {
         count <= limits.max_ops && bytes <= limits.max_bytes
     }
 
-    fn add(
-        &mut self,
-        ops: Vec<EncodedOp>,
-        cleanup: Vec<EncodedOp>,
-        reply: Reply,
-        outcome: Outcome,
-    ) {
+    fn add(&mut self, ops: Vec<EncodedOp>, cleanup: Vec<EncodedOp>, waiting: Box<dyn Waiting>) {
         for op in ops {
             if let Some(old) = self.ops.get(&op.key) {
                 self.bytes -= old_size(&op.key, old);
@@ -579,7 +639,7 @@ impl Group {
             self.ops.insert(op.key, op.value);
         }
         self.cleanup.extend(cleanup);
-        self.waiting.push((reply, outcome));
+        self.waiting.push(waiting);
     }
 }
 
@@ -594,7 +654,7 @@ fn old_size(key: &str, value: &Option<Vec<u8>>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Epoch, Flags};
+    use crate::cluster::{ClusterFlag, OsdId, command, reply};
 
     fn op(key: &str, len: usize) -> EncodedOp {
         EncodedOp {
@@ -603,16 +663,71 @@ mod tests {
         }
     }
 
-    fn outcome() -> Outcome {
-        Outcome::Flags {
-            flags: Flags::default(),
-            osdmap_epoch: Epoch(0),
-        }
+    fn add(g: &mut Group, ops: Vec<EncodedOp>) {
+        let (caller, _answer) = oneshot::channel();
+        let proposal = Box::new(Proposal {
+            command: command::SetFlag(ClusterFlag::NoOut),
+            caller,
+        });
+        let mut state = ClusterState::default();
+        let (_, waiting) = proposal
+            .apply(&mut state, &KeyLayout::new("/fb", "master"))
+            .expect("SetFlag applies");
+        g.add(ops, Vec::new(), waiting);
     }
 
-    fn add(g: &mut Group, ops: Vec<EncodedOp>) {
-        let (tx, _rx) = oneshot::channel();
-        g.add(ops, Vec::new(), tx, outcome());
+    #[test]
+    fn a_proposal_is_answered_with_its_own_reply_once_its_group_commits() {
+        let keys = KeyLayout::new("/fb", "master");
+        let mut state = ClusterState::default();
+        let (caller, mut answer) = oneshot::channel();
+        let queued: Box<dyn Queued> = Box::new(Proposal {
+            command: command::SetFlag(ClusterFlag::NoOut),
+            caller,
+        });
+        let before = state.clone();
+        let (staged, waiting) = queued.apply(&mut state, &keys).expect("SetFlag applies");
+        assert_eq!(staged.ops.len(), 1, "the osdmap meta record");
+        // Sealed out of its group: taken back unanswered, applied again in the next group.
+        state = before;
+        state.begin_group();
+        let (_, waiting) = waiting
+            .requeue()
+            .apply(&mut state, &keys)
+            .expect("applies again");
+        assert!(answer.try_recv().is_err(), "no answer before the commit");
+        waiting.answer();
+        let flags: reply::Flags = answer.try_recv().expect("answered").expect("committed");
+        assert!(flags.flags.contains(ClusterFlag::NoOut));
+        assert_eq!(flags.osdmap_epoch, state.osdmap_epoch());
+    }
+
+    #[test]
+    fn a_proposal_hears_its_refusal_at_once_and_a_failed_commit_after() {
+        let keys = KeyLayout::new("/fb", "master");
+        let mut state = ClusterState::default();
+        let (caller, mut answer) = oneshot::channel();
+        let refused: Box<dyn Queued> = Box::new(Proposal {
+            command: command::OsdOut { id: OsdId(7) },
+            caller,
+        });
+        assert!(refused.apply(&mut state, &keys).is_none());
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Err(ProposeError::Rejected(ClusterError::OsdNotFound(OsdId(7))))
+        );
+        assert_eq!(state, ClusterState::default(), "nothing changed");
+        let (caller, mut answer) = oneshot::channel();
+        let queued: Box<dyn Queued> = Box::new(Proposal {
+            command: command::SetFlag(ClusterFlag::NoIn),
+            caller,
+        });
+        let (_, waiting) = queued.apply(&mut state, &keys).expect("applies");
+        waiting.fail(ProposeError::NotLeader);
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            Err(ProposeError::NotLeader)
+        );
     }
 
     #[test]
@@ -671,7 +786,7 @@ mod tests {
         }
         touched.push(RecordKey::PgChunk(pool, 1));
         let applied = Applied {
-            outcome: outcome(),
+            reply: (),
             touched,
             prelude: vec![RecordKey::Counters, RecordKey::Counters],
             cleanup: vec![RecordKey::Tombstone(pool), RecordKey::Tombstone(pool)],
@@ -714,7 +829,7 @@ mod tests {
         use parking_lot::Mutex;
 
         use super::*;
-        use crate::cluster::ClusterFlag;
+        use crate::cluster::{ClusterFlag, command, reply};
         use crate::etcd::{EtcdFailure, FailureKind};
         use crate::leadership::LeaderTerm;
 
@@ -798,8 +913,8 @@ mod tests {
             let store = FakeStore::new(vec![Err(timed_out()), Err(timed_out())]);
             let (pipeline, _exit) = run(&term, &store, LIMITS);
             let commits = pipeline.commits();
-            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
-            assert!(matches!(outcome, Ok(Outcome::Flags { .. })), "{outcome:?}");
+            let outcome = pipeline.propose(command::SetFlag(ClusterFlag::NoOut)).await;
+            assert!(outcome.is_ok_and(|r| r.flags.contains(ClusterFlag::NoOut)));
             let attempts = store.attempts();
             assert_eq!(attempts.len(), 3, "two failures, then the commit");
             assert!(
@@ -815,13 +930,13 @@ mod tests {
             let (term, _ends) = LeaderTerm::detached(7);
             let store = FakeStore::new(vec![Err(StoreError::Fenced)]);
             let (pipeline, exit) = run(&term, &store, LIMITS);
-            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            let outcome = pipeline.propose(command::SetFlag(ClusterFlag::NoOut)).await;
             assert_eq!(outcome, Err(ProposeError::NotLeader));
             assert_eq!(exit.await.unwrap(), PipelineExit::Fenced);
             assert!(!noout(&pipeline), "nothing published");
             assert_eq!(pipeline.latest().0, 0);
             assert_eq!(
-                pipeline.propose(Command::SetFlag(ClusterFlag::NoIn)).await,
+                pipeline.propose(command::SetFlag(ClusterFlag::NoIn)).await,
                 Err(ProposeError::NotLeader),
                 "a fenced pipeline takes nothing more"
             );
@@ -832,7 +947,7 @@ mod tests {
             let (term, _ends) = LeaderTerm::detached(7);
             let store = FakeStore::new(vec![Err(timed_out()), Err(StoreError::Fenced)]);
             let (pipeline, exit) = run(&term, &store, LIMITS);
-            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            let outcome = pipeline.propose(command::SetFlag(ClusterFlag::NoOut)).await;
             assert!(
                 matches!(outcome, Err(ProposeError::Indeterminate(_))),
                 "the first attempt may have been applied: {outcome:?}"
@@ -852,7 +967,7 @@ mod tests {
                 }
             });
             let (pipeline, exit) = run(&term, &store, LIMITS);
-            let outcome = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            let outcome = pipeline.propose(command::SetFlag(ClusterFlag::NoOut)).await;
             assert!(
                 matches!(outcome, Err(ProposeError::Indeterminate(_))),
                 "{outcome:?}"
@@ -868,7 +983,7 @@ mod tests {
             let store = FakeStore::new(Vec::new());
             let (pipeline, _exit) = run(&term, &store, LIMITS);
             let refused = pipeline
-                .propose(Command::OsdOut {
+                .propose(command::OsdOut {
                     id: crate::cluster::OsdId(42),
                 })
                 .await;
@@ -877,7 +992,7 @@ mod tests {
                 "{refused:?}"
             );
             assert!(store.attempts().is_empty(), "nothing sent to the store");
-            let ok = pipeline.propose(Command::SetFlag(ClusterFlag::NoOut)).await;
+            let ok = pipeline.propose(command::SetFlag(ClusterFlag::NoOut)).await;
             assert!(ok.is_ok(), "{ok:?}");
             assert_eq!(store.attempts().len(), 1);
         }
@@ -896,7 +1011,7 @@ mod tests {
                 .map(|i| {
                     let p = pipeline.clone();
                     tokio::spawn(async move {
-                        p.propose(Command::ApplyId {
+                        p.propose(command::ApplyId {
                             uuid: format!("00000000-0000-4000-8000-{i:012}"),
                         })
                         .await
@@ -910,7 +1025,7 @@ mod tests {
             let mut ids = std::collections::BTreeSet::new();
             for p in proposals {
                 match p.await.unwrap() {
-                    Ok(Outcome::AppliedId { id, .. }) => assert!(ids.insert(id)),
+                    Ok(reply::AppliedId { id, .. }) => assert!(ids.insert(id)),
                     other => panic!("{other:?}"),
                 }
             }

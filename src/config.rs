@@ -16,7 +16,7 @@ use crate::cluster::failure::FailurePolicy;
 use crate::commit::TxnLimits;
 use crate::etcd::KeyLayout;
 use crate::listener::ConnLimits;
-use crate::service::WatchSettings;
+use crate::node::WatchSettings;
 use crate::term::TermSettings;
 use crate::text::{SHOWN_MAX, one_line, shown, shown_number};
 use crate::timing;
@@ -669,7 +669,8 @@ impl RawConfig {
             }
         };
         let osd_min_up_ratio = match self.osd_min_up_ratio {
-            None => crate::cluster::failure::DEFAULT_MIN_UP_RATIO,
+            // Ceph's default mon_osd_min_up_ratio.
+            None => 0.3,
             Some(r) if (0.0..=1.0).contains(&r) => r,
             Some(r) => {
                 return Err(src.error("osd_min_up_ratio", format!("{r} is not in [0, 1]")));

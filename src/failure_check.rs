@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batches::propose_in_parts;
 use crate::cluster::failure::FailurePolicy;
-use crate::cluster::{ClusterFlag, Command, Outcome};
+use crate::cluster::{ClusterFlag, command, reply};
 use crate::commit::ProposeError;
 use crate::failpoint;
 use crate::heartbeat::ActorGone;
@@ -78,7 +78,7 @@ async fn check_once(
         let ids = decisions.mark_down;
         let propose = |c| serving.propose(c);
         for (part, result) in propose_in_parts(propose, ids, OSDS_PER_COMMAND, |ids| {
-            Command::MarkDown { ids }
+            command::MarkDown { ids }
         })
         .await
         {
@@ -98,12 +98,12 @@ async fn check_once(
         let guards = policy.guards;
         let propose = |c| serving.propose(c);
         let parts = propose_in_parts(propose, decisions.mark_out, OSDS_PER_COMMAND, |ids| {
-            Command::MarkOut { ids, guards }
+            command::MarkOut { ids, guards }
         })
         .await;
         for (part, result) in parts {
             match result {
-                Ok(Outcome::MarkedOut { marked, refused: r }) => {
+                Ok(reply::MarkedOut { marked, refused: r }) => {
                     if !marked.is_empty() {
                         tracing::warn!(osds = ?marked, after_s = policy.out_after.as_secs(), "marked OSDs out: down too long");
                     }
@@ -112,7 +112,6 @@ async fn check_once(
                     }
                     refused.extend(r);
                 }
-                Ok(other) => tracing::warn!(?other, "unexpected outcome of MarkOut"),
                 Err(e) => {
                     tracing::warn!(error = %e, osds = part.len(), "cannot mark OSDs out");
                     if let ProposeError::TooLarge { .. } = e {

@@ -21,6 +21,8 @@ mod fuzzing;
 pub mod health;
 pub mod heartbeat;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod leadership;
 pub mod listener;
 pub mod logging;
@@ -29,6 +31,7 @@ pub mod node;
 pub mod observer;
 pub mod proto;
 pub mod reconcile;
+mod rpcs;
 pub mod service;
 pub mod sim;
 pub mod term;

@@ -2,6 +2,7 @@
 //! knows about the others, and — only while it is the serving leader — the cluster state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
@@ -10,8 +11,19 @@ use crate::etcd::Store;
 use crate::metrics::Metrics;
 use crate::observer::MonitorView;
 use crate::proto::store::MonitorRecord;
-use crate::service::WatchSettings;
 use crate::term::TermContext;
+
+/// How map watches behave (held here, where every handler reads it; the service depends on
+/// the node, never the other way round).
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    /// A subscriber more than this many epochs behind gets a full map instead of a delta.
+    pub history_epochs: u64,
+    /// A progress message is sent after this long without updates.
+    pub progress_every: Duration,
+    /// Bytes of updates that streams may hold before the slowest are cut.
+    pub buffer_budget: usize,
+}
 
 /// Shared context of one monitor process.
 pub struct Node {

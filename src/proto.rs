@@ -33,3 +33,17 @@ pub use generated::fastblock::monitor::wire::v1 as wire;
 /// Encoded descriptors of every file in `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fastblock_descriptor.bin"));
+
+/// The Monitor service as the proto declares it, for the tests that hold lists of its calls
+/// to it.
+#[cfg(test)]
+pub(crate) fn monitor_service() -> prost_types::ServiceDescriptorProto {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("descriptor set");
+    set.file
+        .into_iter()
+        .filter(|f| f.package() == "fastblock.monitor.v1")
+        .flat_map(|f| f.service)
+        .find(|s| s.name() == "Monitor")
+        .expect("the Monitor service")
+}

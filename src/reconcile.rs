@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batches::{PartResult, propose_in_parts};
-use crate::cluster::{ClusterFlag, Command, Epoch, Outcome, REFRESH_BATCH};
+use crate::cluster::{ClusterFlag, Epoch, REFRESH_BATCH, command, reply};
 use crate::commit::ProposeError;
 use crate::failure_check::OSDS_PER_COMMAND;
 use crate::term::TermContext;
@@ -73,7 +73,6 @@ async fn repair(
     stop: &CancellationToken,
     too_large: &mut Vec<String>,
 ) -> Repair {
-    let propose = |c| serving.propose(c);
     let mut pass = Repair {
         repaired: false,
         more: false,
@@ -86,8 +85,9 @@ async fn repair(
             osds = released.len(),
             "replaying what cleared flags deferred"
         );
+        let propose = |c| serving.propose(c);
         let parts = propose_in_parts(propose, released, OSDS_PER_COMMAND, |ids| {
-            Command::ReleaseDeferred { ids }
+            command::ReleaseDeferred { ids }
         })
         .await;
         for (part, result) in parts {
@@ -110,7 +110,8 @@ async fn repair(
         pass.repaired = true;
         let full = pgs.len() == REFRESH_BATCH;
         let id = pool.id;
-        let parts = propose_in_parts(propose, pgs, REFRESH_BATCH, |pgs| Command::RefreshPgs {
+        let propose = |c| serving.propose(c);
+        let parts = propose_in_parts(propose, pgs, REFRESH_BATCH, |pgs| command::RefreshPgs {
             pool: id,
             pgs,
         })
@@ -127,12 +128,14 @@ async fn repair(
 }
 
 /// PGs changed by the committed parts; `failed` is called for every part that failed.
-fn count_changed<T>(parts: &[PartResult<T>], mut failed: impl FnMut(&[T], &ProposeError)) -> usize {
+fn count_changed<T>(
+    parts: &[PartResult<T, reply::Refreshed>],
+    mut failed: impl FnMut(&[T], &ProposeError),
+) -> usize {
     let mut changed = 0;
     for (part, result) in parts {
         match result {
-            Ok(Outcome::Refreshed { changed: n }) => changed += n,
-            Ok(other) => tracing::warn!(?other, "unexpected outcome of a PG change"),
+            Ok(reply::Refreshed { changed: n }) => changed += n,
             Err(e) => failed(part, e),
         }
     }
@@ -177,7 +180,7 @@ async fn rebalance_round(
     tracing::info!(moves = total, in_flight, "rebalance round");
     let propose = |c| serving.propose(c);
     for (pool, moves) in plan {
-        let parts = propose_in_parts(propose, moves, REFRESH_BATCH, |moves| Command::Rebalance {
+        let parts = propose_in_parts(propose, moves, REFRESH_BATCH, |moves| command::Rebalance {
             pool,
             moves,
         })

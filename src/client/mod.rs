@@ -290,16 +290,24 @@ fn raw_client(channel: Channel) -> RawClient<Channel> {
         .max_encoding_message_size(usize::MAX)
 }
 
-/// Leader-following wrappers of every leader-only call, named like the RPCs.
+/// Leader-following wrappers of every leader-only call of the list (`crate::rpcs`), named like
+/// the RPCs. GetLeader (any monitor answers; [`MonitorClient::get_leader`]) and the map watch
+/// (a stream; [`MapWatcher`]) are written by hand.
 macro_rules! leader_calls {
-    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+    (
+        any { $($any:tt)* }
+        leader { $($name:ident $method:ident($req:ident) -> $resp:ident, $limit:ident;)* }
+        stream { $($stream:tt)* }
+    ) => {
         impl MonitorClient {
             $(
-                #[doc = concat!("Calls `", stringify!($name), "` on the leader, following NOT_LEADER hints.")]
-                pub async fn $name(&self, request: $req) -> Result<$resp, ClientError> {
+                #[doc = concat!(
+                    "Calls `", stringify!($name), "` on the leader, following NOT_LEADER hints."
+                )]
+                pub async fn $method(&self, request: api::$req) -> Result<api::$resp, ClientError> {
                     self.call_leader(move |mut c| {
                         let request = request.clone();
-                        async move { c.$name(request).await.map(tonic::Response::into_inner) }
+                        async move { c.$method(request).await.map(tonic::Response::into_inner) }
                     })
                     .await
                 }
@@ -308,35 +316,7 @@ macro_rules! leader_calls {
     };
 }
 
-leader_calls! {
-    apply_id(api::ApplyIdRequest) -> api::ApplyIdResponse;
-    boot(api::BootRequest) -> api::BootResponse;
-    osd_stop(api::OsdStopRequest) -> api::OsdStopResponse;
-    heartbeat(api::HeartbeatRequest) -> api::HeartbeatResponse;
-    osd_out(api::OsdOutRequest) -> api::OsdChangeResponse;
-    osd_in(api::OsdInRequest) -> api::OsdChangeResponse;
-    set_osd_location(api::SetOsdLocationRequest) -> api::OsdChangeResponse;
-    set_osd_weight(api::SetOsdWeightRequest) -> api::OsdChangeResponse;
-    purge_osd(api::PurgeOsdRequest) -> api::OsdChangeResponse;
-    osd_config(api::OsdConfigRequest) -> api::OsdConfigResponse;
-    get_osd_map(api::GetOsdMapRequest) -> api::GetOsdMapResponse;
-    get_pg_map(api::GetPgMapRequest) -> api::GetPgMapResponse;
-    get_cluster_map(api::GetClusterMapRequest) -> api::GetClusterMapResponse;
-    get_pg_osd_info(api::GetPgOsdInfoRequest) -> api::GetPgOsdInfoResponse;
-    list_pools(api::ListPoolsRequest) -> api::ListPoolsResponse;
-    create_pool(api::CreatePoolRequest) -> api::CreatePoolResponse;
-    delete_pool(api::DeletePoolRequest) -> api::DeletePoolResponse;
-    create_image(api::CreateImageRequest) -> api::ImageResponse;
-    remove_image(api::RemoveImageRequest) -> api::RemoveImageResponse;
-    resize_image(api::ResizeImageRequest) -> api::ImageResponse;
-    get_image_info(api::GetImageInfoRequest) -> api::ImageResponse;
-    leader_be_elected(api::LeaderBeElectedRequest) -> api::PgChangeResponse;
-    pg_member_change_finish(api::PgMemberChangeFinishRequest) -> api::PgChangeResponse;
-    set_flag(api::SetFlagRequest) -> api::FlagsResponse;
-    unset_flag(api::UnsetFlagRequest) -> api::FlagsResponse;
-    get_cluster_status(api::GetClusterStatusRequest) -> api::GetClusterStatusResponse;
-    data_statistics(api::DataStatisticsRequest) -> api::DataStatisticsResponse;
-}
+crate::rpcs::for_each_rpc!(leader_calls);
 
 fn endpoint(address: &str, options: &ClientOptions) -> Result<Endpoint, ClientError> {
     let uri = if address.contains("://") {

@@ -1,10 +1,40 @@
-//! Commands (what callers ask of the leader) and outcomes (what they hear back).
+//! Commands: what callers ask of the leader. Each command is a type of its own that names its
+//! reply type ([`super::reply`]) and the handler that applies it, so the reply a caller gets is
+//! checked by the compiler. [`ClusterState::apply`] runs a command atomically.
+//!
+//! The handlers live in `osd_ops.rs`, `pool_ops.rs`, `image_ops.rs` and `rebalance_ops.rs`.
 
-use super::flags::{ClusterFlag, Flags};
-use super::image::Image;
-use super::osd_ops::{OutGuards, OutRefusal};
-use super::rebalance_ops::PlannedMove;
-use super::types::{Epoch, ImageId, OsdId, PgId, PoolId};
+use std::fmt::Debug;
+
+use super::error::ClusterError;
+use super::flags::ClusterFlag;
+use super::out_guards::OutGuards;
+use super::placement::PlannedMove;
+use super::reply;
+use super::state::{Applied, ClusterState};
+use super::types::{OsdId, PgId, PoolId};
+
+/// A change requested of the leader, and what its caller hears back.
+pub trait Command: Debug + Send + 'static {
+    /// What the caller hears once the command's group committed.
+    type Reply: Debug + Send + 'static;
+
+    /// Applies the command to `state` through its handler. Call [`ClusterState::apply`], which
+    /// also undoes whatever a refused command changed.
+    fn handle(&self, state: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError>;
+}
+
+impl ClusterState {
+    /// Applies one command. On error nothing changed.
+    pub fn apply<C: Command>(&mut self, command: &C) -> Result<Applied<C::Reply>, ClusterError> {
+        let before = self.clone();
+        let result = command.handle(self);
+        if result.is_err() {
+            *self = before;
+        }
+        result
+    }
+}
 
 /// Ports of one shard as reported by Boot (validated by the state machine).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,143 +72,334 @@ pub struct PoolArgs {
     pub root: String,
 }
 
-/// A change requested of the leader.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    ApplyId {
-        uuid: String,
-    },
-    Boot(Box<BootArgs>),
-    OsdStop {
-        id: OsdId,
-    },
-    /// Failure detector: these OSDs missed their heartbeats.
-    MarkDown {
-        ids: Vec<OsdId>,
-    },
-    /// A heartbeat from a run that was marked down: it is alive after all.
-    MarkUp {
-        id: OsdId,
-        instance: u64,
-    },
-    /// Failure detector: these OSDs have been down long enough.
-    MarkOut {
-        ids: Vec<OsdId>,
-        guards: OutGuards,
-    },
-    OsdOut {
-        id: OsdId,
-    },
-    OsdIn {
-        id: OsdId,
-    },
-    SetLocation {
-        id: OsdId,
-        host: Option<String>,
-        rack: Option<String>,
-        root: Option<String>,
-    },
-    SetWeight {
-        id: OsdId,
-        weight: f64,
-    },
-    Purge {
-        id: OsdId,
-    },
-    SetFlag(ClusterFlag),
-    UnsetFlag(ClusterFlag),
-    /// Reconciler: replay what a cleared `noup`/`noin` deferred for these OSDs.
-    ReleaseDeferred {
-        ids: Vec<OsdId>,
-    },
-    CreatePool(PoolArgs),
-    DeletePool {
-        name: String,
-    },
-    CreateImage {
-        pool: String,
-        name: String,
-        size: u64,
-        object_size: u64,
-    },
-    RemoveImage {
-        pool: String,
-        name: String,
-    },
-    ResizeImage {
-        pool: String,
-        name: String,
-        size: u64,
-        allow_shrink: bool,
-    },
-    LeaderBeElected {
-        leader: OsdId,
-        pool: PoolId,
-        pg: PgId,
-        members: Vec<OsdId>,
-        new_members: Vec<OsdId>,
-    },
-    MemberChangeFinish {
-        /// The OSD reporting (None: the request did not say).
-        reporter: Option<OsdId>,
-        result: i32,
-        pool: PoolId,
-        pg: PgId,
-        members: Vec<OsdId>,
-    },
-    /// Reconciler: bring these PGs' health bits and pending remaps up to date.
-    RefreshPgs {
-        pool: PoolId,
-        pgs: Vec<PgId>,
-    },
-    /// Reconciler: remap these PGs to even out the load (moves still valid are applied).
-    Rebalance {
-        pool: PoolId,
-        moves: Vec<PlannedMove>,
-    },
+/// Hands out the OSD id of a uuid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyId {
+    pub uuid: String,
 }
 
-/// What a command did, reported to its caller once its group has committed.
+/// Registers a (re)started OSD process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    AppliedId {
-        id: OsdId,
-        osdmap_epoch: Epoch,
-    },
-    Booted {
-        osdmap_epoch: Epoch,
-        held_down: bool,
-    },
-    /// Any other osdmap change (or none).
-    OsdMap {
-        osdmap_epoch: Epoch,
-    },
-    Flags {
-        flags: Flags,
-        osdmap_epoch: Epoch,
-    },
-    PoolCreated {
-        id: PoolId,
-        epoch: Epoch,
-    },
-    PoolDeleted {
-        id: PoolId,
-        epoch: Epoch,
-    },
-    Image(Image),
-    ImageRemoved(ImageId),
-    Pg {
-        pool_epoch: Epoch,
-        state: u32,
-        version: Epoch,
-    },
-    /// Reconciler: how many PGs changed.
-    Refreshed {
-        changed: usize,
-    },
-    /// Failure detector's outs: those done and those the guards refused.
-    MarkedOut {
-        marked: Vec<OsdId>,
-        refused: Vec<(OsdId, OutRefusal)>,
-    },
+pub struct Boot(pub BootArgs);
+
+/// A planned stop: the OSD goes down now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsdStop {
+    pub id: OsdId,
+}
+
+/// Failure detector: these OSDs missed their heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkDown {
+    pub ids: Vec<OsdId>,
+}
+
+/// A heartbeat from a run that was marked down: it is alive after all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkUp {
+    pub id: OsdId,
+    pub instance: u64,
+}
+
+/// Failure detector: these OSDs have been down long enough.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkOut {
+    pub ids: Vec<OsdId>,
+    pub guards: OutGuards,
+}
+
+/// An operator's out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsdOut {
+    pub id: OsdId,
+}
+
+/// An operator's in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsdIn {
+    pub id: OsdId,
+}
+
+/// Moves an OSD in the topology (None: keep that label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetLocation {
+    pub id: OsdId,
+    pub host: Option<String>,
+    pub rack: Option<String>,
+    pub root: Option<String>,
+}
+
+/// Changes an OSD's placement weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetWeight {
+    pub id: OsdId,
+    pub weight: f64,
+}
+
+/// Removes an OSD for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purge {
+    pub id: OsdId,
+}
+
+/// Sets a cluster flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetFlag(pub ClusterFlag);
+
+/// Clears a cluster flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsetFlag(pub ClusterFlag);
+
+/// Reconciler: replay what a cleared `noup`/`noin` deferred for these OSDs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseDeferred {
+    pub ids: Vec<OsdId>,
+}
+
+/// Creates a pool and places its PGs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePool(pub PoolArgs);
+
+/// Deletes a pool with its PGs and images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletePool {
+    pub name: String,
+}
+
+/// Creates an image (`object_size` 0: the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateImage {
+    pub pool: String,
+    pub name: String,
+    pub size: u64,
+    pub object_size: u64,
+}
+
+/// Removes an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveImage {
+    pub pool: String,
+    pub name: String,
+}
+
+/// Resizes an image (shrinking only when allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResizeImage {
+    pub pool: String,
+    pub name: String,
+    pub size: u64,
+    pub allow_shrink: bool,
+}
+
+/// A PG's raft leader reports in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderBeElected {
+    pub leader: OsdId,
+    pub pool: PoolId,
+    pub pg: PgId,
+    pub members: Vec<OsdId>,
+    pub new_members: Vec<OsdId>,
+}
+
+/// A PG's member change finished (or failed: `result` is not 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberChangeFinish {
+    /// The OSD reporting (None: the request did not say).
+    pub reporter: Option<OsdId>,
+    pub result: i32,
+    pub pool: PoolId,
+    pub pg: PgId,
+    pub members: Vec<OsdId>,
+}
+
+/// Reconciler: bring these PGs' health bits and pending remaps up to date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshPgs {
+    pub pool: PoolId,
+    pub pgs: Vec<PgId>,
+}
+
+/// Reconciler: remap these PGs to even out the load (moves still valid are applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebalance {
+    pub pool: PoolId,
+    pub moves: Vec<PlannedMove>,
+}
+
+impl Command for ApplyId {
+    type Reply = reply::AppliedId;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.apply_id(&self.uuid)
+    }
+}
+
+impl Command for Boot {
+    type Reply = reply::Booted;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.boot(&self.0)
+    }
+}
+
+impl Command for OsdStop {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.osd_stop(self.id)
+    }
+}
+
+impl Command for MarkDown {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.mark_down(&self.ids))
+    }
+}
+
+impl Command for MarkUp {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.mark_up(self.id, self.instance)
+    }
+}
+
+impl Command for MarkOut {
+    type Reply = reply::MarkedOut;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.mark_out(&self.ids, &self.guards))
+    }
+}
+
+impl Command for OsdOut {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.osd_out(self.id)
+    }
+}
+
+impl Command for OsdIn {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.osd_in(self.id)
+    }
+}
+
+impl Command for SetLocation {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.set_location(
+            self.id,
+            self.host.as_deref(),
+            self.rack.as_deref(),
+            self.root.as_deref(),
+        )
+    }
+}
+
+impl Command for SetWeight {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.set_weight(self.id, self.weight)
+    }
+}
+
+impl Command for Purge {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.purge(self.id)
+    }
+}
+
+impl Command for SetFlag {
+    type Reply = reply::Flags;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.set_flag(self.0))
+    }
+}
+
+impl Command for UnsetFlag {
+    type Reply = reply::Flags;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.unset_flag(self.0))
+    }
+}
+
+impl Command for ReleaseDeferred {
+    type Reply = reply::OsdMap;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.release_deferred(&self.ids))
+    }
+}
+
+impl Command for CreatePool {
+    type Reply = reply::PoolCreated;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.create_pool(&self.0)
+    }
+}
+
+impl Command for DeletePool {
+    type Reply = reply::PoolDeleted;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.delete_pool(&self.name)
+    }
+}
+
+impl Command for CreateImage {
+    type Reply = reply::Image;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.create_image(&self.pool, &self.name, self.size, self.object_size)
+    }
+}
+
+impl Command for RemoveImage {
+    type Reply = reply::ImageRemoved;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.remove_image(&self.pool, &self.name)
+    }
+}
+
+impl Command for ResizeImage {
+    type Reply = reply::Image;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.resize_image(&self.pool, &self.name, self.size, self.allow_shrink)
+    }
+}
+
+impl Command for LeaderBeElected {
+    type Reply = reply::Pg;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.leader_be_elected(
+            self.leader,
+            self.pool,
+            self.pg,
+            &self.members,
+            &self.new_members,
+        )
+    }
+}
+
+impl Command for MemberChangeFinish {
+    type Reply = reply::Pg;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.member_change_finish(
+            self.reporter,
+            self.result,
+            self.pool,
+            self.pg,
+            &self.members,
+        )
+    }
+}
+
+impl Command for RefreshPgs {
+    type Reply = reply::Refreshed;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.refresh_pgs(self.pool, &self.pgs)
+    }
+}
+
+impl Command for Rebalance {
+    type Reply = reply::Refreshed;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.rebalance(self.pool, &self.moves)
+    }
 }

@@ -1,8 +1,12 @@
 //! Why a command was refused by the state machine. Each variant maps to one gRPC code and
 //! ErrorInfo reason in `service::status`; docs/api.md lists them. A variant that quotes what a
 //! client sent holds it through [`echo`], so no error carries more than a short prefix of it.
+//!
+//! [`PlacementError`] (why a pool cannot be placed) lives here beside the variant that wraps
+//! it, not in `placement`: the model's own checks (`osd.rs`, `image.rs`) return these errors,
+//! and placement builds on the model, so errors must not depend on placement.
 
-use super::placement::PlacementError;
+use super::pool::FailureDomain;
 use super::types::{OsdId, PgId, PoolId};
 
 /// The most bytes of a client's value an error quotes.
@@ -136,6 +140,28 @@ pub enum ClusterError {
     InvalidPgName(String),
     #[error("{pool} {pg} is named twice in one report")]
     DuplicatePgName { pool: PoolId, pg: PgId },
+}
+
+/// Why a placement is impossible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error(
+        "not enough OSDs: {needed} replicas need {needed} usable OSDs under root '{root}', {available} available"
+    )]
+    NoEnoughOsd {
+        available: usize,
+        needed: u32,
+        root: String,
+    },
+    #[error(
+        "failure domain {failure_domain} cannot hold {needed} replicas: only {domains} distinct {failure_domain} domains under root '{root}'"
+    )]
+    FailureDomainNotSatisfied {
+        domains: usize,
+        needed: u32,
+        failure_domain: FailureDomain,
+        root: String,
+    },
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::osd::Liveness;
-use super::osd_ops::{OutGuards, OutRefusal};
+use super::out_guards::{OutGuards, OutRefusal};
 use super::state::ClusterState;
 use super::types::OsdId;
 
-/// How the failure detector decides.
+/// How the failure detector decides. Every field is a config key; their defaults live with the
+/// keys in `config.rs` (the only place), so the core holds no second copy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailurePolicy {
     /// An up OSD without a heartbeat for this long is marked down.
@@ -32,22 +33,6 @@ pub struct FailurePolicy {
     /// that count (in, or up) up; 0 disables the guard.
     pub min_up_ratio: f64,
 }
-
-impl Default for FailurePolicy {
-    fn default() -> Self {
-        FailurePolicy {
-            down_after: Duration::from_secs(10),
-            out_after: Duration::from_secs(30),
-            guards: OutGuards::default(),
-            flap_count: 5,
-            flap_window: Duration::from_secs(600),
-            min_up_ratio: DEFAULT_MIN_UP_RATIO,
-        }
-    }
-}
-
-/// Ceph's default `mon_osd_min_up_ratio`.
-pub const DEFAULT_MIN_UP_RATIO: f64 = 0.3;
 
 /// What the failure detector found at its last check, for health, status and metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -225,7 +210,7 @@ fn downs_allowed(up: usize, counted: usize, ratio: f64) -> usize {
 mod tests {
     use super::*;
     use crate::cluster::state::tests::cluster;
-    use crate::cluster::{ClusterFlag, Command};
+    use crate::cluster::{ClusterFlag, command};
 
     const T: FailurePolicy = FailurePolicy {
         down_after: Duration::from_secs(10),
@@ -253,7 +238,7 @@ mod tests {
         fd.heard_from(OsdId(2), t0 + Duration::from_secs(9));
         let d = fd.check(&s, t0 + Duration::from_secs(11), T);
         assert_eq!(d.mark_down, vec![OsdId(3)]);
-        s.apply(&Command::MarkDown { ids: d.mark_down }).unwrap();
+        s.apply(&command::MarkDown { ids: d.mark_down }).unwrap();
         // Down now; the out timer starts when the detector first sees it down.
         let seen_down = t0 + Duration::from_secs(12);
         assert!(fd.check(&s, seen_down, T).mark_out.is_empty());
@@ -297,11 +282,11 @@ mod tests {
     fn the_guard_counts_osds_that_are_in_or_up() {
         let mut s = cluster(10, 10);
         // Four OSDs are long gone (down and out): they do not dilute the ratio.
-        s.apply(&Command::MarkDown {
+        s.apply(&command::MarkDown {
             ids: (7..=10).map(OsdId).collect(),
         })
         .unwrap();
-        s.apply(&Command::MarkOut {
+        s.apply(&command::MarkOut {
             ids: (7..=10).map(OsdId).collect(),
             guards: OutGuards {
                 min_in_ratio: 0.0,
@@ -367,19 +352,19 @@ mod tests {
     #[test]
     fn noout_and_nodown_are_honoured_by_the_commands() {
         let mut s = cluster(2, 2);
-        s.apply(&Command::SetFlag(ClusterFlag::NoDown)).unwrap();
-        s.apply(&Command::MarkDown {
+        s.apply(&command::SetFlag(ClusterFlag::NoDown)).unwrap();
+        s.apply(&command::MarkDown {
             ids: vec![OsdId(1)],
         })
         .unwrap();
         assert!(s.osd(OsdId(1)).unwrap().is_up());
-        s.apply(&Command::UnsetFlag(ClusterFlag::NoDown)).unwrap();
-        s.apply(&Command::SetFlag(ClusterFlag::NoOut)).unwrap();
-        s.apply(&Command::MarkDown {
+        s.apply(&command::UnsetFlag(ClusterFlag::NoDown)).unwrap();
+        s.apply(&command::SetFlag(ClusterFlag::NoOut)).unwrap();
+        s.apply(&command::MarkDown {
             ids: vec![OsdId(1)],
         })
         .unwrap();
-        s.apply(&Command::MarkOut {
+        s.apply(&command::MarkOut {
             ids: vec![OsdId(1)],
             guards: T.guards,
         })

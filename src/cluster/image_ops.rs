@@ -3,32 +3,14 @@
 
 use std::sync::Arc;
 
-use super::command::Outcome;
 use super::error::{ClusterError, echo};
-use super::image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME, MIN_OBJECT_SIZE, SIZE_ALIGNMENT};
+use super::image::{
+    DEFAULT_OBJECT_SIZE, Image, MAX_OBJECT_SIZE, MIN_OBJECT_SIZE, check_name, check_size,
+};
 use super::records::RecordKey;
+use super::reply;
 use super::state::{Applied, ClusterState};
 use super::types::{ImageId, PoolId};
-
-/// The largest object size: 1 GiB.
-pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
-
-fn check_size(size: u64) -> Result<(), ClusterError> {
-    if size == 0 || size % SIZE_ALIGNMENT != 0 {
-        return Err(ClusterError::InvalidImageSize(size));
-    }
-    Ok(())
-}
-
-fn check_name(name: &str) -> Result<(), ClusterError> {
-    if name.is_empty() {
-        return Err(ClusterError::InvalidImageName);
-    }
-    if name.len() > MAX_IMAGE_NAME {
-        return Err(ClusterError::ImageNameTooLong(name.len()));
-    }
-    Ok(())
-}
 
 impl ClusterState {
     fn pool_id_by_name(&self, pool: &str) -> Result<PoolId, ClusterError> {
@@ -44,7 +26,7 @@ impl ClusterState {
         name: &str,
         size: u64,
         object_size: u64,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Image>, ClusterError> {
         let pool = self.pool_id_by_name(pool)?;
         check_name(name)?;
         if self.image_by_name.contains_key(&(pool, name.to_string())) {
@@ -72,19 +54,23 @@ impl ClusterState {
         };
         self.image_by_name.insert((pool, image.name.clone()), id);
         self.images.insert((pool, id), Arc::new(image.clone()));
-        let mut applied = Applied::new(Outcome::Image(image));
+        let mut applied = Applied::new(reply::Image(image));
         applied.touched = vec![RecordKey::Image(pool, id), RecordKey::Counters];
         Ok(applied)
     }
 
-    pub(super) fn remove_image(&mut self, pool: &str, name: &str) -> Result<Applied, ClusterError> {
+    pub(super) fn remove_image(
+        &mut self,
+        pool: &str,
+        name: &str,
+    ) -> Result<Applied<reply::ImageRemoved>, ClusterError> {
         let pool = self.pool_id_by_name(pool)?;
         let id = self
             .image_by_name
             .remove(&(pool, name.to_string()))
             .ok_or_else(|| ClusterError::ImageNotFound(echo(name)))?;
         self.images.remove(&(pool, id));
-        let mut applied = Applied::new(Outcome::ImageRemoved(id));
+        let mut applied = Applied::new(reply::ImageRemoved(id));
         applied.touched = vec![RecordKey::Image(pool, id)];
         Ok(applied)
     }
@@ -95,7 +81,7 @@ impl ClusterState {
         name: &str,
         size: u64,
         allow_shrink: bool,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Image>, ClusterError> {
         let pool = self.pool_id_by_name(pool)?;
         let current = self
             .image(pool, name)
@@ -111,7 +97,7 @@ impl ClusterState {
         }
         let mut image = (*current).clone();
         image.size = size;
-        let mut applied = Applied::new(Outcome::Image(image.clone()));
+        let mut applied = Applied::new(reply::Image(image.clone()));
         if size != current.size {
             self.images
                 .insert((pool, image.id), Arc::new(image.clone()));

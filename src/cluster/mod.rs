@@ -2,7 +2,7 @@
 //! stored as. No async, no etcd, no clock reads; everything here is unit-testable in
 //! milliseconds.
 
-mod command;
+pub mod command;
 mod error;
 pub mod failure;
 mod flags;
@@ -11,11 +11,14 @@ mod image_ops;
 pub mod iostats;
 mod osd;
 mod osd_ops;
+mod out_guards;
 pub mod placement;
 mod pool;
 mod pool_ops;
+mod queries;
 mod rebalance_ops;
 mod records;
+pub mod reply;
 mod state;
 pub mod topology;
 mod types;
@@ -23,21 +26,20 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use command::{BootArgs, Command, Outcome, PoolArgs, ShardArg};
+pub use command::{BootArgs, Command, PoolArgs, ShardArg};
 pub use error::{ClusterError, ECHO_BYTES, clip, echo};
 pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
-pub use osd::{DEFAULT_ROOT, DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
-pub use osd_ops::{
-    MAX_ADDRESS_TEXT, MAX_CONFIG_TEXT, MAX_LABEL, MAX_UUID_TEXT, OutGuards, OutRefusal,
-    SubtreeLimit, label_too_long, parse_uuid,
+pub use osd::{
+    DEFAULT_ROOT, DownReason, Liveness, Location, MAX_ADDRESS_TEXT, MAX_CONFIG_TEXT, MAX_LABEL,
+    MAX_UUID_TEXT, Membership, Osd, OutReason, Shard, label_too_long, parse_uuid,
 };
+pub use out_guards::{OutGuards, OutRefusal, SubtreeLimit};
+pub use placement::PlannedMove;
 pub use pool::{
     FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, PG_CHUNK, Pg, PgState, PgTable, Pool,
-    Target, chunk_of,
+    REFRESH_BATCH, Target, chunk_of,
 };
-pub use pool_ops::REFRESH_BATCH;
-pub use rebalance_ops::PlannedMove;
 pub use records::{
     Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone, decode_record,
     encode_record,

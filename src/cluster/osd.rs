@@ -1,15 +1,28 @@
 //! One OSD as the osdmap knows it: identity, address, topology location, and its up/in state
-//! as named states rather than boolean pairs.
+//! as named states rather than boolean pairs. The limits and checks of what an OSD reports
+//! (uuid forms, topology labels, config text) live here too, beside the fields they guard:
+//! the handlers, the pool handler (a pool's root is a label) and the service's early field
+//! checks all use the same rule.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::error::{ClusterError, echo};
 use super::types::{BootInstance, Epoch, OsdId, Weight};
 
 /// The root every OSD is under unless labelled otherwise.
 pub const DEFAULT_ROOT: &str = "default";
+
+/// The longest host, rack or root name, in bytes.
+pub const MAX_LABEL: usize = 255;
+/// The largest OSD config text kept, in bytes.
+pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
+/// The longest uuid text of any accepted form (`urn:uuid:` and 36 characters).
+pub const MAX_UUID_TEXT: usize = 45;
+/// The longest IP address text (an IPv6 address ending in a dotted IPv4 address).
+pub const MAX_ADDRESS_TEXT: usize = 45;
 
 /// One shard (core service) of an OSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,5 +159,41 @@ impl Osd {
             Liveness::Down { instance, .. } => instance,
             Liveness::New => None,
         }
+    }
+}
+
+/// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
+pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
+    match Uuid::parse_str(s) {
+        Ok(u) if !u.is_nil() => Ok(u),
+        _ => Err(ClusterError::InvalidUuid(echo(s))),
+    }
+}
+
+/// A topology label: 1..=255 bytes, no whitespace or control characters.
+pub fn check_label(field: &'static str, value: &str) -> Result<(), ClusterError> {
+    let bad = |reason: &str| {
+        Err(ClusterError::InvalidLocation {
+            field,
+            reason: reason.to_string(),
+        })
+    };
+    if value.is_empty() {
+        return bad("must not be empty");
+    }
+    if value.len() > MAX_LABEL {
+        return Err(label_too_long(field));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
+/// The error of a topology label longer than [`MAX_LABEL`].
+pub fn label_too_long(field: &'static str) -> ClusterError {
+    ClusterError::InvalidLocation {
+        field,
+        reason: format!("is longer than {MAX_LABEL} bytes"),
     }
 }

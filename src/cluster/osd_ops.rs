@@ -3,103 +3,19 @@
 
 use std::net::IpAddr;
 
-use uuid::Uuid;
-
-use super::command::{BootArgs, Outcome};
+use super::command::BootArgs;
 use super::error::{ClusterError, echo};
 use super::flags::ClusterFlag;
-use super::osd::{DownReason, Liveness, Membership, Osd, OutReason, Shard};
+use super::osd::{
+    DownReason, Liveness, MAX_CONFIG_TEXT, Membership, Osd, OutReason, Shard, check_label,
+    parse_uuid,
+};
+use super::out_guards::{OutGuards, OutRefusal, subtree};
+use super::queries::released_by;
 use super::records::RecordKey;
+use super::reply;
 use super::state::{Applied, BlobKey, ClusterState};
 use super::types::{BootInstance, OsdId, Weight};
-
-/// Ceph's guards on automatic outs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OutGuards {
-    /// Auto-out never leaves fewer than this share of the booted OSDs in.
-    pub min_in_ratio: f64,
-    /// Auto-out never takes an OSD whose whole subtree at this level is down.
-    pub subtree_limit: Option<SubtreeLimit>,
-}
-
-impl Default for OutGuards {
-    fn default() -> Self {
-        OutGuards {
-            min_in_ratio: 0.75,
-            subtree_limit: Some(SubtreeLimit::Rack),
-        }
-    }
-}
-
-/// The topology level of [`OutGuards::subtree_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubtreeLimit {
-    Host,
-    Rack,
-}
-
-impl SubtreeLimit {
-    pub fn name(self) -> &'static str {
-        match self {
-            SubtreeLimit::Host => "host",
-            SubtreeLimit::Rack => "rack",
-        }
-    }
-}
-
-/// Why an automatic out was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutRefusal {
-    /// It would leave fewer OSDs in than the minimum in-ratio.
-    MinInRatio,
-    /// Its whole subtree at this level is down.
-    WholeSubtreeDown(SubtreeLimit),
-}
-
-/// The longest host, rack or root name, in bytes.
-pub const MAX_LABEL: usize = 255;
-/// The largest OSD config text kept, in bytes.
-pub const MAX_CONFIG_TEXT: usize = 256 * 1024;
-/// The longest uuid text of any accepted form (`urn:uuid:` and 36 characters).
-pub const MAX_UUID_TEXT: usize = 45;
-/// The longest IP address text (an IPv6 address ending in a dotted IPv4 address).
-pub const MAX_ADDRESS_TEXT: usize = 45;
-
-/// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
-pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
-    match Uuid::parse_str(s) {
-        Ok(u) if !u.is_nil() => Ok(u),
-        _ => Err(ClusterError::InvalidUuid(echo(s))),
-    }
-}
-
-/// A topology label: 1..=255 bytes, no whitespace or control characters.
-pub fn check_label(field: &'static str, value: &str) -> Result<(), ClusterError> {
-    let bad = |reason: &str| {
-        Err(ClusterError::InvalidLocation {
-            field,
-            reason: reason.to_string(),
-        })
-    };
-    if value.is_empty() {
-        return bad("must not be empty");
-    }
-    if value.len() > MAX_LABEL {
-        return Err(label_too_long(field));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("must not contain spaces or control characters");
-    }
-    Ok(())
-}
-
-/// The error of a topology label longer than [`MAX_LABEL`].
-pub fn label_too_long(field: &'static str) -> ClusterError {
-    ClusterError::InvalidLocation {
-        field,
-        reason: format!("is longer than {MAX_LABEL} bytes"),
-    }
-}
 
 fn config_hash(text: &str) -> u64 {
     // 0 means "never reported"; a real hash of 0 is remapped.
@@ -114,16 +30,19 @@ impl ClusterState {
             .ok_or(ClusterError::OsdNotFound(id))
     }
 
-    fn osd_outcome(&self) -> Outcome {
-        Outcome::OsdMap {
+    fn osd_map_reply(&self) -> reply::OsdMap {
+        reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         }
     }
 
-    pub(super) fn apply_id(&mut self, uuid: &str) -> Result<Applied, ClusterError> {
+    pub(super) fn apply_id(
+        &mut self,
+        uuid: &str,
+    ) -> Result<Applied<reply::AppliedId>, ClusterError> {
         let uuid = parse_uuid(uuid)?;
         if let Some(id) = self.osd_by_uuid.get(&uuid) {
-            return Ok(Applied::new(Outcome::AppliedId {
+            return Ok(Applied::new(reply::AppliedId {
                 id: *id,
                 osdmap_epoch: self.meta.epoch,
             }));
@@ -137,21 +56,21 @@ impl ClusterState {
             id += 1;
         }
         let id = OsdId(id);
-        let mut applied = Applied::new(Outcome::AppliedId {
+        let mut applied = Applied::new(reply::AppliedId {
             id,
             osdmap_epoch: self.meta.epoch,
         });
         let osd = Osd::new(id, uuid, self.meta.epoch);
         self.put_osd(osd, &mut applied.touched);
         self.osd_by_uuid.insert(uuid, id);
-        applied.outcome = Outcome::AppliedId {
+        applied.reply = reply::AppliedId {
             id,
             osdmap_epoch: self.meta.epoch,
         };
         Ok(applied)
     }
 
-    pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied, ClusterError> {
+    pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied<reply::Booted>, ClusterError> {
         let mut osd = self.existing_osd(a.id)?;
         let uuid = parse_uuid(&a.uuid)?;
         if uuid != osd.uuid {
@@ -217,7 +136,7 @@ impl ClusterState {
         let config_changed = hash != osd.config_hash;
         osd.config_hash = hash;
         let held_down = flags.contains(ClusterFlag::NoUp);
-        let mut applied = Applied::new(Outcome::Booted {
+        let mut applied = Applied::new(reply::Booted {
             osdmap_epoch: self.meta.epoch,
             held_down,
         });
@@ -246,7 +165,7 @@ impl ClusterState {
                 Some(a.config.clone().into_bytes()),
             ));
         }
-        applied.outcome = Outcome::Booted {
+        applied.reply = reply::Booted {
             osdmap_epoch: self.meta.epoch,
             held_down: self
                 .osds
@@ -256,9 +175,9 @@ impl ClusterState {
         Ok(applied)
     }
 
-    pub(super) fn osd_stop(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_stop(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let epoch = self.pending_osdmap_epoch();
         let next = match osd.liveness {
             Liveness::New => return Err(ClusterError::OsdNotBooted(id)),
@@ -277,12 +196,12 @@ impl ClusterState {
             osd.liveness = next;
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn mark_down(&mut self, ids: &[OsdId]) -> Applied {
-        let mut applied = Applied::new(self.osd_outcome());
+    pub(super) fn mark_down(&mut self, ids: &[OsdId]) -> Applied<reply::OsdMap> {
+        let mut applied = Applied::new(self.osd_map_reply());
         if self.meta.flags.contains(ClusterFlag::NoDown) {
             return applied;
         }
@@ -300,14 +219,18 @@ impl ClusterState {
                 self.put_osd(osd, &mut applied.touched);
             }
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         applied
     }
 
-    pub(super) fn mark_up(&mut self, id: OsdId, instance: u64) -> Result<Applied, ClusterError> {
+    pub(super) fn mark_up(
+        &mut self,
+        id: OsdId,
+        instance: u64,
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         let instance = BootInstance(instance);
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         match osd.liveness {
             Liveness::Up { instance: i, .. } if i == instance => {}
             Liveness::Down {
@@ -332,19 +255,22 @@ impl ClusterState {
             }
             _ => return Err(ClusterError::StaleBootInstance(id)),
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
     /// Failure detector's out, under Ceph's guards: never below the minimum in-ratio, and never
     /// an OSD whose whole subtree (e.g. its rack) is down — that looks like a power or network
     /// event, and moving all its data would hurt more than waiting. Refusals are reported.
-    pub(super) fn mark_out(&mut self, ids: &[OsdId], guards: &OutGuards) -> Applied {
+    pub(super) fn mark_out(
+        &mut self,
+        ids: &[OsdId],
+        guards: &OutGuards,
+    ) -> Applied<reply::MarkedOut> {
         let mut refused = Vec::new();
         let mut marked = Vec::new();
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(reply::MarkedOut::default());
         if self.meta.flags.contains(ClusterFlag::NoOut) {
-            applied.outcome = Outcome::MarkedOut { marked, refused };
             return applied;
         }
         let booted = self
@@ -386,13 +312,13 @@ impl ClusterState {
             in_count -= 1;
             marked.push(*id);
         }
-        applied.outcome = Outcome::MarkedOut { marked, refused };
+        applied.reply = reply::MarkedOut { marked, refused };
         applied
     }
 
-    pub(super) fn osd_out(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_out(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let since = match osd.membership {
             Membership::Out {
                 reason: OutReason::Manual,
@@ -408,13 +334,13 @@ impl ClusterState {
             };
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn osd_in(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn osd_in(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if osd.is_in() {
             return Ok(applied);
         }
@@ -425,7 +351,7 @@ impl ClusterState {
             since: self.pending_osdmap_epoch(),
         };
         self.put_osd(osd, &mut applied.touched);
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
@@ -435,7 +361,7 @@ impl ClusterState {
         host: Option<&str>,
         rack: Option<&str>,
         root: Option<&str>,
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         if let Some(h) = host {
             check_label("host", h)?;
@@ -453,27 +379,31 @@ impl ClusterState {
             check_label("root", r)?;
             osd.location.root = r.to_string();
         }
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if Some(&osd) != self.osds.get(&id).map(|o| &**o) {
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn set_weight(&mut self, id: OsdId, weight: f64) -> Result<Applied, ClusterError> {
+    pub(super) fn set_weight(
+        &mut self,
+        id: OsdId,
+        weight: f64,
+    ) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let mut osd = self.existing_osd(id)?;
         let weight = Weight::from_f64(weight).ok_or(ClusterError::InvalidWeight)?;
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         if weight != osd.weight {
             osd.weight = weight;
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn purge(&mut self, id: OsdId) -> Result<Applied, ClusterError> {
+    pub(super) fn purge(&mut self, id: OsdId) -> Result<Applied<reply::OsdMap>, ClusterError> {
         let osd = self.existing_osd(id)?;
         if osd.is_up() || matches!(osd.liveness, Liveness::HeldDown { .. }) || osd.is_in() {
             return Err(ClusterError::OsdNotDownAndOut(id));
@@ -493,7 +423,7 @@ impl ClusterState {
                 pgs: holding,
             });
         }
-        let mut applied = Applied::new(self.osd_outcome());
+        let mut applied = Applied::new(self.osd_map_reply());
         let epoch = self.bump_osdmap(&mut applied.touched);
         self.osds.remove(&id);
         self.osd_by_uuid.remove(&osd.uuid);
@@ -501,12 +431,12 @@ impl ClusterState {
         applied.touched.push(RecordKey::Osd(id));
         applied.touched.push(RecordKey::PurgedOsd(id));
         applied.blobs.push((BlobKey::OsdConfig(id), None));
-        applied.outcome = self.osd_outcome();
+        applied.reply = self.osd_map_reply();
         Ok(applied)
     }
 
-    pub(super) fn set_flag(&mut self, flag: ClusterFlag) -> Applied {
-        let mut applied = Applied::new(Outcome::Flags {
+    pub(super) fn set_flag(&mut self, flag: ClusterFlag) -> Applied<reply::Flags> {
+        let mut applied = Applied::new(reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         });
@@ -514,7 +444,7 @@ impl ClusterState {
             self.meta.flags = self.meta.flags.with(flag);
             self.bump_osdmap(&mut applied.touched);
         }
-        applied.outcome = Outcome::Flags {
+        applied.reply = reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         };
@@ -522,12 +452,12 @@ impl ClusterState {
     }
 
     /// Clears a flag. What `noup` and `noin` deferred is replayed by the reconciler through
-    /// [`Command::ReleaseDeferred`], in parts that fit a transaction: with thousands of OSDs
+    /// [`super::command::ReleaseDeferred`], in parts that fit a transaction: with thousands of OSDs
     /// held down, one command releasing all of them could never commit. (`noout`, `nodown` and
     /// `norebalance` are level-triggered as well: the failure detector and the reconciler act on
     /// their next pass.)
-    pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied {
-        let mut applied = Applied::new(Outcome::Flags {
+    pub(super) fn unset_flag(&mut self, flag: ClusterFlag) -> Applied<reply::Flags> {
+        let mut applied = Applied::new(reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         });
@@ -535,30 +465,18 @@ impl ClusterState {
             self.meta.flags = self.meta.flags.without(flag);
             self.bump_osdmap(&mut applied.touched);
         }
-        applied.outcome = Outcome::Flags {
+        applied.reply = reply::Flags {
             flags: self.meta.flags,
             osdmap_epoch: self.meta.epoch,
         };
         applied
     }
 
-    /// Up to `limit` OSDs whose change a cleared flag deferred: held down by `noup`, or kept
-    /// out by `noin` although up.
-    pub fn deferred_releases(&self, limit: usize) -> Vec<OsdId> {
-        let flags = self.meta.flags;
-        self.osds
-            .values()
-            .filter(|o| released_by(o, flags))
-            .map(|o| o.id)
-            .take(limit)
-            .collect()
-    }
-
     /// Replays what a cleared flag deferred for `ids`: a held-down OSD goes up, an OSD kept out
     /// by `noin` goes in. OSDs no longer concerned (a flag set again, the OSD gone or changed)
     /// are left alone.
-    pub(super) fn release_deferred(&mut self, ids: &[OsdId]) -> Applied {
-        let mut applied = Applied::new(Outcome::OsdMap {
+    pub(super) fn release_deferred(&mut self, ids: &[OsdId]) -> Applied<reply::OsdMap> {
+        let mut applied = Applied::new(reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         });
         let flags = self.meta.flags;
@@ -579,37 +497,10 @@ impl ClusterState {
             osd.membership = membership_on_up(osd.membership, flags, epoch);
             self.put_osd(osd, &mut applied.touched);
         }
-        applied.outcome = Outcome::OsdMap {
+        applied.reply = reply::OsdMap {
             osdmap_epoch: self.meta.epoch,
         };
         applied
-    }
-}
-
-/// Whether `o` waits for a flag that `flags` no longer has.
-fn released_by(o: &Osd, flags: super::flags::Flags) -> bool {
-    match o.liveness {
-        Liveness::HeldDown { .. } => !flags.contains(ClusterFlag::NoUp),
-        _ => {
-            o.is_up()
-                && !flags.contains(ClusterFlag::NoIn)
-                && matches!(
-                    o.membership,
-                    Membership::Out {
-                        reason: OutReason::DeferredByNoIn,
-                        ..
-                    }
-                )
-        }
-    }
-}
-
-/// The OSD's subtree at `level`; an OSD without a rack label is in no rack, so the rack limit
-/// does not restrict it (as in Ceph, where the limit only applies to OSDs under such a bucket).
-fn subtree(o: &Osd, level: SubtreeLimit) -> Option<String> {
-    match level {
-        SubtreeLimit::Host => Some(o.location.host.clone()),
-        SubtreeLimit::Rack => o.location.rack.clone(),
     }
 }
 

@@ -24,7 +24,9 @@ mod rebalance;
 #[cfg(test)]
 mod tests;
 
-pub use rebalance::{Move, PoolView, rebalance};
+/// Placement's failures are declared with the other refusals (see `error.rs`).
+pub use super::error::PlacementError;
+pub use rebalance::{Move, PlannedMove, PoolView, rebalance};
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use placer::Placer;
 
 use super::error::echo;
-use super::pool::FailureDomain;
+use super::pool::{FailureDomain, Pool};
 use super::topology::{TopoOsd, Topology};
 use super::types::OsdId;
 
@@ -46,33 +48,21 @@ pub struct PoolSpec {
     pub root: String,
 }
 
+/// The spec of an existing pool.
+pub(super) fn spec_of(pool: &Pool) -> PoolSpec {
+    PoolSpec {
+        size: pool.size,
+        pg_count: pool.pg_count,
+        failure_domain: pool.failure_domain,
+        root: pool.root.clone(),
+    }
+}
+
 /// Where one PG lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub members: Vec<OsdId>,
     pub core: u32,
-}
-
-/// Why a placement is impossible.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlacementError {
-    #[error(
-        "not enough OSDs: {needed} replicas need {needed} usable OSDs under root '{root}', {available} available"
-    )]
-    NoEnoughOsd {
-        available: usize,
-        needed: u32,
-        root: String,
-    },
-    #[error(
-        "failure domain {failure_domain} cannot hold {needed} replicas: only {domains} distinct {failure_domain} domains under root '{root}'"
-    )]
-    FailureDomainNotSatisfied {
-        domains: usize,
-        needed: u32,
-        failure_domain: FailureDomain,
-        root: String,
-    },
 }
 
 /// How loaded each OSD is, across all pools: PGs, primaries, and PGs per core.

@@ -1,6 +1,8 @@
 //! Pools and their PG tables. A pool's PGs are kept in fixed-size chunks (one etcd key each),
-//! shared between snapshots: changing a PG copies only its chunk.
+//! shared between snapshots: changing a PG copies only its chunk. Also the state bits a PG's
+//! members give it (`state_for`), which every PG handler applies.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,6 +11,10 @@ use super::types::{Epoch, OsdId, PgId, PoolId};
 /// PGs per stored chunk. A chunk of 3-replica PGs encodes to about 7 KiB, so a 100,000-PG pool
 /// is 391 keys and even a 16-replica chunk stays far below etcd's value limit.
 pub const PG_CHUNK: u32 = 256;
+
+/// The most PGs one RefreshPgs or Rebalance command may change (bounds the transaction it
+/// becomes).
+pub const REFRESH_BATCH: usize = 512;
 
 /// The largest replica count of a pool.
 pub const MAX_PG_SIZE: u32 = 16;
@@ -274,6 +280,24 @@ pub struct Pool {
     /// The pgmap epoch.
     pub epoch: Epoch,
     pub pgs: PgTable,
+}
+
+/// The state a PG should have: creating until its first leader report, then active unless down;
+/// undersize/down from the up count; remapped while a target is set.
+pub(super) fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
+    let up_count = pg.members.iter().filter(|m| up.contains(m)).count();
+    let health = PgState::health(up_count, size as usize);
+    let mut state = if pg.state.contains(PgState::CREATING) {
+        PgState::CREATING.with(health)
+    } else if health == PgState::DOWN {
+        PgState::DOWN
+    } else {
+        PgState::ACTIVE.with(health)
+    };
+    if pg.target.is_some() {
+        state = state.with(PgState::REMAPPED);
+    }
+    state
 }
 
 #[cfg(test)]

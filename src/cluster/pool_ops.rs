@@ -6,41 +6,27 @@
 //! remapped PG keeps its target until the OSDs report the change done. The state itself is the
 //! persisted work queue, so whichever leader comes next continues it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use super::command::{Outcome, PoolArgs};
+use super::command::PoolArgs;
 use super::error::{ClusterError, echo};
-use super::osd::DEFAULT_ROOT;
-use super::osd_ops::check_label;
-use super::placement::{self, Loads, Placement, PoolSpec};
+use super::osd::{DEFAULT_ROOT, check_label};
+use super::placement::{self, Loads, Placement, PoolSpec, spec_of};
 use super::pool::{
-    FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, Pg, PgState, PgTable, Pool, Target,
+    FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, Pg, PgState, PgTable, Pool,
+    REFRESH_BATCH, Target, state_for,
 };
+use super::queries::Usable;
 use super::records::{RecordKey, Tombstone};
+use super::reply;
 use super::state::{Applied, ClusterState};
-use super::topology::{DomainKey, TopoOsd, Topology};
 use super::types::{Epoch, OsdId, PgId, PoolId};
 
-/// The most PGs one RefreshPgs command may change (bounds the transaction it becomes).
-pub const REFRESH_BATCH: usize = 512;
-
 impl ClusterState {
-    /// Loads of every OSD across all pools (a remapped PG counts on its target).
-    pub fn loads(&self) -> Loads {
-        Loads::from_pgs(self.pools.values().flat_map(|p| {
-            p.pgs.iter().map(|(_, pg)| match &pg.target {
-                Some(t) => (t.members.as_slice(), t.core),
-                None => (pg.members.as_slice(), pg.core),
-            })
-        }))
-    }
-
-    /// The placement view of the current osdmap.
-    pub fn topology(&self) -> Topology {
-        Topology::from_osds(self.osds.values().map(|o| &**o))
-    }
-
-    pub(super) fn create_pool(&mut self, a: &PoolArgs) -> Result<Applied, ClusterError> {
+    pub(super) fn create_pool(
+        &mut self,
+        a: &PoolArgs,
+    ) -> Result<Applied<reply::PoolCreated>, ClusterError> {
         if a.name.is_empty() || a.name.len() > MAX_POOL_NAME {
             return Err(ClusterError::InvalidPoolName(a.name.len()));
         }
@@ -104,7 +90,7 @@ impl ClusterState {
                 p.state = state_for(p, &up, pool.size);
             }
         }
-        let mut applied = Applied::new(Outcome::PoolCreated { id, epoch });
+        let mut applied = Applied::new(reply::PoolCreated { id, epoch });
         applied.prelude = (0..pool.pgs.chunk_count())
             .map(|i| RecordKey::PgChunk(id, i))
             .collect();
@@ -114,7 +100,10 @@ impl ClusterState {
         Ok(applied)
     }
 
-    pub(super) fn delete_pool(&mut self, name: &str) -> Result<Applied, ClusterError> {
+    pub(super) fn delete_pool(
+        &mut self,
+        name: &str,
+    ) -> Result<Applied<reply::PoolDeleted>, ClusterError> {
         let id = *self
             .pool_by_name
             .get(name)
@@ -131,7 +120,7 @@ impl ClusterState {
                 deleted_epoch: final_epoch,
             },
         );
-        let mut applied = Applied::new(Outcome::PoolDeleted {
+        let mut applied = Applied::new(reply::PoolDeleted {
             id,
             epoch: final_epoch,
         });
@@ -165,7 +154,7 @@ impl ClusterState {
         pg: PgId,
         members: &[OsdId],
         new_members: &[OsdId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Pg>, ClusterError> {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, false)?;
         self.check_members(new_members, true)?;
@@ -205,8 +194,8 @@ impl ClusterState {
         let up = self.up_among(involved.iter().copied());
         let usable = Usable::among(self, &pool, involved);
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
-        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+        let mut touched = Vec::new();
+        self.change_pg(&mut pool, pg, &mut touched, |p| {
             p.leader = Some(leader);
             if let Some(t) = &p.target {
                 if change_done {
@@ -225,7 +214,10 @@ impl ClusterState {
             p.state = p.state.without(PgState::CREATING);
             p.state = state_for(p, &up, size);
         });
-        applied.outcome = pg_outcome(&pool, pg);
+        let applied = Applied {
+            touched,
+            ..Applied::new(pg_reply(&pool, pg))
+        };
         self.put_pool(pool);
         Ok(applied)
     }
@@ -240,7 +232,7 @@ impl ClusterState {
         pool_id: PoolId,
         pg: PgId,
         members: &[OsdId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Pg>, ClusterError> {
         let mut pool = self.pg_pool(pool_id, pg)?;
         self.check_members(members, result != 0)?;
         let reporter = reporter.ok_or(ClusterError::ReporterMissing)?;
@@ -263,8 +255,8 @@ impl ClusterState {
         }
         let up = self.up_among(current.members.iter().chain(&target.members).copied());
         let size = pool.size;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
-        self.change_pg(&mut pool, pg, &mut applied.touched, |p| {
+        let mut touched = Vec::new();
+        self.change_pg(&mut pool, pg, &mut touched, |p| {
             if result == 0 {
                 p.members = target.members.clone();
                 p.core = target.core;
@@ -276,38 +268,19 @@ impl ClusterState {
             }
             p.state = state_for(p, &up, size);
         });
-        applied.outcome = pg_outcome(&pool, pg);
+        let applied = Applied {
+            touched,
+            ..Applied::new(pg_reply(&pool, pg))
+        };
         self.put_pool(pool);
         Ok(applied)
-    }
-
-    /// PGs of `pool` whose health bits or pending remap are out of date, at most `limit`.
-    /// When the pool cannot be placed at all right now (too few usable OSDs or domains), no
-    /// remap is possible and only health bits are listed: the reconciler must not spin on PGs
-    /// it cannot fix. (With at least `size` usable domains a replacement always exists.)
-    pub fn pgs_needing_refresh(&self, pool: PoolId, limit: usize) -> Vec<PgId> {
-        let Some(p) = self.pools.get(&pool) else {
-            return Vec::new();
-        };
-        let up = self.up_set();
-        let usable = Usable::new(self, p);
-        let can_remap = placement::check(&self.topology(), &spec_of(p)).is_ok();
-        p.pgs
-            .iter()
-            .filter(|(_, pg)| {
-                state_for(pg, &up, p.size) != pg.state
-                    || (can_remap && usable.needs_remap(pg, p.size))
-            })
-            .map(|(id, _)| id)
-            .take(limit)
-            .collect()
     }
 
     pub(super) fn refresh_pgs(
         &mut self,
         pool_id: PoolId,
         pgs: &[PgId],
-    ) -> Result<Applied, ClusterError> {
+    ) -> Result<Applied<reply::Refreshed>, ClusterError> {
         let mut pool = self
             .take_pool(pool_id)
             .ok_or(ClusterError::PoolNotFound(pool_id))?;
@@ -316,7 +289,7 @@ impl ClusterState {
         let topo = self.topology();
         let spec = spec_of(&pool);
         let mut loads: Option<Loads> = None;
-        let mut applied = Applied::new(Outcome::Refreshed { changed: 0 });
+        let mut applied = Applied::new(reply::Refreshed { changed: 0 });
         let mut changed = 0;
         for &pg in pgs.iter().take(REFRESH_BATCH) {
             let Some(current) = pool.pgs.get(pg).cloned() else {
@@ -349,7 +322,7 @@ impl ClusterState {
             });
             changed += usize::from(did);
         }
-        applied.outcome = Outcome::Refreshed { changed };
+        applied.reply = reply::Refreshed { changed };
         self.put_pool(pool);
         Ok(applied)
     }
@@ -409,114 +382,6 @@ impl ClusterState {
         }
         Ok(())
     }
-
-    /// An OSD reporting about PGs (leader reports, I/O statistics) must exist and be up.
-    pub(crate) fn check_reporter_up(&self, reporter: OsdId) -> Result<(), ClusterError> {
-        let osd = self
-            .osds
-            .get(&reporter)
-            .ok_or(ClusterError::OsdNotFound(reporter))?;
-        if !osd.is_up() {
-            return Err(ClusterError::ReporterNotUp(reporter));
-        }
-        Ok(())
-    }
-
-    /// The up OSDs among `osds` (see [`Usable::among`]).
-    pub(super) fn up_among(&self, osds: impl IntoIterator<Item = OsdId>) -> HashSet<OsdId> {
-        osds.into_iter()
-            .filter(|id| self.osds.get(id).is_some_and(|o| o.is_up()))
-            .collect()
-    }
-
-    pub(super) fn up_set(&self) -> HashSet<OsdId> {
-        self.osds
-            .values()
-            .filter(|o| o.is_up())
-            .map(|o| o.id)
-            .collect()
-    }
-}
-
-/// Which OSDs a pool's PGs may keep, and in which failure domain each sits.
-pub(super) struct Usable {
-    /// Usable OSDs for the pool (in, weight > 0, under its root) → their failure domain.
-    domains: HashMap<OsdId, DomainKey>,
-}
-
-impl Usable {
-    pub(super) fn new(state: &ClusterState, pool: &Pool) -> Usable {
-        let topo = state.topology();
-        let domains = topo
-            .under_root(&pool.root)
-            .map(|o| (o.id, o.domain(pool.failure_domain)))
-            .collect();
-        Usable { domains }
-    }
-
-    /// The same view restricted to `osds`: enough to judge one PG's members, at a cost that
-    /// does not grow with the cluster (a PG report must not walk 10,000 OSDs).
-    pub(super) fn among(
-        state: &ClusterState,
-        pool: &Pool,
-        osds: impl IntoIterator<Item = OsdId>,
-    ) -> Usable {
-        let domains = osds
-            .into_iter()
-            .filter_map(|id| TopoOsd::usable(state.osds.get(&id)?))
-            .filter(|o| o.root == pool.root)
-            .map(|o| (o.id, o.domain(pool.failure_domain)))
-            .collect();
-        Usable { domains }
-    }
-
-    /// Members placement can no longer keep: not usable any more (out, weight 0, purged, moved
-    /// to another root) or sharing a failure domain with an earlier member (after a topology
-    /// change).
-    pub(super) fn misplaced(&self, members: &[OsdId]) -> Vec<OsdId> {
-        let mut seen = HashSet::new();
-        members
-            .iter()
-            .copied()
-            .filter(|m| match self.domains.get(m) {
-                Some(d) => !seen.insert(d),
-                None => true,
-            })
-            .collect()
-    }
-
-    /// A PG needs a target when a member is misplaced (or missing) and no change is running.
-    fn needs_remap(&self, pg: &Pg, size: u32) -> bool {
-        pg.target.is_none()
-            && (pg.members.len() < size as usize || !self.misplaced(&pg.members).is_empty())
-    }
-}
-
-/// The state a PG should have: creating until its first leader report, then active unless down;
-/// undersize/down from the up count; remapped while a target is set.
-pub(super) fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
-    let up_count = pg.members.iter().filter(|m| up.contains(m)).count();
-    let health = PgState::health(up_count, size as usize);
-    let mut state = if pg.state.contains(PgState::CREATING) {
-        PgState::CREATING.with(health)
-    } else if health == PgState::DOWN {
-        PgState::DOWN
-    } else {
-        PgState::ACTIVE.with(health)
-    };
-    if pg.target.is_some() {
-        state = state.with(PgState::REMAPPED);
-    }
-    state
-}
-
-pub(super) fn spec_of(pool: &Pool) -> PoolSpec {
-    PoolSpec {
-        size: pool.size,
-        pg_count: pool.pg_count,
-        failure_domain: pool.failure_domain,
-        root: pool.root.clone(),
-    }
 }
 
 fn same_set(a: &[OsdId], b: &[OsdId]) -> bool {
@@ -549,9 +414,9 @@ fn held_lists(pg: &Pg) -> String {
     }
 }
 
-fn pg_outcome(pool: &Pool, pg: PgId) -> Outcome {
+fn pg_reply(pool: &Pool, pg: PgId) -> reply::Pg {
     let p = pool.pgs.get(pg);
-    Outcome::Pg {
+    reply::Pg {
         pool_epoch: pool.epoch,
         state: p.map_or(0, |p| p.state.0),
         version: p.map_or(Epoch(0), |p| p.version),

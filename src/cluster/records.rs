@@ -564,7 +564,7 @@ mod tests {
 
         use super::*;
         use crate::cluster::state::tests::cluster;
-        use crate::cluster::{ClusterState, Command, PoolArgs};
+        use crate::cluster::{ClusterState, Command, PoolArgs, command};
         use crate::fuzzing;
 
         /// Every stored record of a cluster with a pool, an image, a tombstone, a purged OSD.
@@ -573,7 +573,7 @@ mod tests {
             STORED.get_or_init(|| {
                 let mut s = cluster(6, 3);
                 let pool = |name: &str| {
-                    Command::CreatePool(PoolArgs {
+                    command::CreatePool(PoolArgs {
                         name: name.to_string(),
                         size: 3,
                         pg_count: 300,
@@ -581,23 +581,29 @@ mod tests {
                         root: String::new(),
                     })
                 };
-                let mut run = |c: Command| {
+                fn run<C: Command>(s: &mut ClusterState, c: C) {
                     s.begin_group();
                     s.apply(&c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
-                };
-                run(pool("rbd"));
-                run(pool("old"));
-                run(Command::DeletePool {
-                    name: "old".to_string(),
-                });
-                run(Command::CreateImage {
-                    pool: "rbd".to_string(),
-                    name: "vm".to_string(),
-                    size: 1 << 30,
-                    object_size: 0,
-                });
-                run(Command::OsdStop { id: OsdId(6) });
-                run(Command::OsdOut { id: OsdId(6) });
+                }
+                run(&mut s, pool("rbd"));
+                run(&mut s, pool("old"));
+                run(
+                    &mut s,
+                    command::DeletePool {
+                        name: "old".to_string(),
+                    },
+                );
+                run(
+                    &mut s,
+                    command::CreateImage {
+                        pool: "rbd".to_string(),
+                        name: "vm".to_string(),
+                        size: 1 << 30,
+                        object_size: 0,
+                    },
+                );
+                run(&mut s, command::OsdStop { id: OsdId(6) });
+                run(&mut s, command::OsdOut { id: OsdId(6) });
                 let mut keys = vec![RecordKey::OsdMapMeta, RecordKey::Counters];
                 keys.extend(s.osds().map(|o| RecordKey::Osd(o.id)));
                 for p in s.pools() {

@@ -6,7 +6,9 @@
 //! state is exactly as before. The state is cheap to clone (persistent maps, shared chunks), so
 //! the pipeline snapshots it freely.
 //!
-//! The handlers live in `osd_ops.rs`, `pool_ops.rs` and `image_ops.rs`.
+//! The commands and `apply` are in `command.rs`; the handlers in `osd_ops.rs`, `pool_ops.rs`,
+//! `image_ops.rs` and `rebalance_ops.rs`; everything read without a change (accessors,
+//! topology, loads, plans) in `queries.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,9 +16,6 @@ use std::sync::Arc;
 use imbl::{HashMap as PHashMap, OrdMap};
 use uuid::Uuid;
 
-use super::command::{Command, Outcome};
-use super::error::ClusterError;
-use super::flags::Flags;
 use super::image::Image;
 use super::osd::Osd;
 use super::pool::{Pg, PgTable, Pool, chunk_of};
@@ -30,10 +29,11 @@ pub enum BlobKey {
     OsdConfig(OsdId),
 }
 
-/// A successfully applied command and what must be written for it.
+/// A successfully applied command: its reply and what must be written for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub outcome: Outcome,
+pub struct Applied<R> {
+    /// What the caller hears once the command's group committed.
+    pub reply: R,
     /// Records written in the command's group transaction.
     pub touched: Vec<RecordKey>,
     /// New records nothing refers to until `touched` commits: they may be written in earlier
@@ -46,10 +46,10 @@ pub struct Applied {
     pub blobs: Vec<(BlobKey, Option<Vec<u8>>)>,
 }
 
-impl Applied {
-    pub(super) fn new(outcome: Outcome) -> Applied {
+impl<R> Applied<R> {
+    pub(super) fn new(reply: R) -> Applied<R> {
         Applied {
-            outcome,
+            reply,
             touched: Vec::new(),
             prelude: Vec::new(),
             cleanup: Vec::new(),
@@ -179,91 +179,6 @@ impl ClusterState {
         Ok((s, garbage))
     }
 
-    // ---- reading ---------------------------------------------------------------------------
-
-    /// The osdmap epoch (including a bump by the open group).
-    pub fn osdmap_epoch(&self) -> Epoch {
-        self.meta.epoch
-    }
-
-    pub fn flags(&self) -> Flags {
-        self.meta.flags
-    }
-
-    /// Shards per OSD; None until the first boot.
-    pub fn core_num(&self) -> Option<u32> {
-        self.meta.core_num
-    }
-
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    pub fn osd(&self, id: OsdId) -> Option<&Arc<Osd>> {
-        self.osds.get(&id)
-    }
-
-    /// Every OSD, by id.
-    pub fn osds(&self) -> impl Iterator<Item = &Arc<Osd>> {
-        self.osds.values()
-    }
-
-    pub fn osd_count(&self) -> usize {
-        self.osds.len()
-    }
-
-    pub fn pool(&self, id: PoolId) -> Option<&Arc<Pool>> {
-        self.pools.get(&id)
-    }
-
-    pub fn pool_by_name(&self, name: &str) -> Option<&Arc<Pool>> {
-        self.pool_by_name
-            .get(name)
-            .and_then(|id| self.pools.get(id))
-    }
-
-    /// Every live pool, by id.
-    pub fn pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.pools.values()
-    }
-
-    /// The tombstone of a deleted pool.
-    pub fn tombstone(&self, id: PoolId) -> Option<&Tombstone> {
-        self.tombstones.get(&id)
-    }
-
-    pub fn image(&self, pool: PoolId, name: &str) -> Option<&Arc<Image>> {
-        self.image_by_name
-            .get(&(pool, name.to_string()))
-            .and_then(|id| self.images.get(&(pool, *id)))
-    }
-
-    /// OSDs changed since osdmap epoch `since` (added or modified after it), and OSDs purged
-    /// since then. A watcher at `since` applies the purges first, then the changes.
-    pub fn osd_changes_since(&self, since: Epoch) -> (Vec<&Arc<Osd>>, Vec<OsdId>) {
-        let changed = self
-            .osds
-            .values()
-            .filter(|o| o.last_change > since)
-            .collect();
-        let removed = self
-            .purged
-            .iter()
-            .filter(|(_, e)| **e > since)
-            .map(|(id, _)| *id)
-            .collect();
-        (changed, removed)
-    }
-
-    /// Every image, by pool and id.
-    pub fn images(&self) -> impl Iterator<Item = &Arc<Image>> {
-        self.images.values()
-    }
-
-    pub fn image_count(&self) -> usize {
-        self.images.len()
-    }
-
     // ---- groups and records -----------------------------------------------------------------
 
     /// Starts a new group: the next change to each map bumps its epoch again.
@@ -299,71 +214,6 @@ impl ClusterState {
             }
             RecordKey::Tombstone(id) => self.tombstones.get(id).cloned().map(Record::Tombstone),
             RecordKey::PurgedOsd(id) => self.purged.get(id).map(|e| Record::PurgedOsd(*id, *e)),
-        }
-    }
-
-    /// Applies one command. On error nothing changed.
-    pub fn apply(&mut self, cmd: &Command) -> Result<Applied, ClusterError> {
-        let before = self.clone();
-        let result = self.dispatch(cmd);
-        if result.is_err() {
-            *self = before;
-        }
-        result
-    }
-
-    fn dispatch(&mut self, cmd: &Command) -> Result<Applied, ClusterError> {
-        match cmd {
-            Command::ApplyId { uuid } => self.apply_id(uuid),
-            Command::Boot(args) => self.boot(args),
-            Command::OsdStop { id } => self.osd_stop(*id),
-            Command::MarkDown { ids } => Ok(self.mark_down(ids)),
-            Command::MarkUp { id, instance } => self.mark_up(*id, *instance),
-            Command::MarkOut { ids, guards } => Ok(self.mark_out(ids, guards)),
-            Command::OsdOut { id } => self.osd_out(*id),
-            Command::OsdIn { id } => self.osd_in(*id),
-            Command::SetLocation {
-                id,
-                host,
-                rack,
-                root,
-            } => self.set_location(*id, host.as_deref(), rack.as_deref(), root.as_deref()),
-            Command::SetWeight { id, weight } => self.set_weight(*id, *weight),
-            Command::Purge { id } => self.purge(*id),
-            Command::SetFlag(flag) => Ok(self.set_flag(*flag)),
-            Command::UnsetFlag(flag) => Ok(self.unset_flag(*flag)),
-            Command::CreatePool(args) => self.create_pool(args),
-            Command::DeletePool { name } => self.delete_pool(name),
-            Command::CreateImage {
-                pool,
-                name,
-                size,
-                object_size,
-            } => self.create_image(pool, name, *size, *object_size),
-            Command::RemoveImage { pool, name } => self.remove_image(pool, name),
-            Command::ResizeImage {
-                pool,
-                name,
-                size,
-                allow_shrink,
-            } => self.resize_image(pool, name, *size, *allow_shrink),
-            Command::LeaderBeElected {
-                leader,
-                pool,
-                pg,
-                members,
-                new_members,
-            } => self.leader_be_elected(*leader, *pool, *pg, members, new_members),
-            Command::MemberChangeFinish {
-                reporter,
-                result,
-                pool,
-                pg,
-                members,
-            } => self.member_change_finish(*reporter, *result, *pool, *pg, members),
-            Command::ReleaseDeferred { ids } => Ok(self.release_deferred(ids)),
-            Command::RefreshPgs { pool, pgs } => self.refresh_pgs(*pool, pgs),
-            Command::Rebalance { pool, moves } => self.rebalance(*pool, moves),
         }
     }
 
@@ -445,7 +295,8 @@ impl ClusterState {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::cluster::command::{BootArgs, ShardArg};
+    use crate::cluster::ClusterError;
+    use crate::cluster::command::{self, BootArgs, ShardArg};
 
     /// A state with `n` booted, up and in OSDs on `hosts` hosts (OSD i on host i % hosts).
     pub fn cluster(n: u32, hosts: u32) -> ClusterState {
@@ -453,15 +304,12 @@ pub(super) mod tests {
         for i in 1..=n {
             s.begin_group();
             let uuid = Uuid::from_u128(u128::from(i)).to_string();
-            let id = match s
-                .apply(&Command::ApplyId { uuid: uuid.clone() })
+            let id = s
+                .apply(&command::ApplyId { uuid: uuid.clone() })
                 .unwrap()
-                .outcome
-            {
-                Outcome::AppliedId { id, .. } => id,
-                o => panic!("{o:?}"),
-            };
-            s.apply(&Command::Boot(Box::new(boot_args(id, &uuid, i % hosts, 1))))
+                .reply
+                .id;
+            s.apply(&command::Boot(boot_args(id, &uuid, i % hosts, 1)))
                 .unwrap();
         }
         s.begin_group();
@@ -496,12 +344,12 @@ pub(super) mod tests {
         let mut s = cluster(3, 3);
         let before = s.clone();
         let err = s
-            .apply(&Command::Boot(Box::new(boot_args(
+            .apply(&command::Boot(boot_args(
                 OsdId(1),
                 &Uuid::from_u128(2).to_string(),
                 0,
                 9,
-            ))))
+            )))
             .unwrap_err();
         assert!(matches!(err, ClusterError::UuidMismatch { .. }));
         assert_eq!(s, before);
@@ -510,7 +358,7 @@ pub(super) mod tests {
     #[test]
     fn records_round_trip_through_a_load() {
         let mut s = cluster(6, 3);
-        s.apply(&Command::CreatePool(crate::cluster::command::PoolArgs {
+        s.apply(&command::CreatePool(crate::cluster::command::PoolArgs {
             name: "rbd".to_string(),
             size: 3,
             pg_count: 300,
@@ -518,7 +366,7 @@ pub(super) mod tests {
             root: String::new(),
         }))
         .unwrap();
-        s.apply(&Command::CreateImage {
+        s.apply(&command::CreateImage {
             pool: "rbd".to_string(),
             name: "vm1".to_string(),
             size: 1 << 30,

@@ -1,7 +1,6 @@
-//! fbclient's command line: every flag (Go-style `-flag=value` or `--flag value`), the table of
-//! operations with their required and optional flags (the single source of `--help`, the
-//! unknown-op message and the missing-flag check), and the parsing of sizes, id lists and
-//! booleans that Go's flag package accepted.
+//! fbclient's command line: every flag (Go-style `-flag=value` or `--flag value`), the check of
+//! an op's required flags against the op table (`ops.rs`), and the parsing of sizes, id lists
+//! and booleans that Go's flag package accepted.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,10 +9,11 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use super::Failure;
+use super::ops::{OpSpec, op_names, ops_help, spec};
 use super::output::parse_size;
 use crate::{VERSION, cli};
 
-/// Every flag of fbclient. Which ones an operation uses is in [`OPS`].
+/// Every flag of fbclient. Which ones an operation uses is in [`super::OPS`].
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
     name = "fbclient",
@@ -153,107 +153,8 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
 
-/// One operation: its name, the flags it needs, the flags it may take, and what it does.
-pub struct OpSpec {
-    /// The `-op` value.
-    pub name: &'static str,
-    /// Flags that must be given (without the dash).
-    pub required: &'static [&'static str],
-    /// Flags the op also reads.
-    pub optional: &'static [&'static str],
-    /// One line for `--help`.
-    pub about: &'static str,
-}
-
-const fn op(
-    name: &'static str,
-    required: &'static [&'static str],
-    optional: &'static [&'static str],
-    about: &'static str,
-) -> OpSpec {
-    OpSpec {
-        name,
-        required,
-        optional,
-        about,
-    }
-}
-
-/// Every operation, in the order `--help` shows them.
-#[rustfmt::skip]
-pub const OPS: &[OpSpec] = &[
-    op("leader", &[], &[], "who leads, the leader epoch, every monitor and its role"),
-    op("status", &[], &[], "cluster summary like `ceph -s`: health, monitors, OSDs, pools, PGs, I/O"),
-    op("health", &[], &[], "health status and every check with its details (exit 0 even when WARN/ERR)"),
-    op("osdtree", &[], &[], "the topology root → rack → host → osd with weights and up/in, like `ceph osd tree`"),
-    op("fakeapplyid", &[], &["uuid"], "get the OSD id of a uuid (a random uuid when none is given)"),
-    op("fakebootosd", &["osdid", "uuid"], &["host", "address", "cores", "port", "size", "rack", "root"],
-       "boot one fake OSD (it does not heartbeat: it goes down after osd_down_after)"),
-    op("fakestoposd", &["osdid"], &[], "planned stop of an OSD: marked down now (OsdStop)"),
-    op("fakestartcluster", &["osdcount", "hostcount"],
-       &["rackcount", "cores", "heartbeat", "duration", "kill", "churn", "interval", "prefix"],
-       "run fake OSDs that heartbeat and play the PG protocol (stdin: kill ID, revive ID, status, quit)"),
-    op("outosd", &["osdid"], &[], "mark an OSD out (its PGs are remapped)"),
-    op("inosd", &["osdid"], &[], "mark an OSD in (PGs are rebalanced onto it unless norebalance)"),
-    op("showconfig", &["osdid"], &[], "the config text an OSD reported at its last boot"),
-    op("createpool", &["poolname", "pgcount"], &["pgsize", "failure_domain", "root"],
-       "create a pool (pgsize defaults to 3, failure_domain to host) and place its PGs"),
-    op("deletepool", &["poolname"], &[], "delete a pool with its PGs and images"),
-    op("listpools", &[], &[], "every pool with its size, PG count, failure domain, root and epoch"),
-    op("getpgosds", &[], &["poolid"], "each PG's core and member OSDs (one pool or all)"),
-    op("getosdmap", &[], &["detail"], "the osdmap: every OSD with up/in, host, address, shards"),
-    op("getpgmap", &[], &["poolid"], "the pgmaps: every PG with state, members, target members"),
-    op("getclustermap", &[], &[], "the osdmap and every pgmap in one call"),
-    op("watchosdmap", &[], &["duration"], "print every osdmap change as it happens (OSDs, flags)"),
-    op("watchpgmap", &[], &["duration"], "print every pgmap change as it happens (PG states, pools)"),
-    op("watchclustermap", &[], &["duration"], "print every osdmap and pgmap change as it happens"),
-    op("createimage", &["poolname", "imagename", "imagesize"], &["objectsize"], "create a block-device image"),
-    op("removeimage", &["poolname", "imagename"], &[], "remove an image"),
-    op("getimage", &["poolname", "imagename"], &[], "an image's id, size and object size"),
-    op("resizeimage", &["poolname", "imagename", "imagesize"], &["allowshrink"],
-       "resize an image (shrinking needs -allowshrink)"),
-];
-
 /// The flags names accepted by `-set`/`-unset`.
 pub const FLAG_NAMES: &[&str] = &["noout", "norebalance", "nodown", "noup", "noin"];
-
-/// The op table as `--help` shows it: each op with what it does, then its flags.
-pub fn ops_help() -> String {
-    let mut s =
-        String::from("Operations (-op=NAME or --op NAME), with their flags ([optional]):\n");
-    for o in OPS {
-        s.push_str(&format!("  {:<17}{}\n", o.name, o.about));
-        let mut flags: Vec<String> = o.required.iter().map(|f| format!("-{f}")).collect();
-        if !o.optional.is_empty() {
-            let opt: Vec<String> = o.optional.iter().map(|f| format!("-{f}")).collect();
-            flags.push(format!("[{}]", opt.join(" ")));
-        }
-        if !flags.is_empty() {
-            s.push_str(&format!("  {:<17}{}\n", "", flags.join(" ")));
-        }
-    }
-    s.push_str(&format!(
-        "Without -op:\n  {:<17}set a cluster flag: {}\n  {:<17}clear a cluster flag\n",
-        "-set=FLAG",
-        FLAG_NAMES.join(", "),
-        "-unset=FLAG",
-    ));
-    s.push_str(
-        "Every op takes -mon, -conf, -json and -timeout. Exit code: 0 success, 1 failure, \
-         2 usage error; a failure prints one line `fbclient: <reason>` on stderr.",
-    );
-    s
-}
-
-/// The names of every op, comma-separated.
-pub fn op_names() -> String {
-    OPS.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
-}
-
-/// The spec of op `name`.
-pub fn spec(name: &str) -> Option<&'static OpSpec> {
-    OPS.iter().find(|o| o.name == name)
-}
 
 /// What the command line asks for, once parsed.
 pub enum Parsed {
@@ -376,6 +277,7 @@ mod tests {
 
     #[test]
     fn every_flag_of_the_op_table_exists() {
+        use crate::fbclient::OPS;
         let a = Args::default();
         for o in OPS {
             for f in o.required.iter().chain(o.optional) {

@@ -4,7 +4,8 @@
 //! print exactly one line `fbclient: <reason>` on stderr: exit 1 when the operation failed,
 //! 2 when the command line is wrong. docs/fbclient.md is the operator's reference.
 //!
-//! One file per concern: `args` (flags and the op table), `output` (tables, sizes, names),
+//! One file per concern: `args` (flags), `ops` (the op table: each op with its handler),
+//! `output` (tables, sizes, names),
 //! `json` (the `--json` shapes), `cluster` (leader, status, health, flags, osdtree), `osds`,
 //! `pools`, `images`, `maps` (the map reads), `watch` (the map watches) and `fake` (the fake
 //! OSD fleet).
@@ -15,6 +16,7 @@ mod fake;
 mod images;
 mod json;
 mod maps;
+mod ops;
 mod osds;
 mod output;
 mod pools;
@@ -25,10 +27,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use args::{Args, OPS, OpSpec, Parsed};
+pub use args::{Args, Parsed};
+pub use ops::{OPS, OpSpec};
 pub use output::Output;
 
-use crate::client::{ClientError, ClientOptions, MonitorClient, Scope};
+use crate::client::{ClientError, ClientOptions, MonitorClient};
 use crate::config::{Config, Overrides};
 
 /// The monitor asked when no other is named.
@@ -151,48 +154,12 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let ctx = Ctx { client, args };
     let output = match action {
         Action::Flags { set, unset } => Some(cluster::flags(&ctx, set, unset).await?),
-        Action::Op(spec) => dispatch(&ctx, spec.name).await?,
+        Action::Op(spec) => (spec.run)(&ctx).await?,
     };
     if let Some(o) = output {
         o.print()?;
     }
     Ok(())
-}
-
-/// Runs op `name`; None for ops that printed as they went.
-async fn dispatch(ctx: &Ctx, name: &str) -> Result<Option<Output>, Failure> {
-    Ok(Some(match name {
-        "leader" => cluster::leader(ctx).await?,
-        "status" => cluster::status(ctx).await?,
-        "health" => cluster::health(ctx).await?,
-        "osdtree" => cluster::osd_tree(ctx).await?,
-        "fakeapplyid" => osds::apply_id(ctx).await?,
-        "fakebootosd" => osds::boot(ctx).await?,
-        "fakestoposd" => osds::stop(ctx).await?,
-        "outosd" => osds::out_in(ctx, false).await?,
-        "inosd" => osds::out_in(ctx, true).await?,
-        "showconfig" => osds::show_config(ctx).await?,
-        "createpool" => pools::create(ctx).await?,
-        "deletepool" => pools::delete(ctx).await?,
-        "listpools" => pools::list(ctx).await?,
-        "getpgosds" => pools::pg_osds(ctx).await?,
-        "getosdmap" => maps::osdmap(ctx).await?,
-        "getpgmap" => maps::pgmap(ctx).await?,
-        "getclustermap" => maps::cluster_map(ctx).await?,
-        "createimage" => images::create(ctx).await?,
-        "removeimage" => images::remove(ctx).await?,
-        "getimage" => images::get(ctx).await?,
-        "resizeimage" => images::resize(ctx).await?,
-        "watchosdmap" => return watch::watch(ctx, Scope::Osdmap).await.map(|()| None),
-        "watchpgmap" => return watch::watch(ctx, Scope::Pgmaps).await.map(|()| None),
-        "watchclustermap" => return watch::watch(ctx, Scope::All).await.map(|()| None),
-        "fakestartcluster" => return fake::start_cluster(ctx).await.map(|()| None),
-        other => {
-            return Err(Failure::Failed(format!(
-                "op '{other}' is in the op table but not implemented"
-            )));
-        }
-    }))
 }
 
 /// Decides what to run, checking the flags before any monitor is asked.

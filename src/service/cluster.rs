@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::{MonitorService, convert, requests, status, unexpected};
-use crate::cluster::{Outcome, PgState};
+use super::{MonitorService, convert, requests, status};
+use crate::cluster::{PgState, command, reply};
 use crate::health;
 use crate::proto::monitor as api;
 use crate::proto::store::MonitorRecord;
@@ -67,19 +67,21 @@ impl MonitorService {
     }
 
     async fn change_flag(&self, raw: i32, set: bool) -> Result<api::FlagsResponse, Status> {
-        let command = requests::flag(raw, set)?;
+        let flag = requests::flag(raw)?;
         let serving = self.leader()?;
-        match self.propose(&serving, command).await? {
-            Outcome::Flags {
-                flags,
-                osdmap_epoch,
-            } => Ok(api::FlagsResponse {
-                flags: convert::flags(flags),
-                osdmap_epoch: osdmap_epoch.0,
-                leader_epoch: serving.term.epoch.0,
-            }),
-            o => Err(unexpected(o)),
-        }
+        let reply::Flags {
+            flags,
+            osdmap_epoch,
+        } = if set {
+            self.propose(&serving, command::SetFlag(flag)).await?
+        } else {
+            self.propose(&serving, command::UnsetFlag(flag)).await?
+        };
+        Ok(api::FlagsResponse {
+            flags: convert::flags(flags),
+            osdmap_epoch: osdmap_epoch.0,
+            leader_epoch: serving.term.epoch.0,
+        })
     }
 
     pub(super) async fn set_flag(

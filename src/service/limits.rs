@@ -34,38 +34,17 @@ const LARGE: usize = 64 << 20;
 /// Calls of the other services (health, reflection), and unknown calls.
 const OTHER: usize = 64 << 10;
 
+/// The limits table from the list of calls (`crate::rpcs`), each row naming its size class.
+macro_rules! limits_table {
+    ($($group:ident {
+        $($name:ident $method:ident($req:ident) -> $resp:ident, $limit:ident;)*
+    })*) => {
+        &[$($((stringify!($name), $limit),)*)*]
+    };
+}
+
 /// The largest request message of each Monitor call, in bytes. docs/api.md lists the same.
-pub const MONITOR_LIMITS: &[(&str, usize)] = &[
-    ("GetLeader", SMALL),
-    ("ApplyId", SMALL),
-    ("Boot", MEDIUM),
-    ("OsdStop", SMALL),
-    ("Heartbeat", SMALL),
-    ("OsdOut", SMALL),
-    ("OsdIn", SMALL),
-    ("SetOsdLocation", SMALL),
-    ("SetOsdWeight", SMALL),
-    ("PurgeOsd", SMALL),
-    ("OsdConfig", SMALL),
-    ("GetOsdMap", SMALL),
-    ("GetPgMap", MEDIUM),
-    ("GetClusterMap", MEDIUM),
-    ("GetPgOsdInfo", MEDIUM),
-    ("WatchClusterMap", MEDIUM),
-    ("ListPools", SMALL),
-    ("CreatePool", SMALL),
-    ("DeletePool", SMALL),
-    ("CreateImage", SMALL),
-    ("RemoveImage", SMALL),
-    ("ResizeImage", SMALL),
-    ("GetImageInfo", SMALL),
-    ("LeaderBeElected", SMALL),
-    ("PgMemberChangeFinish", SMALL),
-    ("SetFlag", SMALL),
-    ("UnsetFlag", SMALL),
-    ("GetClusterStatus", SMALL),
-    ("DataStatistics", LARGE),
-];
+pub const MONITOR_LIMITS: &[(&str, usize)] = crate::rpcs::for_each_rpc!(limits_table);
 
 /// The largest limit of any call: the Monitor service's own decoding limit, a backstop that
 /// [`RequestLimits`] never lets a request reach.
@@ -395,22 +374,12 @@ mod tests {
 
     #[test]
     fn every_monitor_call_has_its_own_limit() {
-        use prost::Message;
-        let set = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("descriptor set");
-        let service = set
-            .file
-            .iter()
-            .filter(|f| f.package() == "fastblock.monitor.v1")
-            .flat_map(|f| &f.service)
-            .find(|s| s.name() == "Monitor")
-            .expect("the Monitor service");
-        let methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
-        let listed: Vec<&str> = MONITOR_LIMITS.iter().map(|(m, _)| *m).collect();
-        assert_eq!(
-            listed, methods,
-            "MONITOR_LIMITS lists every call, in proto order"
-        );
+        let service = crate::proto::monitor_service();
+        let mut methods: Vec<&str> = service.method.iter().map(|m| m.name()).collect();
+        let mut listed: Vec<&str> = MONITOR_LIMITS.iter().map(|(m, _)| *m).collect();
+        methods.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, methods, "MONITOR_LIMITS lists every call once");
         for m in &methods {
             let limit = limit_for(&format!("/{MONITOR}/{m}"));
             assert_eq!(limit.call, *m);

@@ -1,6 +1,7 @@
 //! The gRPC services: thin handlers that validate, call the core, and map errors to Status.
 //! Handlers are grouped by concern in `osds.rs`, `maps.rs`, `pools.rs` and `cluster.rs`; the
-//! trait implementation below only dispatches to them. Before a handler runs, `limits.rs` has
+//! trait implementation below is generated from the list of calls (`crate::rpcs`) and only
+//! dispatches to them. Before a handler runs, `limits.rs` has
 //! held the request to its call's size limit and `codec.rs` has decoded it; handlers check the
 //! lengths of string fields (`fields.rs`) before building commands from them.
 
@@ -20,14 +21,13 @@ pub mod status;
 mod watch;
 mod watch_route;
 
-pub use watch::WatchSettings;
 pub use watch_route::{WatchBudget, WithWatchRoute};
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::cluster::{Command, Outcome};
+use crate::cluster::Command;
 use crate::node::Node;
 use crate::proto::monitor as api;
 use crate::proto::monitor::monitor_server::Monitor;
@@ -63,7 +63,11 @@ impl MonitorService {
     }
 
     /// Proposes a command on the leader and waits for it to commit.
-    async fn propose(&self, serving: &TermContext, command: Command) -> Result<Outcome, Status> {
+    async fn propose<C: Command>(
+        &self,
+        serving: &TermContext,
+        command: C,
+    ) -> Result<C::Reply, Status> {
         serving
             .propose(command)
             .await
@@ -84,21 +88,29 @@ impl MonitorService {
     }
 }
 
-/// An outcome of the wrong kind for the command: a bug, reported as INTERNAL.
-fn unexpected(outcome: Outcome) -> Status {
-    status::error(
-        tonic::Code::Internal,
-        reasons::INTERNAL,
-        format!("unexpected outcome {outcome:?}"),
-    )
-}
-
-macro_rules! dispatch {
-    ($($method:ident($req:ty) -> $resp:ty;)*) => {
+/// Implements the service trait from the list of calls (`crate::rpcs`): each unary call is
+/// counted by method and code and handed to the handler of the same name. The one streaming
+/// call is spelled out, since its stream type is named after it; a new stream in the list
+/// fails to match here until it is added the same way.
+macro_rules! monitor_service {
+    (
+        any { $($any:tt)* }
+        leader { $($leader:tt)* }
+        stream {
+            WatchClusterMap watch_cluster_map(WatchClusterMapRequest)
+                -> WatchClusterMapResponse, $limit:ident;
+        }
+    ) => {
+        monitor_service!(@unary $($any)* $($leader)*);
+    };
+    (@unary $($name:ident $method:ident($req:ident) -> $resp:ident, $limit:ident;)*) => {
         #[tonic::async_trait]
         impl Monitor for MonitorService {
             $(
-                async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                async fn $method(
+                    &self,
+                    request: Request<api::$req>,
+                ) -> Result<Response<api::$resp>, Status> {
                     let started = std::time::Instant::now();
                     let result = self.$method(request.into_inner()).await;
                     self.record(stringify!($method), &result, started);
@@ -123,33 +135,4 @@ macro_rules! dispatch {
     };
 }
 
-dispatch! {
-    get_leader(api::GetLeaderRequest) -> api::GetLeaderResponse;
-    apply_id(api::ApplyIdRequest) -> api::ApplyIdResponse;
-    boot(api::BootRequest) -> api::BootResponse;
-    osd_stop(api::OsdStopRequest) -> api::OsdStopResponse;
-    heartbeat(api::HeartbeatRequest) -> api::HeartbeatResponse;
-    osd_out(api::OsdOutRequest) -> api::OsdChangeResponse;
-    osd_in(api::OsdInRequest) -> api::OsdChangeResponse;
-    set_osd_location(api::SetOsdLocationRequest) -> api::OsdChangeResponse;
-    set_osd_weight(api::SetOsdWeightRequest) -> api::OsdChangeResponse;
-    purge_osd(api::PurgeOsdRequest) -> api::OsdChangeResponse;
-    osd_config(api::OsdConfigRequest) -> api::OsdConfigResponse;
-    get_osd_map(api::GetOsdMapRequest) -> api::GetOsdMapResponse;
-    get_pg_map(api::GetPgMapRequest) -> api::GetPgMapResponse;
-    get_cluster_map(api::GetClusterMapRequest) -> api::GetClusterMapResponse;
-    get_pg_osd_info(api::GetPgOsdInfoRequest) -> api::GetPgOsdInfoResponse;
-    list_pools(api::ListPoolsRequest) -> api::ListPoolsResponse;
-    create_pool(api::CreatePoolRequest) -> api::CreatePoolResponse;
-    delete_pool(api::DeletePoolRequest) -> api::DeletePoolResponse;
-    create_image(api::CreateImageRequest) -> api::ImageResponse;
-    remove_image(api::RemoveImageRequest) -> api::RemoveImageResponse;
-    resize_image(api::ResizeImageRequest) -> api::ImageResponse;
-    get_image_info(api::GetImageInfoRequest) -> api::ImageResponse;
-    leader_be_elected(api::LeaderBeElectedRequest) -> api::PgChangeResponse;
-    pg_member_change_finish(api::PgMemberChangeFinishRequest) -> api::PgChangeResponse;
-    set_flag(api::SetFlagRequest) -> api::FlagsResponse;
-    unset_flag(api::UnsetFlagRequest) -> api::FlagsResponse;
-    get_cluster_status(api::GetClusterStatusRequest) -> api::GetClusterStatusResponse;
-    data_statistics(api::DataStatisticsRequest) -> api::DataStatisticsResponse;
-}
+crate::rpcs::for_each_rpc!(monitor_service);

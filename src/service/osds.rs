@@ -3,8 +3,8 @@
 
 use tonic::Status;
 
-use super::{MonitorService, fields, requests, status, unexpected};
-use crate::cluster::{Command, OsdId, Outcome};
+use super::{MonitorService, fields, requests, status};
+use crate::cluster::{Command, OsdId, reply};
 use crate::proto::monitor as api;
 use crate::term::TermContext;
 
@@ -15,14 +15,13 @@ impl MonitorService {
     ) -> Result<api::ApplyIdResponse, Status> {
         fields::uuid(&r.uuid)?;
         let serving = self.leader()?;
-        match self.propose(&serving, requests::apply_id(r)).await? {
-            Outcome::AppliedId { id, osdmap_epoch } => Ok(api::ApplyIdResponse {
-                osd_id: id.0,
-                osdmap_epoch: osdmap_epoch.0,
-                leader_epoch: serving.term.epoch.0,
-            }),
-            o => Err(unexpected(o)),
-        }
+        let reply::AppliedId { id, osdmap_epoch } =
+            self.propose(&serving, requests::apply_id(r)).await?;
+        Ok(api::ApplyIdResponse {
+            osd_id: id.0,
+            osdmap_epoch: osdmap_epoch.0,
+            leader_epoch: serving.term.epoch.0,
+        })
     }
 
     pub(super) async fn boot(&self, r: api::BootRequest) -> Result<api::BootResponse, Status> {
@@ -34,21 +33,17 @@ impl MonitorService {
         fields::config(&r.config)?;
         let serving = self.leader()?;
         let id = OsdId(r.osd_id);
-        match self.propose(&serving, requests::boot(r)).await? {
-            Outcome::Booted {
-                osdmap_epoch,
-                held_down,
-            } => {
-                // A boot is a sign of life.
-                self.heard(&serving, id).await?;
-                Ok(api::BootResponse {
-                    osdmap_epoch: osdmap_epoch.0,
-                    leader_epoch: serving.term.epoch.0,
-                    held_down,
-                })
-            }
-            o => Err(unexpected(o)),
-        }
+        let reply::Booted {
+            osdmap_epoch,
+            held_down,
+        } = self.propose(&serving, requests::boot(r)).await?;
+        // A boot is a sign of life.
+        self.heard(&serving, id).await?;
+        Ok(api::BootResponse {
+            osdmap_epoch: osdmap_epoch.0,
+            leader_epoch: serving.term.epoch.0,
+            held_down,
+        })
     }
 
     pub(super) async fn osd_stop(
@@ -143,7 +138,10 @@ impl MonitorService {
         })
     }
 
-    async fn osd_change_call(&self, command: Command) -> Result<api::OsdChangeResponse, Status> {
+    async fn osd_change_call(
+        &self,
+        command: impl Command<Reply = reply::OsdMap>,
+    ) -> Result<api::OsdChangeResponse, Status> {
         let serving = self.leader()?;
         let epoch = self.osd_change(&serving, command).await?;
         Ok(api::OsdChangeResponse {
@@ -162,10 +160,12 @@ impl MonitorService {
             .map_err(|_| status::not_leader(&self.node.leader_hint()))
     }
 
-    async fn osd_change(&self, serving: &TermContext, command: Command) -> Result<u64, Status> {
-        match self.propose(serving, command).await? {
-            Outcome::OsdMap { osdmap_epoch } => Ok(osdmap_epoch.0),
-            o => Err(unexpected(o)),
-        }
+    async fn osd_change(
+        &self,
+        serving: &TermContext,
+        command: impl Command<Reply = reply::OsdMap>,
+    ) -> Result<u64, Status> {
+        let reply::OsdMap { osdmap_epoch } = self.propose(serving, command).await?;
+        Ok(osdmap_epoch.0)
     }
 }

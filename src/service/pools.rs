@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use tonic::Status;
 
-use super::{MonitorService, convert, fields, requests, unexpected};
-use crate::cluster::{Command, Outcome};
+use super::{MonitorService, convert, fields, requests};
+use crate::cluster::{Command, reply};
 use crate::proto::monitor as api;
 use crate::term::TermContext;
 
@@ -17,14 +17,13 @@ impl MonitorService {
         fields::pool_name(&r.name)?;
         fields::label("root", &r.root)?;
         let serving = self.leader()?;
-        match self.propose(&serving, requests::create_pool(r)).await? {
-            Outcome::PoolCreated { id, epoch } => Ok(api::CreatePoolResponse {
-                pool_id: id.0,
-                pool_epoch: epoch.0,
-                leader_epoch: serving.term.epoch.0,
-            }),
-            o => Err(unexpected(o)),
-        }
+        let reply::PoolCreated { id, epoch } =
+            self.propose(&serving, requests::create_pool(r)).await?;
+        Ok(api::CreatePoolResponse {
+            pool_id: id.0,
+            pool_epoch: epoch.0,
+            leader_epoch: serving.term.epoch.0,
+        })
     }
 
     pub(super) async fn delete_pool(
@@ -33,31 +32,26 @@ impl MonitorService {
     ) -> Result<api::DeletePoolResponse, Status> {
         fields::pool_name(&r.name)?;
         let serving = self.leader()?;
-        match self.propose(&serving, requests::delete_pool(r)).await? {
-            Outcome::PoolDeleted { id, epoch } => {
-                serving.iostats.with(|io| io.forget_pool(id));
-                Ok(api::DeletePoolResponse {
-                    pool_id: id.0,
-                    deleted_epoch: epoch.0,
-                    leader_epoch: serving.term.epoch.0,
-                })
-            }
-            o => Err(unexpected(o)),
-        }
+        let reply::PoolDeleted { id, epoch } =
+            self.propose(&serving, requests::delete_pool(r)).await?;
+        serving.iostats.with(|io| io.forget_pool(id));
+        Ok(api::DeletePoolResponse {
+            pool_id: id.0,
+            deleted_epoch: epoch.0,
+            leader_epoch: serving.term.epoch.0,
+        })
     }
 
     async fn image_call(
         &self,
         serving: &TermContext,
         pool: &str,
-        command: Command,
+        command: impl Command<Reply = reply::Image>,
     ) -> Result<api::ImageResponse, Status> {
-        match self.propose(serving, command).await? {
-            Outcome::Image(image) => Ok(api::ImageResponse {
-                image: Some(convert::image_info(&image, pool)),
-            }),
-            o => Err(unexpected(o)),
-        }
+        let reply::Image(image) = self.propose(serving, command).await?;
+        Ok(api::ImageResponse {
+            image: Some(convert::image_info(&image, pool)),
+        })
     }
 
     pub(super) async fn create_image(
@@ -91,10 +85,8 @@ impl MonitorService {
         fields::pool_name(&r.pool_name)?;
         fields::image_name(&r.image_name)?;
         let serving = self.leader()?;
-        match self.propose(&serving, requests::remove_image(r)).await? {
-            Outcome::ImageRemoved(id) => Ok(api::RemoveImageResponse { id: id.0 }),
-            o => Err(unexpected(o)),
-        }
+        let reply::ImageRemoved(id) = self.propose(&serving, requests::remove_image(r)).await?;
+        Ok(api::RemoveImageResponse { id: id.0 })
     }
 
     pub(super) async fn get_image_info(
@@ -110,21 +102,19 @@ impl MonitorService {
     async fn pg_call(
         &self,
         serving: &TermContext,
-        command: Command,
+        command: impl Command<Reply = reply::Pg>,
     ) -> Result<api::PgChangeResponse, Status> {
-        match self.propose(serving, command).await? {
-            Outcome::Pg {
-                pool_epoch,
-                state,
-                version,
-            } => Ok(api::PgChangeResponse {
-                pool_epoch: pool_epoch.0,
-                state,
-                version: version.0,
-                leader_epoch: serving.term.epoch.0,
-            }),
-            o => Err(unexpected(o)),
-        }
+        let reply::Pg {
+            pool_epoch,
+            state,
+            version,
+        } = self.propose(serving, command).await?;
+        Ok(api::PgChangeResponse {
+            pool_epoch: pool_epoch.0,
+            state,
+            version: version.0,
+            leader_epoch: serving.term.epoch.0,
+        })
     }
 
     pub(super) async fn leader_be_elected(

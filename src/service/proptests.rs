@@ -15,11 +15,12 @@ use prost::Message;
 use tonic::{Code, Status};
 
 use super::maps::MapCache;
-use super::watch::{Subscriber, WatchCache, WatchSettings, updates};
+use super::watch::{Subscriber, WatchCache, updates};
 use super::{requests, status};
 use crate::cluster::iostats::IoStats;
-use crate::cluster::{ClusterState, Command, Outcome, PgId, PoolId, decode_record, encode_record};
+use crate::cluster::{ClusterState, Command, PgId, PoolId, command, decode_record, encode_record};
 use crate::fuzzing;
+use crate::node::WatchSettings;
 use crate::proto::monitor as api;
 use crate::proto::wire::WatchClusterMapResponseFields;
 
@@ -61,10 +62,10 @@ fn boot_request(id: u32, instance: u64) -> api::BootRequest {
     }
 }
 
-fn run(s: &mut ClusterState, command: Command) -> Outcome {
+fn run<C: Command>(s: &mut ClusterState, command: C) -> C::Reply {
     s.begin_group();
     match s.apply(&command) {
-        Ok(a) => a.outcome,
+        Ok(a) => a.reply,
         Err(e) => panic!("fixture command {command:?} refused: {e}"),
     }
 }
@@ -148,7 +149,7 @@ fn check_refusal(st: &Status, request_len: usize) {
 }
 
 /// Applies `command` to a copy of the fixture, as the commit pipeline would.
-fn propose(command: Command, request_len: usize) {
+fn propose<C: Command>(command: C, request_len: usize) {
     let mut s = cluster().clone();
     s.begin_group();
     let before = s.clone();
@@ -429,13 +430,13 @@ fuzz_request! {
     pg_member_change_finish: api::PgMemberChangeFinishRequest = finish_seeds()
         => |r, len| propose(requests::pg_member_change_finish(&r), len);
     set_flag: api::SetFlagRequest = vec![api::SetFlagRequest { flag: api::ClusterFlag::Noout as i32 }]
-        => |r, len| match requests::flag(r.flag, true) {
-            Ok(command) => propose(command, len),
+        => |r, len| match requests::flag(r.flag) {
+            Ok(flag) => propose(command::SetFlag(flag), len),
             Err(st) => check_refusal(&st, len),
         };
     unset_flag: api::UnsetFlagRequest = vec![api::UnsetFlagRequest { flag: api::ClusterFlag::Noin as i32 }]
-        => |r, len| match requests::flag(r.flag, false) {
-            Ok(command) => propose(command, len),
+        => |r, len| match requests::flag(r.flag) {
+            Ok(flag) => propose(command::UnsetFlag(flag), len),
             Err(st) => check_refusal(&st, len),
         };
     data_statistics: api::DataStatisticsRequest = statistics_seeds()

@@ -25,8 +25,6 @@ reasons! {
     REQUEST_TOO_LARGE,
     /// A request that is not one well-formed message of its call.
     INVALID_MESSAGE,
-    /// A bug in the monitor (a reply of the wrong kind).
-    INTERNAL,
     /// An unknown cluster flag.
     INVALID_FLAG,
     /// A uuid that does not parse or is too long.

@@ -7,8 +7,8 @@ use tonic::Status;
 use super::{convert, status};
 use crate::cluster::iostats::{IoCounters, IoReport};
 use crate::cluster::{
-    BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, Command, Liveness, OsdId,
-    PgId, PoolArgs, PoolId, ShardArg, echo,
+    BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, Liveness, OsdId, PgId,
+    PoolArgs, PoolId, ShardArg, command, echo,
 };
 use crate::proto::monitor as api;
 
@@ -16,12 +16,12 @@ fn osds(ids: &[u32]) -> Vec<OsdId> {
     ids.iter().map(|&i| OsdId(i)).collect()
 }
 
-pub(super) fn apply_id(r: api::ApplyIdRequest) -> Command {
-    Command::ApplyId { uuid: r.uuid }
+pub(super) fn apply_id(r: api::ApplyIdRequest) -> command::ApplyId {
+    command::ApplyId { uuid: r.uuid }
 }
 
-pub(super) fn boot(r: api::BootRequest) -> Command {
-    Command::Boot(Box::new(BootArgs {
+pub(super) fn boot(r: api::BootRequest) -> command::Boot {
+    command::Boot(BootArgs {
         id: OsdId(r.osd_id),
         uuid: r.uuid,
         size: r.size,
@@ -42,11 +42,11 @@ pub(super) fn boot(r: api::BootRequest) -> Command {
         instance: r.boot_instance,
         rack: r.rack,
         root: r.root,
-    }))
+    })
 }
 
-pub(super) fn osd_stop(r: &api::OsdStopRequest) -> Command {
-    Command::OsdStop {
+pub(super) fn osd_stop(r: &api::OsdStopRequest) -> command::OsdStop {
+    command::OsdStop {
         id: OsdId(r.osd_id),
     }
 }
@@ -56,7 +56,7 @@ pub(super) fn osd_stop(r: &api::OsdStopRequest) -> Command {
 pub(super) fn heartbeat(
     snap: &ClusterState,
     r: &api::HeartbeatRequest,
-) -> Result<Option<Command>, Status> {
+) -> Result<Option<command::MarkUp>, Status> {
     let id = OsdId(r.osd_id);
     let osd = snap
         .osd(id)
@@ -69,27 +69,27 @@ pub(super) fn heartbeat(
         return Err(status::cluster_error(&ClusterError::StaleBootInstance(id)));
     }
     Ok(
-        matches!(osd.liveness, Liveness::Down { .. }).then_some(Command::MarkUp {
+        matches!(osd.liveness, Liveness::Down { .. }).then_some(command::MarkUp {
             id,
             instance: instance.0,
         }),
     )
 }
 
-pub(super) fn osd_out(r: &api::OsdOutRequest) -> Command {
-    Command::OsdOut {
+pub(super) fn osd_out(r: &api::OsdOutRequest) -> command::OsdOut {
+    command::OsdOut {
         id: OsdId(r.osd_id),
     }
 }
 
-pub(super) fn osd_in(r: &api::OsdInRequest) -> Command {
-    Command::OsdIn {
+pub(super) fn osd_in(r: &api::OsdInRequest) -> command::OsdIn {
+    command::OsdIn {
         id: OsdId(r.osd_id),
     }
 }
 
-pub(super) fn set_osd_location(r: api::SetOsdLocationRequest) -> Command {
-    Command::SetLocation {
+pub(super) fn set_osd_location(r: api::SetOsdLocationRequest) -> command::SetLocation {
+    command::SetLocation {
         id: OsdId(r.osd_id),
         host: r.host,
         rack: r.rack,
@@ -97,15 +97,15 @@ pub(super) fn set_osd_location(r: api::SetOsdLocationRequest) -> Command {
     }
 }
 
-pub(super) fn set_osd_weight(r: &api::SetOsdWeightRequest) -> Command {
-    Command::SetWeight {
+pub(super) fn set_osd_weight(r: &api::SetOsdWeightRequest) -> command::SetWeight {
+    command::SetWeight {
         id: OsdId(r.osd_id),
         weight: r.weight,
     }
 }
 
-pub(super) fn purge_osd(r: &api::PurgeOsdRequest) -> Command {
-    Command::Purge {
+pub(super) fn purge_osd(r: &api::PurgeOsdRequest) -> command::Purge {
+    command::Purge {
         id: OsdId(r.osd_id),
     }
 }
@@ -152,8 +152,8 @@ pub(super) fn pg_osd_info(
     Ok(pools)
 }
 
-pub(super) fn create_pool(r: api::CreatePoolRequest) -> Command {
-    Command::CreatePool(PoolArgs {
+pub(super) fn create_pool(r: api::CreatePoolRequest) -> command::CreatePool {
+    command::CreatePool(PoolArgs {
         name: r.name,
         size: r.pg_size,
         pg_count: r.pg_count,
@@ -162,12 +162,12 @@ pub(super) fn create_pool(r: api::CreatePoolRequest) -> Command {
     })
 }
 
-pub(super) fn delete_pool(r: api::DeletePoolRequest) -> Command {
-    Command::DeletePool { name: r.name }
+pub(super) fn delete_pool(r: api::DeletePoolRequest) -> command::DeletePool {
+    command::DeletePool { name: r.name }
 }
 
-pub(super) fn create_image(r: api::CreateImageRequest) -> Command {
-    Command::CreateImage {
+pub(super) fn create_image(r: api::CreateImageRequest) -> command::CreateImage {
+    command::CreateImage {
         pool: r.pool_name,
         name: r.image_name,
         size: r.size,
@@ -175,8 +175,8 @@ pub(super) fn create_image(r: api::CreateImageRequest) -> Command {
     }
 }
 
-pub(super) fn resize_image(r: api::ResizeImageRequest) -> Command {
-    Command::ResizeImage {
+pub(super) fn resize_image(r: api::ResizeImageRequest) -> command::ResizeImage {
+    command::ResizeImage {
         pool: r.pool_name,
         name: r.image_name,
         size: r.size,
@@ -184,8 +184,8 @@ pub(super) fn resize_image(r: api::ResizeImageRequest) -> Command {
     }
 }
 
-pub(super) fn remove_image(r: api::RemoveImageRequest) -> Command {
-    Command::RemoveImage {
+pub(super) fn remove_image(r: api::RemoveImageRequest) -> command::RemoveImage {
+    command::RemoveImage {
         pool: r.pool_name,
         name: r.image_name,
     }
@@ -206,8 +206,8 @@ pub(super) fn image_info(
     })
 }
 
-pub(super) fn leader_be_elected(r: &api::LeaderBeElectedRequest) -> Command {
-    Command::LeaderBeElected {
+pub(super) fn leader_be_elected(r: &api::LeaderBeElectedRequest) -> command::LeaderBeElected {
+    command::LeaderBeElected {
         leader: OsdId(r.leader_id),
         pool: PoolId(r.pool_id),
         pg: PgId(r.pg_id),
@@ -216,8 +216,10 @@ pub(super) fn leader_be_elected(r: &api::LeaderBeElectedRequest) -> Command {
     }
 }
 
-pub(super) fn pg_member_change_finish(r: &api::PgMemberChangeFinishRequest) -> Command {
-    Command::MemberChangeFinish {
+pub(super) fn pg_member_change_finish(
+    r: &api::PgMemberChangeFinishRequest,
+) -> command::MemberChangeFinish {
+    command::MemberChangeFinish {
         // 0 is no OSD's id: the request did not name its reporter.
         reporter: (r.leader_id != 0).then_some(OsdId(r.leader_id)),
         result: r.result,
@@ -227,15 +229,9 @@ pub(super) fn pg_member_change_finish(r: &api::PgMemberChangeFinishRequest) -> C
     }
 }
 
-/// SetFlag (`set`) or UnsetFlag of the flag numbered `raw`.
-pub(super) fn flag(raw: i32, set: bool) -> Result<Command, Status> {
-    let flag = ClusterFlag::from_i32(raw)
-        .ok_or_else(|| status::cluster_error(&ClusterError::UnknownFlag(raw)))?;
-    Ok(if set {
-        Command::SetFlag(flag)
-    } else {
-        Command::UnsetFlag(flag)
-    })
+/// The flag numbered `raw` of a SetFlag or UnsetFlag request.
+pub(super) fn flag(raw: i32) -> Result<ClusterFlag, Status> {
+    ClusterFlag::from_i32(raw).ok_or_else(|| status::cluster_error(&ClusterError::UnknownFlag(raw)))
 }
 
 /// A DataStatistics report checked against the committed state (see [`IoReport::check`]).

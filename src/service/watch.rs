@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +20,7 @@ use tonic::Status;
 
 use super::{MonitorService, convert, reasons, status};
 use crate::cluster::{ClusterState, Epoch, PoolId};
+use crate::node::WatchSettings;
 use crate::proto::monitor as api;
 use crate::proto::wire::WatchClusterMapResponseFields;
 use crate::proto::wire::watch_cluster_map_response_fields::Update;
@@ -33,17 +33,6 @@ const BUFFER: usize = 16;
 const CACHE_LIMIT: usize = 4096;
 /// Most bytes of cached updates before the cache is cleared (full maps of big pools are MiBs).
 const CACHE_BYTES: usize = 64 << 20;
-
-/// How watches behave.
-#[derive(Debug, Clone, Copy)]
-pub struct WatchSettings {
-    /// A subscriber more than this many epochs behind gets a full map instead of a delta.
-    pub history_epochs: u64,
-    /// A progress message is sent after this long without updates.
-    pub progress_every: Duration,
-    /// Bytes of updates that streams may hold before the slowest are cut.
-    pub buffer_budget: usize,
-}
 
 /// Which map an update is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

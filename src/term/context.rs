@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::batches::TooLarge;
 use crate::cluster::iostats::IoStats;
-use crate::cluster::{ClusterState, Command, Outcome};
+use crate::cluster::{ClusterState, Command};
 use crate::commit::{self, Pipeline, ProposeError, Writer};
 use crate::health;
 use crate::heartbeat::{self, HeartbeatActor, Heartbeats};
@@ -64,7 +64,7 @@ impl TermContext {
     }
 
     /// Submits a command and waits until it committed (or failed).
-    pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+    pub async fn propose<C: Command>(&self, command: C) -> Result<C::Reply, ProposeError> {
         self.pipeline.propose(command).await
     }
 

@@ -44,6 +44,14 @@ pub struct Move {
     pub to: Placement,
 }
 
+/// One planned move: the PG's members were `from`; it is to be remapped to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMove {
+    pub pg: PgId,
+    pub from: Vec<OsdId>,
+    pub to: Placement,
+}
+
 /// At most `max_moves` single-member moves that bring PG counts (and primaries) closer to
 /// weight-proportional, counting every pool; empty when balanced. At most one move per PG.
 ///

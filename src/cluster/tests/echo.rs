@@ -10,7 +10,7 @@ fn huge(c: char) -> String {
 }
 
 /// Refuses `cmd`, checks the exact error, and that its text quotes a prefix and the length.
-fn refuse_quoting(s: &mut ClusterState, cmd: Command, expected: ClusterError) {
+fn refuse_quoting<C: Command>(s: &mut ClusterState, cmd: C, expected: ClusterError) {
     let text = expected.to_string();
     refuse(s, cmd, expected);
     assert!(
@@ -27,20 +27,20 @@ fn osd_refusals_quote_a_prefix() {
     let long = huge('u');
     refuse_quoting(
         &mut s,
-        Command::ApplyId { uuid: long.clone() },
+        command::ApplyId { uuid: long.clone() },
         ClusterError::InvalidUuid(echo(&long)),
     );
     let mut a = boot_args(OsdId(1), &long, 1, 1);
     refuse_quoting(
         &mut s,
-        Command::Boot(Box::new(a.clone())),
+        command::Boot(a.clone()),
         ClusterError::InvalidUuid(echo(&long)),
     );
     a.uuid = uuid(1);
     a.address = huge('9');
     refuse_quoting(
         &mut s,
-        Command::Boot(Box::new(a.clone())),
+        command::Boot(a.clone()),
         ClusterError::InvalidAddress(echo(&a.address)),
     );
 }
@@ -52,18 +52,18 @@ fn pool_and_image_refusals_quote_a_prefix() {
     let fd = huge('d');
     refuse_quoting(
         &mut s,
-        Command::CreatePool(pool_args("p2", 3, 8, &fd)),
+        command::CreatePool(pool_args("p2", 3, 8, &fd)),
         ClusterError::UnknownFailureDomain(echo(&fd)),
     );
     let name = huge('p');
     refuse_quoting(
         &mut s,
-        Command::DeletePool { name: name.clone() },
+        command::DeletePool { name: name.clone() },
         ClusterError::UnknownPoolName(echo(&name)),
     );
     refuse_quoting(
         &mut s,
-        Command::RemoveImage {
+        command::RemoveImage {
             pool: name.clone(),
             name: "vm".to_string(),
         },
@@ -72,7 +72,7 @@ fn pool_and_image_refusals_quote_a_prefix() {
     let image = huge('i');
     refuse_quoting(
         &mut s,
-        Command::RemoveImage {
+        command::RemoveImage {
             pool: "rbd".to_string(),
             name: image.clone(),
         },
@@ -80,7 +80,7 @@ fn pool_and_image_refusals_quote_a_prefix() {
     );
     refuse_quoting(
         &mut s,
-        Command::ResizeImage {
+        command::ResizeImage {
             pool: "rbd".to_string(),
             name: image.clone(),
             size: 1 << 30,
@@ -97,7 +97,7 @@ fn a_root_without_osds_is_quoted_short() {
     let root = "r".repeat(255);
     let mut args = pool_args("p", 3, 8, "host");
     args.root = root.clone();
-    let text = refuse_any(&mut s, Command::CreatePool(args)).to_string();
+    let text = refuse_any(&mut s, command::CreatePool(args)).to_string();
     assert!(text.contains(&echo(&root)), "{text}");
     assert!(
         text.contains("…(255 bytes)") && !text.contains(&root),

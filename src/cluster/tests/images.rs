@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::cluster::{
-    ClusterState, Command, DEFAULT_OBJECT_SIZE, Image, ImageId, MAX_IMAGE_NAME, Outcome, RecordKey,
+    ClusterState, DEFAULT_OBJECT_SIZE, Image, ImageId, MAX_IMAGE_NAME, RecordKey,
 };
 
 const GIB: u64 = 1 << 30;
@@ -15,8 +15,8 @@ fn two_pools() -> ClusterState {
     s
 }
 
-fn create(pool: &str, name: &str, size: u64, object_size: u64) -> Command {
-    Command::CreateImage {
+fn create(pool: &str, name: &str, size: u64, object_size: u64) -> command::CreateImage {
+    command::CreateImage {
         pool: pool.to_string(),
         name: name.to_string(),
         size,
@@ -24,8 +24,8 @@ fn create(pool: &str, name: &str, size: u64, object_size: u64) -> Command {
     }
 }
 
-fn resize(name: &str, size: u64, allow_shrink: bool) -> Command {
-    Command::ResizeImage {
+fn resize(name: &str, size: u64, allow_shrink: bool) -> command::ResizeImage {
+    command::ResizeImage {
         pool: "rbd".to_string(),
         name: name.to_string(),
         size,
@@ -33,18 +33,15 @@ fn resize(name: &str, size: u64, allow_shrink: bool) -> Command {
     }
 }
 
-fn remove(pool: &str, name: &str) -> Command {
-    Command::RemoveImage {
+fn remove(pool: &str, name: &str) -> command::RemoveImage {
+    command::RemoveImage {
         pool: pool.to_string(),
         name: name.to_string(),
     }
 }
 
 fn image(s: &mut ClusterState, pool: &str, name: &str, size: u64, object_size: u64) -> Image {
-    match run(s, create(pool, name, size, object_size)).outcome {
-        Outcome::Image(i) => i,
-        o => panic!("{o:?}"),
-    }
+    run(s, create(pool, name, size, object_size)).reply.0
 }
 
 // ---- CreateImage ------------------------------------------------------------------------------
@@ -61,7 +58,7 @@ fn create_image_records_the_image_and_the_counter() {
         size: 10 * GIB,
         object_size: 1 << 20,
     };
-    assert_eq!(a.outcome, Outcome::Image(expected.clone()));
+    assert_eq!(a.reply, reply::Image(expected.clone()));
     assert_eq!(
         a.touched,
         vec![RecordKey::Image(PoolId(1), ImageId(1)), RecordKey::Counters]
@@ -169,7 +166,7 @@ fn image_ids_increase_and_are_never_reused() {
     // Not after a pool deletion either.
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
     );
@@ -199,7 +196,7 @@ fn resize_grows_an_image() {
         size: 4 * GIB,
         ..before.clone()
     };
-    assert_eq!(a.outcome, Outcome::Image(grown.clone()));
+    assert_eq!(a.reply, reply::Image(grown.clone()));
     assert_eq!(a.touched, vec![RecordKey::Image(before.pool, before.id)]);
     assert_eq!(**s.image(PoolId(1), "vm").unwrap(), grown);
 }
@@ -228,7 +225,7 @@ fn resize_to_the_same_size_touches_nothing() {
     let i = image(&mut s, "rbd", "vm", GIB, 0);
     for allow_shrink in [false, true] {
         let a = assert_no_op(&mut s, resize("vm", GIB, allow_shrink));
-        assert_eq!(a.outcome, Outcome::Image(i.clone()));
+        assert_eq!(a.reply, reply::Image(i.clone()));
     }
 }
 
@@ -256,7 +253,7 @@ fn resize_refuses_unknown_images_and_bad_sizes() {
     }
     refuse(
         &mut s,
-        Command::ResizeImage {
+        command::ResizeImage {
             pool: "nope".to_string(),
             name: "vm".to_string(),
             size: GIB,
@@ -274,7 +271,7 @@ fn remove_image_removes_it() {
     let i = image(&mut s, "rbd", "vm", GIB, 0);
     image(&mut s, "other", "vm", GIB, 0);
     let a = run(&mut s, remove("rbd", "vm"));
-    assert_eq!(a.outcome, Outcome::ImageRemoved(i.id));
+    assert_eq!(a.reply, reply::ImageRemoved(i.id));
     assert_eq!(a.touched, vec![RecordKey::Image(i.pool, i.id)]);
     assert_eq!(s.record(&RecordKey::Image(i.pool, i.id)), None);
     assert!(s.image(PoolId(1), "vm").is_none());

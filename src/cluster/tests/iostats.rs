@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::cluster::ClusterState;
 use crate::cluster::iostats::{IoCounters, IoReport, IoStats};
-use crate::cluster::{ClusterState, Command};
 
 const WINDOW: Duration = Duration::from_secs(10);
 
@@ -182,7 +182,7 @@ fn a_report_from_an_osd_that_is_not_up_or_malformed_is_refused_whole() {
         report(&mut stats, &s, never, &entries, t0),
         Err(ClusterError::ReporterNotUp(never))
     );
-    run(&mut s, Command::MarkDown { ids: vec![m[0]] });
+    run(&mut s, command::MarkDown { ids: vec![m[0]] });
     assert_eq!(
         report(&mut stats, &s, m[0], &entries, t0),
         Err(ClusterError::ReporterNotUp(m[0]))
@@ -227,14 +227,14 @@ fn a_report_from_an_osd_that_is_not_up_or_malformed_is_refused_whole() {
 /// Marks `osd` out and finishes every change that follows, as the OSDs would: afterwards no
 /// PG involves it.
 fn move_pgs_off(s: &mut ClusterState, p: PoolId, osd: OsdId) {
-    run(s, Command::OsdOut { id: osd });
+    run(s, command::OsdOut { id: osd });
     let list = s.pgs_needing_refresh(p, usize::MAX);
-    run(s, Command::RefreshPgs { pool: p, pgs: list });
+    run(s, command::RefreshPgs { pool: p, pgs: list });
     for (id, g) in pgs(s, p) {
         if let Some(t) = g.target {
             run(
                 s,
-                Command::MemberChangeFinish {
+                command::MemberChangeFinish {
                     reporter: Some(t.members[0]),
                     result: 0,
                     pool: p,
@@ -263,9 +263,9 @@ fn a_pg_leaving_an_osd_drops_its_counter_at_the_osds_next_report() {
     assert_eq!(stats.tracked(), held.len());
     let before = stats.totals()[&p].write_bytes;
     // While its PGs are remapped away, x still holds them.
-    run(&mut s, Command::OsdOut { id: x });
+    run(&mut s, command::OsdOut { id: x });
     let list = s.pgs_needing_refresh(p, usize::MAX);
-    run(&mut s, Command::RefreshPgs { pool: p, pgs: list });
+    run(&mut s, command::RefreshPgs { pool: p, pgs: list });
     report(&mut stats, &s, x, &entries, t0).unwrap();
     assert_eq!(
         stats.tracked(),
@@ -301,7 +301,7 @@ fn the_sweep_drops_counters_of_silent_osds_and_of_deleted_pools() {
     // The pool is deleted; the next sweep drops w's counter of it, the totals stay.
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
     );

@@ -20,7 +20,7 @@ pub(super) use crate::cluster::state::tests::{boot_args, cluster};
 use crate::cluster::topology::TopoOsd;
 use crate::cluster::{
     Applied, BlobKey, ClusterError, ClusterState, Command, Epoch, FailureDomain, Osd, OsdId, Pg,
-    PgId, Pool, PoolArgs, PoolId, RecordKey, decode_record, encode_record,
+    PgId, Pool, PoolArgs, PoolId, RecordKey, command, decode_record, encode_record, reply,
 };
 
 /// The uuid `cluster(n, _)` gave OSD `n` (and the one tests use for OSD-like number `n`).
@@ -29,7 +29,7 @@ pub(super) fn uuid(n: u128) -> String {
 }
 
 /// Begins a group and applies `cmd`, which must succeed.
-pub(super) fn run(s: &mut ClusterState, cmd: Command) -> Applied {
+pub(super) fn run<C: Command>(s: &mut ClusterState, cmd: C) -> Applied<C::Reply> {
     s.begin_group();
     match s.apply(&cmd) {
         Ok(a) => a,
@@ -53,7 +53,7 @@ pub(super) fn assert_unchanged(before: &ClusterState, after: &ClusterState) {
 
 /// Begins a group, applies `cmd`, asserts that it is refused with `expected` and that the state
 /// (epochs included) is exactly as before.
-pub(super) fn refuse(s: &mut ClusterState, cmd: Command, expected: ClusterError) {
+pub(super) fn refuse<C: Command>(s: &mut ClusterState, cmd: C, expected: ClusterError) {
     s.begin_group();
     let before = s.clone();
     match s.apply(&cmd) {
@@ -64,7 +64,7 @@ pub(super) fn refuse(s: &mut ClusterState, cmd: Command, expected: ClusterError)
 }
 
 /// Like `refuse`, for errors whose text is not worth spelling out: returns the error.
-pub(super) fn refuse_any(s: &mut ClusterState, cmd: Command) -> ClusterError {
+pub(super) fn refuse_any<C: Command>(s: &mut ClusterState, cmd: C) -> ClusterError {
     s.begin_group();
     let before = s.clone();
     let e = match s.apply(&cmd) {
@@ -76,7 +76,7 @@ pub(super) fn refuse_any(s: &mut ClusterState, cmd: Command) -> ClusterError {
 }
 
 /// Applies `cmd` in a new group and asserts it succeeded without changing anything.
-pub(super) fn assert_no_op(s: &mut ClusterState, cmd: Command) -> Applied {
+pub(super) fn assert_no_op<C: Command>(s: &mut ClusterState, cmd: C) -> Applied<C::Reply> {
     let before = s.clone();
     let a = run(s, cmd);
     assert!(a.touched.is_empty(), "touched {:?}", a.touched);
@@ -90,33 +90,30 @@ pub(super) fn assert_no_op(s: &mut ClusterState, cmd: Command) -> Applied {
 
 /// Replays what cleared flags deferred, as the reconciler does after a flag is unset: returns
 /// the release command's result (no-op when nothing waits).
-pub(super) fn release(s: &mut ClusterState) -> Applied {
+pub(super) fn release(s: &mut ClusterState) -> Applied<reply::OsdMap> {
     let ids = s.deferred_releases(usize::MAX);
-    run(s, Command::ReleaseDeferred { ids })
+    run(s, command::ReleaseDeferred { ids })
 }
 
 /// Applies an id to `uuid` and returns it.
 pub(super) fn apply_id(s: &mut ClusterState, uuid: &str) -> OsdId {
-    match run(
+    run(
         s,
-        Command::ApplyId {
+        command::ApplyId {
             uuid: uuid.to_string(),
         },
     )
-    .outcome
-    {
-        crate::cluster::Outcome::AppliedId { id, .. } => id,
-        o => panic!("{o:?}"),
-    }
+    .reply
+    .id
 }
 
 /// A Boot command for OSD `id` applied with `uuid(n)`, on `host{host}`, run `instance`.
-pub(super) fn boot(id: u32, n: u128, host: u32, instance: u64) -> Command {
-    Command::Boot(Box::new(boot_args(OsdId(id), &uuid(n), host, instance)))
+pub(super) fn boot(id: u32, n: u128, host: u32, instance: u64) -> command::Boot {
+    command::Boot(boot_args(OsdId(id), &uuid(n), host, instance))
 }
 
 /// A Boot command of a `cluster()` OSD (uuid n = id) with a new run `instance`.
-pub(super) fn reboot(id: u32, hosts: u32, instance: u64) -> Command {
+pub(super) fn reboot(id: u32, hosts: u32, instance: u64) -> command::Boot {
     boot(id, u128::from(id), id % hosts, instance)
 }
 
@@ -142,10 +139,9 @@ pub(super) fn pool_args(name: &str, size: u32, count: u32, fd: &str) -> PoolArgs
 
 /// Creates a pool; returns its id.
 pub(super) fn pool(s: &mut ClusterState, name: &str, size: u32, count: u32, fd: &str) -> PoolId {
-    match run(s, Command::CreatePool(pool_args(name, size, count, fd))).outcome {
-        crate::cluster::Outcome::PoolCreated { id, .. } => id,
-        o => panic!("{o:?}"),
-    }
+    run(s, command::CreatePool(pool_args(name, size, count, fd)))
+        .reply
+        .id
 }
 
 pub(super) fn get_pool(s: &ClusterState, id: PoolId) -> Arc<Pool> {
@@ -175,7 +171,7 @@ pub(super) fn pgs(s: &ClusterState, pool: PoolId) -> Vec<(PgId, Pg)> {
 pub(super) fn elect_all(s: &mut ClusterState, pool: PoolId) {
     s.begin_group();
     for (id, p) in pgs(s, pool) {
-        s.apply(&Command::LeaderBeElected {
+        s.apply(&command::LeaderBeElected {
             leader: p.members[0],
             pool,
             pg: id,
@@ -236,7 +232,7 @@ pub(super) struct Store {
 
 impl Store {
     /// Writes the prelude and the touched records (None: delete), then does the cleanup.
-    pub fn persist(&mut self, s: &ClusterState, a: &Applied) {
+    pub fn persist<R>(&mut self, s: &ClusterState, a: &Applied<R>) {
         for key in a.prelude.iter().chain(&a.touched) {
             match s.record(key) {
                 Some(r) => {
@@ -267,10 +263,16 @@ impl Store {
     }
 
     /// Begins a group, applies `cmd` (which must succeed) and persists what it did.
-    pub fn run(&mut self, s: &mut ClusterState, cmd: Command) -> Applied {
+    pub fn run<C: Command>(&mut self, s: &mut ClusterState, cmd: C) -> Applied<C::Reply> {
         let a = run(s, cmd);
         self.persist(s, &a);
         a
+    }
+
+    /// Runs `cmd` like [`Store::run`], then asserts that a load gives back exactly `s`.
+    pub fn step<C: Command>(&mut self, s: &mut ClusterState, cmd: C) {
+        self.run(s, cmd);
+        self.assert_loads_as(s);
     }
 
     /// A new leader's load: decodes every stored value and rebuilds the state.

@@ -3,14 +3,18 @@
 
 use super::*;
 use crate::cluster::{
-    BlobKey, BootInstance, ClusterFlag, ClusterState, Command, DownReason, Epoch, Liveness,
-    Membership, OutReason, Outcome, RecordKey, ShardArg, Weight,
+    BlobKey, BootInstance, ClusterFlag, ClusterState, DownReason, Epoch, Liveness, Membership,
+    OutReason, RecordKey, ShardArg, Weight,
 };
 
-fn boot_with(id: u32, n: u128, change: impl FnOnce(&mut crate::cluster::BootArgs)) -> Command {
+fn boot_with(
+    id: u32,
+    n: u128,
+    change: impl FnOnce(&mut crate::cluster::BootArgs),
+) -> command::Boot {
     let mut a = boot_args(OsdId(id), &uuid(n), id, 1);
     change(&mut a);
-    Command::Boot(Box::new(a))
+    command::Boot(a)
 }
 
 fn shard(i: u32, port: u32, raw_port: u32) -> ShardArg {
@@ -40,22 +44,22 @@ fn up_instance(s: &ClusterState, id: u32) -> Option<u64> {
     }
 }
 
-fn mark_down(s: &mut ClusterState, id: &[u32]) -> Applied {
-    run(s, Command::MarkDown { ids: ids(id) })
+fn mark_down(s: &mut ClusterState, id: &[u32]) -> Applied<reply::OsdMap> {
+    run(s, command::MarkDown { ids: ids(id) })
 }
 
-fn mark_out(s: &mut ClusterState, id: &[u32]) -> Applied {
+fn mark_out(s: &mut ClusterState, id: &[u32]) -> Applied<reply::MarkedOut> {
     run(
         s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(id),
             guards: NO_GUARDS,
         },
     )
 }
 
-fn stop(s: &mut ClusterState, id: u32) -> Applied {
-    run(s, Command::OsdStop { id: OsdId(id) })
+fn stop(s: &mut ClusterState, id: u32) -> Applied<reply::OsdMap> {
+    run(s, command::OsdStop { id: OsdId(id) })
 }
 
 // ---- ApplyId ----------------------------------------------------------------------------------
@@ -67,7 +71,7 @@ fn apply_id_hands_out_the_smallest_unused_positive_id() {
     assert_eq!(apply_id(&mut s, &uuid(102)), OsdId(2));
     assert_eq!(apply_id(&mut s, &uuid(103)), OsdId(3));
     // OSD 2 never booted: it is down and out, so it can be purged.
-    run(&mut s, Command::Purge { id: OsdId(2) });
+    run(&mut s, command::Purge { id: OsdId(2) });
     assert_eq!(apply_id(&mut s, &uuid(104)), OsdId(2), "the hole is reused");
     assert_eq!(apply_id(&mut s, &uuid(105)), OsdId(4));
     // The purged uuid is a new OSD now.
@@ -78,11 +82,11 @@ fn apply_id_hands_out_the_smallest_unused_positive_id() {
 fn apply_id_of_a_new_uuid_bumps_the_osdmap_epoch_once_and_adds_a_new_out_osd() {
     let mut s = ClusterState::default();
     let before = s.osdmap_epoch();
-    let a = run(&mut s, Command::ApplyId { uuid: uuid(7) });
+    let a = run(&mut s, command::ApplyId { uuid: uuid(7) });
     assert_eq!(s.osdmap_epoch(), before.next());
     assert_eq!(
-        a.outcome,
-        Outcome::AppliedId {
+        a.reply,
+        reply::AppliedId {
             id: OsdId(1),
             osdmap_epoch: before.next()
         }
@@ -101,10 +105,10 @@ fn apply_id_is_idempotent_for_the_same_uuid() {
     let mut s = ClusterState::default();
     let id = apply_id(&mut s, &uuid(7));
     let epoch = s.osdmap_epoch();
-    let a = assert_no_op(&mut s, Command::ApplyId { uuid: uuid(7) });
+    let a = assert_no_op(&mut s, command::ApplyId { uuid: uuid(7) });
     assert_eq!(
-        a.outcome,
-        Outcome::AppliedId {
+        a.reply,
+        reply::AppliedId {
             id,
             osdmap_epoch: epoch
         }
@@ -126,9 +130,9 @@ fn every_uuid_form_maps_to_the_same_osd() {
     let mut s = ClusterState::default();
     let id = apply_id(&mut s, &forms[0]);
     for form in &forms {
-        let a = assert_no_op(&mut s, Command::ApplyId { uuid: form.clone() });
+        let a = assert_no_op(&mut s, command::ApplyId { uuid: form.clone() });
         assert!(
-            matches!(a.outcome, Outcome::AppliedId { id: got, .. } if got == id),
+            matches!(a.reply, reply::AppliedId { id: got, .. } if got == id),
             "{form}: {a:?}"
         );
     }
@@ -136,7 +140,7 @@ fn every_uuid_form_maps_to_the_same_osd() {
     // Boot accepts any form of the same uuid too.
     let mut args = boot_args(id, &forms[3], 0, 1);
     args.uuid = forms[3].clone();
-    run(&mut s, Command::Boot(Box::new(args)));
+    run(&mut s, command::Boot(args));
     assert!(osd(&s, id.0).is_up());
 }
 
@@ -159,7 +163,7 @@ fn invalid_uuids_are_refused() {
     for b in bad {
         refuse(
             &mut s,
-            Command::ApplyId { uuid: b.clone() },
+            command::ApplyId { uuid: b.clone() },
             ClusterError::InvalidUuid(b),
         );
     }
@@ -175,11 +179,11 @@ fn first_boot_marks_the_osd_up_and_in_and_stores_its_config() {
     let epoch = s.osdmap_epoch();
     let mut args = boot_args(id, &uuid(1), 4, 77);
     args.config = "osd_memory = 4G".to_string();
-    let a = run(&mut s, Command::Boot(Box::new(args)));
+    let a = run(&mut s, command::Boot(args));
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(
-        a.outcome,
-        Outcome::Booted {
+        a.reply,
+        reply::Booted {
             osdmap_epoch: epoch.next(),
             held_down: false
         }
@@ -262,8 +266,8 @@ fn double_boot_with_the_same_instance_changes_nothing() {
     let mut s = cluster(3, 3);
     let a = assert_no_op(&mut s, reboot(2, 3, 1));
     assert!(matches!(
-        a.outcome,
-        Outcome::Booted {
+        a.reply,
+        reply::Booted {
             held_down: false,
             ..
         }
@@ -413,12 +417,12 @@ fn core_num_must_match_the_clusters() {
     let id = apply_id(&mut s, &uuid(50));
     refuse(
         &mut s,
-        Command::Boot(Box::new({
+        command::Boot({
             let mut a = boot_args(id, &uuid(50), 0, 1);
             a.core_num = 4;
             a.shards = (0..4).map(|i| shard(i, 7000 + i, 8000 + i)).collect();
             a
-        })),
+        }),
         ClusterError::CoreNumMismatch {
             cluster: 2,
             given: 4,
@@ -547,12 +551,12 @@ fn a_refused_first_boot_does_not_set_the_clusters_core_num() {
 #[test]
 fn noup_holds_a_booting_osd_down_until_the_flag_is_cleared() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     let id = apply_id(&mut s, &uuid(10));
     let a = run(&mut s, boot(id.0, 10, 0, 3));
     assert!(matches!(
-        a.outcome,
-        Outcome::Booted {
+        a.reply,
+        reply::Booted {
             held_down: true,
             ..
         }
@@ -567,7 +571,7 @@ fn noup_holds_a_booting_osd_down_until_the_flag_is_cleared() {
     assert_eq!(s.core_num(), Some(2));
 
     let epoch = s.osdmap_epoch();
-    let a = run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    let a = run(&mut s, command::UnsetFlag(ClusterFlag::NoUp));
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(a.touched, [RecordKey::OsdMapMeta], "the flag alone");
     assert_eq!(s.deferred_releases(usize::MAX), [id]);
@@ -579,23 +583,23 @@ fn noup_holds_a_booting_osd_down_until_the_flag_is_cleared() {
     // The OSDs that were up all along were not rewritten.
     assert!(!a.touched.contains(&RecordKey::Osd(OsdId(1))));
     assert!(s.deferred_releases(usize::MAX).is_empty());
-    assert_no_op(&mut s, Command::ReleaseDeferred { ids: vec![id] });
+    assert_no_op(&mut s, command::ReleaseDeferred { ids: vec![id] });
 }
 
 #[test]
 fn a_release_for_an_osd_whose_flag_is_set_again_changes_nothing() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     let id = apply_id(&mut s, &uuid(10));
     run(&mut s, boot(id.0, 10, 0, 3));
     assert!(s.deferred_releases(usize::MAX).is_empty(), "noup still set");
     // A release decided before the flag was set again is not applied blindly.
-    assert_no_op(&mut s, Command::ReleaseDeferred { ids: vec![id] });
+    assert_no_op(&mut s, command::ReleaseDeferred { ids: vec![id] });
     assert!(matches!(liveness(&s, id.0), Liveness::HeldDown { .. }));
     // Unknown ids are ignored.
     assert_no_op(
         &mut s,
-        Command::ReleaseDeferred {
+        command::ReleaseDeferred {
             ids: vec![OsdId(999)],
         },
     );
@@ -606,18 +610,18 @@ fn thousands_of_held_down_osds_are_released_in_parts() {
     // The replay of a cleared noup is level-triggered: the flag command stays one small
     // record however many OSDs wait, and the releases are taken in bounded parts.
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     let mut held = Vec::new();
     for n in 0..3000u32 {
         let id = apply_id(&mut s, &uuid(1000 + u128::from(n)));
         run(&mut s, boot(id.0, 1000 + u128::from(n), n % 50, 1));
         held.push(id);
     }
-    let a = run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    let a = run(&mut s, command::UnsetFlag(ClusterFlag::NoUp));
     assert_eq!(a.touched, [RecordKey::OsdMapMeta]);
     let first = s.deferred_releases(48);
     assert_eq!(first, held[..48]);
-    let a = run(&mut s, Command::ReleaseDeferred { ids: first });
+    let a = run(&mut s, command::ReleaseDeferred { ids: first });
     assert_eq!(
         a.touched
             .iter()
@@ -627,7 +631,7 @@ fn thousands_of_held_down_osds_are_released_in_parts() {
     );
     while !s.deferred_releases(1).is_empty() {
         let part = s.deferred_releases(48);
-        run(&mut s, Command::ReleaseDeferred { ids: part });
+        run(&mut s, command::ReleaseDeferred { ids: part });
     }
     assert!(held.iter().all(|id| up_instance(&s, id.0) == Some(1)));
 }
@@ -636,7 +640,7 @@ fn thousands_of_held_down_osds_are_released_in_parts() {
 fn noup_holds_a_rebooting_osd_down_and_keeps_it_in() {
     let mut s = cluster(2, 2);
     stop(&mut s, 1);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     run(&mut s, reboot(1, 2, 2));
     assert_eq!(
         liveness(&s, 1),
@@ -645,7 +649,7 @@ fn noup_holds_a_rebooting_osd_down_and_keeps_it_in() {
         }
     );
     assert!(osd(&s, 1).is_in());
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoUp));
     release(&mut s);
     assert_eq!(up_instance(&s, 1), Some(2));
 }
@@ -653,12 +657,12 @@ fn noup_holds_a_rebooting_osd_down_and_keeps_it_in() {
 #[test]
 fn noin_keeps_a_first_boot_out_until_the_flag_is_cleared() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::SetFlag(ClusterFlag::NoIn));
     let id = apply_id(&mut s, &uuid(10));
     let a = run(&mut s, boot(id.0, 10, 0, 3));
     assert!(matches!(
-        a.outcome,
-        Outcome::Booted {
+        a.reply,
+        reply::Booted {
             held_down: false,
             ..
         }
@@ -666,7 +670,7 @@ fn noin_keeps_a_first_boot_out_until_the_flag_is_cleared() {
     assert_eq!(up_instance(&s, id.0), Some(3));
     assert_eq!(out_reason(&s, id.0), Some(OutReason::DeferredByNoIn));
 
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoIn));
     let a = release(&mut s);
     assert!(a.touched.contains(&RecordKey::Osd(id)));
     assert!(osd(&s, id.0).is_in());
@@ -675,7 +679,7 @@ fn noin_keeps_a_first_boot_out_until_the_flag_is_cleared() {
 #[test]
 fn noin_does_not_move_an_osd_that_is_already_in() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::SetFlag(ClusterFlag::NoIn));
     stop(&mut s, 1);
     run(&mut s, reboot(1, 2, 2));
     assert!(osd(&s, 1).is_in());
@@ -684,17 +688,17 @@ fn noin_does_not_move_an_osd_that_is_already_in() {
 #[test]
 fn noup_and_noin_together_release_in_either_order() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
-    run(&mut s, Command::SetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoIn));
     let id = apply_id(&mut s, &uuid(10));
     run(&mut s, boot(id.0, 10, 0, 3));
     // noin cleared first: the OSD is not up yet, so it stays out.
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoIn));
     release(&mut s);
     assert!(matches!(liveness(&s, id.0), Liveness::HeldDown { .. }));
     assert!(!osd(&s, id.0).is_in());
     // noup cleared: up, and in on its first boot.
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoUp));
     release(&mut s);
     assert_eq!(up_instance(&s, id.0), Some(3));
     assert!(osd(&s, id.0).is_in());
@@ -703,7 +707,7 @@ fn noup_and_noin_together_release_in_either_order() {
 #[test]
 fn a_manually_out_osd_stays_out_when_it_reboots() {
     let mut s = cluster(3, 3);
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     stop(&mut s, 2);
     run(&mut s, reboot(2, 3, 2));
     assert_eq!(up_instance(&s, 2), Some(2));
@@ -712,7 +716,7 @@ fn a_manually_out_osd_stays_out_when_it_reboots() {
     mark_down(&mut s, &[2]);
     run(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 2,
         },
@@ -739,7 +743,7 @@ fn an_auto_out_osd_comes_back_in_when_its_heartbeat_marks_it_up() {
     let epoch = s.osdmap_epoch();
     let a = run(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 1,
         },
@@ -755,10 +759,10 @@ fn under_noin_an_auto_out_osd_coming_back_waits_for_the_flag() {
     let mut s = cluster(3, 3);
     mark_down(&mut s, &[2]);
     mark_out(&mut s, &[2]);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::SetFlag(ClusterFlag::NoIn));
     run(&mut s, reboot(2, 3, 2));
     assert_eq!(out_reason(&s, 2), Some(OutReason::DeferredByNoIn));
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoIn));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoIn));
     release(&mut s);
     assert!(osd(&s, 2).is_in());
 }
@@ -767,20 +771,20 @@ fn under_noin_an_auto_out_osd_coming_back_waits_for_the_flag() {
 
 fn a_repeated_boot_of_an_up_osd_under_noup_does_not_claim_it_is_held_down() {
     let mut s = cluster(2, 2);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     let a = run(&mut s, reboot(1, 2, 1));
     assert_eq!(up_instance(&s, 1), Some(1), "the running OSD stays up");
     // BootResponse.held_down is documented as "the noup flag holds the OSD down".
     assert!(
         matches!(
-            a.outcome,
-            Outcome::Booted {
+            a.reply,
+            reply::Booted {
                 held_down: false,
                 ..
             }
         ),
         "{:?}",
-        a.outcome
+        a.reply
     );
 }
 
@@ -793,8 +797,8 @@ fn osd_stop_marks_an_up_osd_down_now_and_forgets_its_instance() {
     let a = stop(&mut s, 2);
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(
-        a.outcome,
-        Outcome::OsdMap {
+        a.reply,
+        reply::OsdMap {
             osdmap_epoch: epoch.next()
         }
     );
@@ -816,13 +820,13 @@ fn osd_stop_of_an_unknown_or_never_booted_osd_is_refused() {
     let mut s = cluster(3, 3);
     refuse(
         &mut s,
-        Command::OsdStop { id: OsdId(9) },
+        command::OsdStop { id: OsdId(9) },
         ClusterError::OsdNotFound(OsdId(9)),
     );
     let id = apply_id(&mut s, &uuid(40));
     refuse(
         &mut s,
-        Command::OsdStop { id },
+        command::OsdStop { id },
         ClusterError::OsdNotBooted(id),
     );
 }
@@ -831,7 +835,7 @@ fn osd_stop_of_an_unknown_or_never_booted_osd_is_refused() {
 fn stopping_twice_changes_nothing_the_second_time() {
     let mut s = cluster(3, 3);
     stop(&mut s, 2);
-    assert_no_op(&mut s, Command::OsdStop { id: OsdId(2) });
+    assert_no_op(&mut s, command::OsdStop { id: OsdId(2) });
 }
 
 #[test]
@@ -853,7 +857,7 @@ fn osd_stop_of_a_marked_down_osd_forgets_its_instance_and_keeps_its_down_epoch()
     );
     refuse(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 1,
         },
@@ -865,7 +869,7 @@ fn osd_stop_of_a_marked_down_osd_forgets_its_instance_and_keeps_its_down_epoch()
 fn osd_stop_of_a_held_down_osd_marks_it_down() {
     let mut s = cluster(2, 2);
     stop(&mut s, 1);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     run(&mut s, reboot(1, 2, 2));
     stop(&mut s, 1);
     assert!(matches!(
@@ -877,7 +881,7 @@ fn osd_stop_of_a_held_down_osd_marks_it_down() {
         }
     ));
     // Nothing left for the flag to release.
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoUp));
     assert!(s.deferred_releases(usize::MAX).is_empty());
     assert!(!osd(&s, 1).is_up());
 }
@@ -901,7 +905,7 @@ fn mark_down_keeps_the_instance_so_a_heartbeat_brings_it_back() {
     assert!(osd(&s, 2).is_in());
     run(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 1,
         },
@@ -924,10 +928,10 @@ fn mark_down_of_several_osds_bumps_once() {
 fn mark_down_ignores_unknown_and_already_down_osds() {
     let mut s = cluster(3, 3);
     mark_down(&mut s, &[2]);
-    let a = assert_no_op(&mut s, Command::MarkDown { ids: ids(&[2, 9]) });
+    let a = assert_no_op(&mut s, command::MarkDown { ids: ids(&[2, 9]) });
     assert_eq!(
-        a.outcome,
-        Outcome::OsdMap {
+        a.reply,
+        reply::OsdMap {
             osdmap_epoch: s.osdmap_epoch()
         }
     );
@@ -939,7 +943,7 @@ fn mark_up_with_another_instance_is_stale() {
     // Up with another instance.
     refuse(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 5,
         },
@@ -949,7 +953,7 @@ fn mark_up_with_another_instance_is_stale() {
     mark_down(&mut s, &[2]);
     refuse(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 5,
         },
@@ -963,7 +967,7 @@ fn mark_up_needs_a_booted_osd() {
     stop(&mut s, 2);
     refuse(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 1,
         },
@@ -972,12 +976,12 @@ fn mark_up_needs_a_booted_osd() {
     let id = apply_id(&mut s, &uuid(40));
     refuse(
         &mut s,
-        Command::MarkUp { id, instance: 1 },
+        command::MarkUp { id, instance: 1 },
         ClusterError::OsdNotBooted(id),
     );
     refuse(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(9),
             instance: 1,
         },
@@ -990,7 +994,7 @@ fn mark_up_of_an_up_osd_with_its_instance_is_a_no_op() {
     let mut s = cluster(3, 3);
     assert_no_op(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: OsdId(2),
             instance: 1,
         },
@@ -1000,8 +1004,8 @@ fn mark_up_of_an_up_osd_with_its_instance_is_a_no_op() {
 #[test]
 fn nodown_makes_mark_down_a_no_op() {
     let mut s = cluster(3, 3);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoDown));
-    assert_no_op(&mut s, Command::MarkDown { ids: ids(&[1, 2]) });
+    run(&mut s, command::SetFlag(ClusterFlag::NoDown));
+    assert_no_op(&mut s, command::MarkDown { ids: ids(&[1, 2]) });
     assert!(osd(&s, 1).is_up());
     // A planned stop is not a failure detection: it still marks down.
     stop(&mut s, 1);
@@ -1012,17 +1016,17 @@ fn nodown_makes_mark_down_a_no_op() {
 fn noout_makes_mark_out_a_no_op() {
     let mut s = cluster(3, 3);
     mark_down(&mut s, &[2]);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoOut));
+    run(&mut s, command::SetFlag(ClusterFlag::NoOut));
     assert_no_op(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&[2]),
             guards: NO_GUARDS,
         },
     );
     assert!(osd(&s, 2).is_in());
     // An operator's out still works under noout.
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     assert!(!osd(&s, 2).is_in());
 }
 
@@ -1030,7 +1034,7 @@ fn noout_makes_mark_out_a_no_op() {
 fn mark_out_only_affects_down_and_in_osds() {
     let mut s = cluster(5, 5);
     mark_down(&mut s, &[2, 3]);
-    run(&mut s, Command::OsdOut { id: OsdId(3) });
+    run(&mut s, command::OsdOut { id: OsdId(3) });
     let epoch = s.osdmap_epoch();
     // 1: up+in, 2: down+in, 3: down+out (manual), 9: unknown.
     let a = mark_out(&mut s, &[1, 2, 3, 9]);
@@ -1050,7 +1054,7 @@ fn mark_out_only_affects_down_and_in_osds() {
     // Again: nothing left to do.
     assert_no_op(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&[1, 2, 3]),
             guards: NO_GUARDS,
         },
@@ -1063,7 +1067,7 @@ fn mark_out_only_affects_down_and_in_osds() {
 fn osd_out_marks_an_osd_out_by_the_operator_and_repeats_are_no_ops() {
     let mut s = cluster(3, 3);
     let epoch = s.osdmap_epoch();
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(
         osd(&s, 2).membership,
@@ -1073,7 +1077,7 @@ fn osd_out_marks_an_osd_out_by_the_operator_and_repeats_are_no_ops() {
         }
     );
     assert!(osd(&s, 2).is_up(), "out is not down");
-    assert_no_op(&mut s, Command::OsdOut { id: OsdId(2) });
+    assert_no_op(&mut s, command::OsdOut { id: OsdId(2) });
 }
 
 #[test]
@@ -1081,7 +1085,7 @@ fn osd_out_of_an_auto_out_osd_makes_the_out_manual() {
     let mut s = cluster(3, 3);
     mark_down(&mut s, &[2]);
     mark_out(&mut s, &[2]);
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     assert_eq!(out_reason(&s, 2), Some(OutReason::Manual));
     run(&mut s, reboot(2, 3, 2));
     assert!(!osd(&s, 2).is_in(), "the operator's out wins");
@@ -1091,21 +1095,21 @@ fn osd_out_of_an_auto_out_osd_makes_the_out_manual() {
 fn an_osd_marked_out_before_its_first_boot_stays_out() {
     let mut s = cluster(2, 2);
     let id = apply_id(&mut s, &uuid(40));
-    run(&mut s, Command::OsdOut { id });
+    run(&mut s, command::OsdOut { id });
     assert_eq!(out_reason(&s, id.0), Some(OutReason::Manual));
     run(&mut s, boot(id.0, 40, 0, 1));
     assert_eq!(up_instance(&s, id.0), Some(1));
     assert_eq!(out_reason(&s, id.0), Some(OutReason::Manual));
-    run(&mut s, Command::OsdIn { id });
+    run(&mut s, command::OsdIn { id });
     assert!(osd(&s, id.0).is_in());
 }
 
 #[test]
 fn osd_in_of_an_out_and_up_osd_marks_it_in_and_repeats_are_no_ops() {
     let mut s = cluster(3, 3);
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     let epoch = s.osdmap_epoch();
-    let a = run(&mut s, Command::OsdIn { id: OsdId(2) });
+    let a = run(&mut s, command::OsdIn { id: OsdId(2) });
     assert!(a.touched.contains(&RecordKey::Osd(OsdId(2))));
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(
@@ -1114,34 +1118,34 @@ fn osd_in_of_an_out_and_up_osd_marks_it_in_and_repeats_are_no_ops() {
             since: epoch.next()
         }
     );
-    assert_no_op(&mut s, Command::OsdIn { id: OsdId(2) });
+    assert_no_op(&mut s, command::OsdIn { id: OsdId(2) });
 }
 
 #[test]
 fn osd_in_of_a_down_osd_is_refused() {
     let mut s = cluster(3, 3);
     // Stopped and out.
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     stop(&mut s, 2);
     refuse(
         &mut s,
-        Command::OsdIn { id: OsdId(2) },
+        command::OsdIn { id: OsdId(2) },
         ClusterError::OsdIsDown(OsdId(2)),
     );
     // Never booted.
     let id = apply_id(&mut s, &uuid(40));
-    refuse(&mut s, Command::OsdIn { id }, ClusterError::OsdIsDown(id));
+    refuse(&mut s, command::OsdIn { id }, ClusterError::OsdIsDown(id));
     // Held down by noup.
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     run(&mut s, boot(id.0, 40, 0, 1));
-    refuse(&mut s, Command::OsdIn { id }, ClusterError::OsdIsDown(id));
+    refuse(&mut s, command::OsdIn { id }, ClusterError::OsdIsDown(id));
 }
 
 #[test]
 fn osd_in_of_a_down_but_in_osd_is_a_no_op() {
     let mut s = cluster(3, 3);
     stop(&mut s, 2);
-    assert_no_op(&mut s, Command::OsdIn { id: OsdId(2) });
+    assert_no_op(&mut s, command::OsdIn { id: OsdId(2) });
 }
 
 #[test]
@@ -1149,12 +1153,12 @@ fn osd_out_and_in_of_unknown_osds_are_refused() {
     let mut s = cluster(3, 3);
     refuse(
         &mut s,
-        Command::OsdOut { id: OsdId(9) },
+        command::OsdOut { id: OsdId(9) },
         ClusterError::OsdNotFound(OsdId(9)),
     );
     refuse(
         &mut s,
-        Command::OsdIn { id: OsdId(9) },
+        command::OsdIn { id: OsdId(9) },
         ClusterError::OsdNotFound(OsdId(9)),
     );
 }
@@ -1164,8 +1168,13 @@ fn osd_out_and_in_of_unknown_osds_are_refused() {
 /// host, rack, root, and the field a refusal names.
 type Labels<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
 
-fn set_location(id: u32, host: Option<&str>, rack: Option<&str>, root: Option<&str>) -> Command {
-    Command::SetLocation {
+fn set_location(
+    id: u32,
+    host: Option<&str>,
+    rack: Option<&str>,
+    root: Option<&str>,
+) -> command::SetLocation {
+    command::SetLocation {
         id: OsdId(id),
         host: host.map(str::to_string),
         rack: rack.map(str::to_string),
@@ -1248,7 +1257,7 @@ fn set_weight_accepts_0_to_100() {
     for (w, milli) in [(0.0, 0), (1.5, 1500), (100.0, 100_000), (0.001, 1)] {
         run(
             &mut s,
-            Command::SetWeight {
+            command::SetWeight {
                 id: OsdId(1),
                 weight: w,
             },
@@ -1271,7 +1280,7 @@ fn set_weight_refuses_out_of_range_and_non_finite_weights() {
     ] {
         refuse(
             &mut s,
-            Command::SetWeight {
+            command::SetWeight {
                 id: OsdId(1),
                 weight: w,
             },
@@ -1280,7 +1289,7 @@ fn set_weight_refuses_out_of_range_and_non_finite_weights() {
     }
     refuse(
         &mut s,
-        Command::SetWeight {
+        command::SetWeight {
             id: OsdId(9),
             weight: 1.0,
         },
@@ -1293,21 +1302,21 @@ fn set_weight_to_the_current_weight_is_a_no_op() {
     let mut s = cluster(3, 3);
     assert_no_op(
         &mut s,
-        Command::SetWeight {
+        command::SetWeight {
             id: OsdId(1),
             weight: 1.0,
         },
     );
     run(
         &mut s,
-        Command::SetWeight {
+        command::SetWeight {
             id: OsdId(1),
             weight: 2.5,
         },
     );
     assert_no_op(
         &mut s,
-        Command::SetWeight {
+        command::SetWeight {
             id: OsdId(1),
             weight: 2.5,
         },
@@ -1322,36 +1331,36 @@ fn purge_refuses_an_osd_that_is_up_or_in() {
     // up + in
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(1) },
+        command::Purge { id: OsdId(1) },
         ClusterError::OsdNotDownAndOut(OsdId(1)),
     );
     // up + out
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(2) },
+        command::Purge { id: OsdId(2) },
         ClusterError::OsdNotDownAndOut(OsdId(2)),
     );
     // down + in
     stop(&mut s, 3);
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(3) },
+        command::Purge { id: OsdId(3) },
         ClusterError::OsdNotDownAndOut(OsdId(3)),
     );
     // held down + out
-    run(&mut s, Command::OsdOut { id: OsdId(4) });
+    run(&mut s, command::OsdOut { id: OsdId(4) });
     stop(&mut s, 4);
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
     run(&mut s, reboot(4, 4, 2));
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(4) },
+        command::Purge { id: OsdId(4) },
         ClusterError::OsdNotDownAndOut(OsdId(4)),
     );
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(9) },
+        command::Purge { id: OsdId(9) },
         ClusterError::OsdNotFound(OsdId(9)),
     );
 }
@@ -1365,11 +1374,11 @@ fn purge_refuses_an_osd_that_still_holds_pgs() {
         .filter(|(_, pg)| pg.members.contains(&OsdId(2)))
         .count();
     assert!(holding > 0);
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     stop(&mut s, 2);
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(2) },
+        command::Purge { id: OsdId(2) },
         ClusterError::OsdHasPgs {
             osd: OsdId(2),
             pgs: holding,
@@ -1377,10 +1386,10 @@ fn purge_refuses_an_osd_that_still_holds_pgs() {
     );
     // Still held while the PGs are remapped (2 is a member until the change finishes).
     let list = s.pgs_needing_refresh(p, usize::MAX);
-    run(&mut s, Command::RefreshPgs { pool: p, pgs: list });
+    run(&mut s, command::RefreshPgs { pool: p, pgs: list });
     refuse(
         &mut s,
-        Command::Purge { id: OsdId(2) },
+        command::Purge { id: OsdId(2) },
         ClusterError::OsdHasPgs {
             osd: OsdId(2),
             pgs: holding,
@@ -1393,21 +1402,21 @@ fn purge_refuses_an_osd_that_is_only_in_a_target() {
     let mut s = cluster(5, 5);
     let p = pool(&mut s, "rbd", 3, 1, "host");
     let members = pg(&s, p, 0).members;
-    run(&mut s, Command::OsdOut { id: members[0] });
+    run(&mut s, command::OsdOut { id: members[0] });
     run(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: p,
             pgs: vec![PgId(0)],
         },
     );
     let target = pg(&s, p, 0).target.expect("remapped").members;
     let newcomer = *target.iter().find(|m| !members.contains(m)).unwrap();
-    run(&mut s, Command::OsdOut { id: newcomer });
-    run(&mut s, Command::OsdStop { id: newcomer });
+    run(&mut s, command::OsdOut { id: newcomer });
+    run(&mut s, command::OsdStop { id: newcomer });
     refuse(
         &mut s,
-        Command::Purge { id: newcomer },
+        command::Purge { id: newcomer },
         ClusterError::OsdHasPgs {
             osd: newcomer,
             pgs: 1,
@@ -1418,10 +1427,10 @@ fn purge_refuses_an_osd_that_is_only_in_a_target() {
 #[test]
 fn purge_removes_the_osd_and_its_config_and_frees_its_id() {
     let mut s = cluster(3, 3);
-    run(&mut s, Command::OsdOut { id: OsdId(2) });
+    run(&mut s, command::OsdOut { id: OsdId(2) });
     stop(&mut s, 2);
     let epoch = s.osdmap_epoch();
-    let a = run(&mut s, Command::Purge { id: OsdId(2) });
+    let a = run(&mut s, command::Purge { id: OsdId(2) });
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert!(a.touched.contains(&RecordKey::Osd(OsdId(2))));
     assert!(a.touched.contains(&RecordKey::OsdMapMeta));
@@ -1440,7 +1449,7 @@ fn purge_removes_the_osd_and_its_config_and_frees_its_id() {
 fn a_never_booted_osd_can_be_purged() {
     let mut s = cluster(2, 2);
     let id = apply_id(&mut s, &uuid(50));
-    run(&mut s, Command::Purge { id });
+    run(&mut s, command::Purge { id });
     assert!(s.osd(id).is_none());
 }
 
@@ -1450,21 +1459,21 @@ fn a_never_booted_osd_can_be_purged() {
 fn set_flag_twice_bumps_once() {
     let mut s = cluster(2, 2);
     let epoch = s.osdmap_epoch();
-    let a = run(&mut s, Command::SetFlag(ClusterFlag::NoOut));
+    let a = run(&mut s, command::SetFlag(ClusterFlag::NoOut));
     assert_eq!(s.osdmap_epoch(), epoch.next());
     assert_eq!(a.touched, vec![RecordKey::OsdMapMeta]);
     assert!(s.flags().contains(ClusterFlag::NoOut));
     assert_eq!(
-        a.outcome,
-        Outcome::Flags {
+        a.reply,
+        reply::Flags {
             flags: s.flags(),
             osdmap_epoch: epoch.next()
         }
     );
-    let a = assert_no_op(&mut s, Command::SetFlag(ClusterFlag::NoOut));
+    let a = assert_no_op(&mut s, command::SetFlag(ClusterFlag::NoOut));
     assert_eq!(
-        a.outcome,
-        Outcome::Flags {
+        a.reply,
+        reply::Flags {
             flags: s.flags(),
             osdmap_epoch: epoch.next()
         }
@@ -1475,10 +1484,10 @@ fn set_flag_twice_bumps_once() {
 fn flags_are_independent() {
     let mut s = cluster(2, 2);
     for f in ClusterFlag::ALL {
-        run(&mut s, Command::SetFlag(f));
+        run(&mut s, command::SetFlag(f));
     }
     assert_eq!(s.flags().iter().count(), 5);
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoRebalance));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoRebalance));
     assert!(!s.flags().contains(ClusterFlag::NoRebalance));
     assert!(s.flags().contains(ClusterFlag::NoOut));
     assert!(s.flags().contains(ClusterFlag::NoIn));
@@ -1488,11 +1497,11 @@ fn flags_are_independent() {
 fn unset_flag_of_a_flag_not_set_is_a_no_op() {
     let mut s = cluster(2, 2);
     for f in ClusterFlag::ALL {
-        assert_no_op(&mut s, Command::UnsetFlag(f));
+        assert_no_op(&mut s, command::UnsetFlag(f));
     }
-    run(&mut s, Command::SetFlag(ClusterFlag::NoDown));
-    run(&mut s, Command::UnsetFlag(ClusterFlag::NoDown));
-    assert_no_op(&mut s, Command::UnsetFlag(ClusterFlag::NoDown));
+    run(&mut s, command::SetFlag(ClusterFlag::NoDown));
+    run(&mut s, command::UnsetFlag(ClusterFlag::NoDown));
+    assert_no_op(&mut s, command::UnsetFlag(ClusterFlag::NoDown));
 }
 
 // ---- Groups -----------------------------------------------------------------------------------
@@ -1502,23 +1511,21 @@ fn two_osdmap_changes_in_one_group_bump_the_epoch_once() {
     let mut s = cluster(3, 3);
     let epoch = s.osdmap_epoch();
     s.begin_group();
-    let a = s.apply(&Command::OsdOut { id: OsdId(1) }).unwrap();
-    let b = s.apply(&Command::SetFlag(ClusterFlag::NoOut)).unwrap();
-    let c = s.apply(&Command::ApplyId { uuid: uuid(50) }).unwrap();
+    let a = s.apply(&command::OsdOut { id: OsdId(1) }).unwrap();
+    let b = s.apply(&command::SetFlag(ClusterFlag::NoOut)).unwrap();
+    let c = s.apply(&command::ApplyId { uuid: uuid(50) }).unwrap();
     assert_eq!(s.osdmap_epoch(), epoch.next());
-    assert!(matches!(a.outcome, Outcome::OsdMap { osdmap_epoch } if osdmap_epoch == epoch.next()));
+    assert!(matches!(a.reply, reply::OsdMap { osdmap_epoch } if osdmap_epoch == epoch.next()));
+    assert!(matches!(b.reply, reply::Flags { osdmap_epoch, .. } if osdmap_epoch == epoch.next()));
     assert!(
-        matches!(b.outcome, Outcome::Flags { osdmap_epoch, .. } if osdmap_epoch == epoch.next())
-    );
-    assert!(
-        matches!(c.outcome, Outcome::AppliedId { osdmap_epoch, .. } if osdmap_epoch == epoch.next())
+        matches!(c.reply, reply::AppliedId { osdmap_epoch, .. } if osdmap_epoch == epoch.next())
     );
     // Every record the group changed carries the group's epoch.
     assert_eq!(osd(&s, 1).last_change, epoch.next());
     assert_eq!(osd(&s, 4).last_change, epoch.next());
 
     s.begin_group();
-    s.apply(&Command::OsdIn { id: OsdId(1) }).unwrap();
+    s.apply(&command::OsdIn { id: OsdId(1) }).unwrap();
     assert_eq!(
         s.osdmap_epoch(),
         Epoch(epoch.0 + 2),
@@ -1531,14 +1538,14 @@ fn a_refused_command_inside_a_group_keeps_the_groups_bump() {
     let mut s = cluster(3, 3);
     let epoch = s.osdmap_epoch();
     s.begin_group();
-    s.apply(&Command::OsdOut { id: OsdId(1) }).unwrap();
+    s.apply(&command::OsdOut { id: OsdId(1) }).unwrap();
     let before = s.clone();
     assert_eq!(
-        s.apply(&Command::OsdIn { id: OsdId(9) }),
+        s.apply(&command::OsdIn { id: OsdId(9) }),
         Err(ClusterError::OsdNotFound(OsdId(9)))
     );
     assert!(s == before);
-    s.apply(&Command::OsdOut { id: OsdId(2) }).unwrap();
+    s.apply(&command::OsdOut { id: OsdId(2) }).unwrap();
     assert_eq!(s.osdmap_epoch(), epoch.next());
 }
 
@@ -1547,9 +1554,9 @@ fn a_no_op_does_not_use_up_the_groups_bump() {
     let mut s = cluster(3, 3);
     let epoch = s.osdmap_epoch();
     s.begin_group();
-    s.apply(&Command::OsdIn { id: OsdId(1) }).unwrap();
+    s.apply(&command::OsdIn { id: OsdId(1) }).unwrap();
     assert_eq!(s.osdmap_epoch(), epoch);
-    s.apply(&Command::OsdOut { id: OsdId(1) }).unwrap();
+    s.apply(&command::OsdOut { id: OsdId(1) }).unwrap();
     assert_eq!(s.osdmap_epoch(), epoch.next());
 }
 
@@ -1569,11 +1576,10 @@ fn boot_refuses_non_unicast_addresses_and_reused_ports() {
     assert!(matches!(e, ClusterError::InvalidShards(_)), "{e:?}");
 }
 
-fn marked_out(a: &Applied) -> (Vec<OsdId>, Vec<(OsdId, crate::cluster::OutRefusal)>) {
-    match &a.outcome {
-        Outcome::MarkedOut { marked, refused } => (marked.clone(), refused.clone()),
-        o => panic!("{o:?}"),
-    }
+fn marked_out(
+    a: &Applied<reply::MarkedOut>,
+) -> (Vec<OsdId>, Vec<(OsdId, crate::cluster::OutRefusal)>) {
+    (a.reply.marked.clone(), a.reply.refused.clone())
 }
 
 #[test]
@@ -1583,7 +1589,7 @@ fn auto_out_keeps_the_minimum_in_ratio() {
     let mut s = cluster(8, 8);
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: ids(&[1, 2, 3]),
         },
     );
@@ -1593,7 +1599,7 @@ fn auto_out_keeps_the_minimum_in_ratio() {
     };
     let a = run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&[1, 2, 3]),
             guards,
         },
@@ -1611,14 +1617,14 @@ fn auto_out_never_takes_a_whole_subtree() {
     let mut s = cluster(12, 4);
     let host1: Vec<u32> = (1..=12).filter(|i| i % 4 == 1).collect();
     let down: Vec<u32> = host1.iter().copied().chain([2]).collect();
-    run(&mut s, Command::MarkDown { ids: ids(&down) });
+    run(&mut s, command::MarkDown { ids: ids(&down) });
     let guards = OutGuards {
         min_in_ratio: 0.0,
         subtree_limit: Some(SubtreeLimit::Host),
     };
     let a = run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&down),
             guards,
         },
@@ -1637,7 +1643,7 @@ fn auto_out_never_takes_a_whole_subtree() {
     for i in (1..=12).filter(|i| i % 4 == 1 || i % 4 == 3) {
         run(
             &mut s,
-            Command::SetLocation {
+            command::SetLocation {
                 id: OsdId(i),
                 host: None,
                 rack: Some("r1".to_string()),
@@ -1647,7 +1653,7 @@ fn auto_out_never_takes_a_whole_subtree() {
     }
     let a = run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&host1),
             guards: OutGuards {
                 min_in_ratio: 0.0,
@@ -1667,10 +1673,10 @@ fn the_rack_limit_holds_a_dead_rack_and_spares_unracked_hosts() {
     };
     // 8 OSDs on 4 hosts without rack labels: a dead host is not a dead rack.
     let mut s = cluster(8, 4);
-    run(&mut s, Command::MarkDown { ids: ids(&[1, 5]) });
+    run(&mut s, command::MarkDown { ids: ids(&[1, 5]) });
     let a = run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&[1, 5]),
             guards,
         },
@@ -1680,7 +1686,7 @@ fn the_rack_limit_holds_a_dead_rack_and_spares_unracked_hosts() {
     for i in [2, 6, 3, 7] {
         run(
             &mut s,
-            Command::SetLocation {
+            command::SetLocation {
                 id: OsdId(i),
                 host: None,
                 rack: Some("r9".to_string()),
@@ -1690,13 +1696,13 @@ fn the_rack_limit_holds_a_dead_rack_and_spares_unracked_hosts() {
     }
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: ids(&[2, 6, 3, 7]),
         },
     );
     let a = run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: ids(&[2, 6, 3, 7]),
             guards,
         },

@@ -5,9 +5,7 @@
 use std::collections::HashSet;
 
 use super::*;
-use crate::cluster::{
-    ClusterFlag, ClusterState, Command, Epoch, Outcome, PgState, REFRESH_BATCH, RecordKey,
-};
+use crate::cluster::{ClusterFlag, ClusterState, Epoch, PgState, REFRESH_BATCH, RecordKey};
 
 const X: OsdId = OsdId(1);
 
@@ -23,8 +21,14 @@ fn active_pool() -> (ClusterState, PoolId) {
     (s, p)
 }
 
-fn elect(leader: OsdId, pool: PoolId, pg: u32, members: &[OsdId], new: &[OsdId]) -> Command {
-    Command::LeaderBeElected {
+fn elect(
+    leader: OsdId,
+    pool: PoolId,
+    pg: u32,
+    members: &[OsdId],
+    new: &[OsdId],
+) -> command::LeaderBeElected {
+    command::LeaderBeElected {
         leader,
         pool,
         pg: PgId(pg),
@@ -34,7 +38,7 @@ fn elect(leader: OsdId, pool: PoolId, pg: u32, members: &[OsdId], new: &[OsdId])
 }
 
 /// A PgMemberChangeFinish reported by the first OSD listed (none for an empty list).
-fn finish(result: i32, pool: PoolId, pg: u32, members: &[OsdId]) -> Command {
+fn finish(result: i32, pool: PoolId, pg: u32, members: &[OsdId]) -> command::MemberChangeFinish {
     finish_by(members.first().copied(), result, pool, pg, members)
 }
 
@@ -44,8 +48,8 @@ fn finish_by(
     pool: PoolId,
     pg: u32,
     members: &[OsdId],
-) -> Command {
-    Command::MemberChangeFinish {
+) -> command::MemberChangeFinish {
+    command::MemberChangeFinish {
         reporter,
         result,
         pool,
@@ -57,10 +61,9 @@ fn finish_by(
 /// Runs RefreshPgs on every PG that needs it; returns how many changed.
 fn refresh(s: &mut ClusterState, pool: PoolId) -> usize {
     let list = s.pgs_needing_refresh(pool, usize::MAX);
-    match run(s, Command::RefreshPgs { pool, pgs: list }).outcome {
-        Outcome::Refreshed { changed } => changed,
-        o => panic!("{o:?}"),
-    }
+    run(s, command::RefreshPgs { pool, pgs: list })
+        .reply
+        .changed
 }
 
 /// The PGs of `pool` holding `osd` as a member, by id.
@@ -93,7 +96,7 @@ fn first_pg_not_holding(s: &ClusterState, pool: PoolId, osd: OsdId) -> u32 {
 /// Out X and remap its PGs; returns the id of one of them.
 fn remapped() -> (ClusterState, PoolId, u32) {
     let (mut s, p) = active_pool();
-    run(&mut s, Command::OsdOut { id: X });
+    run(&mut s, command::OsdOut { id: X });
     refresh(&mut s, p);
     let id = first_pg_holding(&s, p, X);
     assert!(pg(&s, p, id).target.is_some());
@@ -157,7 +160,7 @@ fn the_leader_must_be_a_member_or_a_new_member() {
         },
     );
     // A leader among the new members of the change in progress is fine.
-    run(&mut s, Command::OsdOut { id: m[1] });
+    run(&mut s, command::OsdOut { id: m[1] });
     refresh(&mut s, p);
     let target = pg(&s, p, 0).target.expect("remapped").members;
     let newcomer = *target.iter().find(|o| !m.contains(o)).unwrap();
@@ -290,10 +293,10 @@ fn only_an_up_osd_may_report_itself_leader() {
         ClusterError::ReporterNotUp(never),
     );
     // Members that are down (failure detector), stopped, or held down by noup.
-    run(&mut s, Command::MarkDown { ids: vec![m[0]] });
-    run(&mut s, Command::OsdStop { id: m[1] });
-    run(&mut s, Command::SetFlag(ClusterFlag::NoUp));
-    run(&mut s, Command::OsdStop { id: m[2] });
+    run(&mut s, command::MarkDown { ids: vec![m[0]] });
+    run(&mut s, command::OsdStop { id: m[1] });
+    run(&mut s, command::SetFlag(ClusterFlag::NoUp));
+    run(&mut s, command::OsdStop { id: m[2] });
     run(&mut s, reboot(m[2].0, 3, 2));
     assert!(matches!(
         osd(&s, m[2].0).liveness,
@@ -400,7 +403,7 @@ fn member_change_finish_needs_an_up_reporter_holding_the_pg() {
     );
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: vec![newcomer],
         },
     );
@@ -432,8 +435,8 @@ fn a_first_leader_report_makes_a_creating_pg_active() {
     assert_eq!(after.leader, Some(m[1]));
     assert_eq!(after.members, m, "the members do not move");
     assert_eq!(
-        a.outcome,
-        Outcome::Pg {
+        a.reply,
+        reply::Pg {
             pool_epoch: Epoch(2),
             state: PgState::ACTIVE.0,
             version: Epoch(2)
@@ -451,7 +454,7 @@ fn a_leader_report_with_one_of_three_down_gives_active_undersize() {
     let mut s = cluster(6, 3);
     let p = pool(&mut s, "rbd", 3, 16, "host");
     let m = pg(&s, p, 0).members;
-    run(&mut s, Command::MarkDown { ids: vec![m[2]] });
+    run(&mut s, command::MarkDown { ids: vec![m[2]] });
     run(&mut s, elect(m[0], p, 0, &m, &[]));
     assert_eq!(pg(&s, p, 0).state, PgState::ACTIVE.with(PgState::UNDERSIZE));
 }
@@ -463,7 +466,7 @@ fn a_leader_report_with_two_of_three_down_gives_down() {
     let m = pg(&s, p, 0).members;
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: vec![m[1], m[2]],
         },
     );
@@ -479,7 +482,7 @@ fn the_same_leader_report_twice_is_a_no_op() {
     let epoch = get_pool(&s, p).epoch;
     let a = assert_no_op(&mut s, elect(m[1], p, 3, &m, &[]));
     assert_eq!(get_pool(&s, p).epoch, epoch);
-    assert!(matches!(a.outcome, Outcome::Pg { pool_epoch, .. } if pool_epoch == epoch));
+    assert!(matches!(a.reply, reply::Pg { pool_epoch, .. } if pool_epoch == epoch));
     // A new leader is a change.
     run(&mut s, elect(m[2], p, 3, &m, &[]));
     assert_eq!(get_pool(&s, p).epoch, epoch.next());
@@ -511,7 +514,7 @@ fn an_out_osd_gets_exactly_its_pgs_remapped() {
     let before: Vec<_> = pgs(&s, p);
     let epoch = get_pool(&s, p).epoch;
     let osdmap = s.osdmap_epoch();
-    run(&mut s, Command::OsdOut { id: X });
+    run(&mut s, command::OsdOut { id: X });
     assert_eq!(s.osdmap_epoch(), osdmap.next());
     assert_eq!(get_pool(&s, p).epoch, epoch, "the out alone changes no PG");
 
@@ -522,10 +525,10 @@ fn an_out_osd_gets_exactly_its_pgs_remapped() {
 
     // Refresh every PG: only the ones holding X change.
     let all: Vec<PgId> = before.iter().map(|(id, _)| *id).collect();
-    let a = run(&mut s, Command::RefreshPgs { pool: p, pgs: all });
+    let a = run(&mut s, command::RefreshPgs { pool: p, pgs: all });
     assert_eq!(
-        a.outcome,
-        Outcome::Refreshed {
+        a.reply,
+        reply::Refreshed {
             changed: expected.len()
         }
     );
@@ -571,7 +574,7 @@ fn an_out_osd_gets_exactly_its_pgs_remapped() {
     assert!(s.pgs_needing_refresh(p, usize::MAX).is_empty());
     // Refreshing again changes nothing.
     let all: Vec<PgId> = pgs(&s, p).iter().map(|(id, _)| *id).collect();
-    assert_no_op(&mut s, Command::RefreshPgs { pool: p, pgs: all });
+    assert_no_op(&mut s, command::RefreshPgs { pool: p, pgs: all });
 }
 
 #[test]
@@ -579,7 +582,7 @@ fn refresh_pgs_refuses_an_unknown_pool_and_skips_unknown_pgs() {
     let (mut s, p) = active_pool();
     refuse(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: PoolId(9),
             pgs: vec![PgId(0)],
         },
@@ -587,7 +590,7 @@ fn refresh_pgs_refuses_an_unknown_pool_and_skips_unknown_pgs() {
     );
     assert_no_op(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: p,
             pgs: vec![PgId(64), PgId(u32::MAX)],
         },
@@ -691,8 +694,8 @@ fn member_change_finish_success_adopts_the_target() {
     assert_eq!(now.change_failures, 0);
     assert_eq!(now.version, epoch.next());
     assert_eq!(
-        a.outcome,
-        Outcome::Pg {
+        a.reply,
+        reply::Pg {
             pool_epoch: epoch.next(),
             state: PgState::ACTIVE.0,
             version: epoch.next()
@@ -768,7 +771,7 @@ fn a_leader_report_during_the_change_keeps_the_target() {
 #[test]
 fn marking_the_out_osd_in_again_aborts_the_change_at_the_next_leader_report() {
     let (mut s, p, id) = remapped();
-    run(&mut s, Command::OsdIn { id: X });
+    run(&mut s, command::OsdIn { id: X });
     let m = pg(&s, p, id).members;
     assert!(m.contains(&X));
     run(&mut s, elect(m[0], p, id, &m, &[]));
@@ -786,7 +789,7 @@ fn marking_the_out_osd_in_does_not_abort_a_change_already_in_flight() {
     let (mut s, p, id) = remapped();
     let before = pg(&s, p, id);
     let target = before.target.clone().unwrap();
-    run(&mut s, Command::OsdIn { id: X });
+    run(&mut s, command::OsdIn { id: X });
     // The raft group is in joint consensus: the old members plus the target as new members.
     // The monitor cannot call that change off any more; the OSDs will finish it.
     let leader = before.members[0];
@@ -813,7 +816,7 @@ fn moving_an_osd_into_the_host_of_another_member_remaps_its_pgs() {
     let host_of_b = osd(&s, m[1].0).location.host.clone();
     run(
         &mut s,
-        Command::SetLocation {
+        command::SetLocation {
             id: m[0],
             host: Some(host_of_b),
             rack: None,
@@ -834,7 +837,7 @@ fn moving_an_osd_to_another_root_remaps_its_pgs() {
     let held = holding(&s, p, X);
     run(
         &mut s,
-        Command::SetLocation {
+        command::SetLocation {
             id: X,
             host: None,
             rack: None,
@@ -856,7 +859,7 @@ fn an_osd_going_down_degrades_exactly_its_pgs() {
     let before = pgs(&s, p);
     let epoch = get_pool(&s, p).epoch;
     let y = OsdId(2);
-    run(&mut s, Command::MarkDown { ids: vec![y] });
+    run(&mut s, command::MarkDown { ids: vec![y] });
     let expected = holding(&s, p, y);
     assert_eq!(s.pgs_needing_refresh(p, usize::MAX), expected);
     assert_eq!(refresh(&mut s, p), expected.len());
@@ -874,18 +877,18 @@ fn an_osd_going_down_degrades_exactly_its_pgs() {
     // A second down OSD in the same PG makes it down.
     let id = expected[0];
     let other = *pg(&s, p, id.0).members.iter().find(|m| **m != y).unwrap();
-    run(&mut s, Command::MarkDown { ids: vec![other] });
+    run(&mut s, command::MarkDown { ids: vec![other] });
     refresh(&mut s, p);
     assert_eq!(pg(&s, p, id.0).state, PgState::DOWN);
     // Back up: healthy again.
     run(
         &mut s,
-        Command::MarkUp {
+        command::MarkUp {
             id: other,
             instance: 1,
         },
     );
-    run(&mut s, Command::MarkUp { id: y, instance: 1 });
+    run(&mut s, command::MarkUp { id: y, instance: 1 });
     refresh(&mut s, p);
     for (_, pg) in pgs(&s, p) {
         assert_eq!(pg.state, PgState::ACTIVE);
@@ -896,7 +899,7 @@ fn an_osd_going_down_degrades_exactly_its_pgs() {
 fn a_stopped_osd_degrades_its_pgs_and_its_auto_out_remaps_them() {
     let (mut s, p) = active_pool();
     let y = OsdId(2);
-    run(&mut s, Command::OsdStop { id: y });
+    run(&mut s, command::OsdStop { id: y });
     refresh(&mut s, p);
     let held = holding(&s, p, y);
     for id in &held {
@@ -907,7 +910,7 @@ fn a_stopped_osd_degrades_its_pgs_and_its_auto_out_remaps_them() {
     }
     run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: vec![y],
             guards: NO_GUARDS,
         },
@@ -939,14 +942,14 @@ fn a_second_out_waits_for_the_first_change_to_finish() {
         .iter()
         .find(|m| first.members.contains(m))
         .unwrap();
-    run(&mut s, Command::OsdOut { id: y });
+    run(&mut s, command::OsdOut { id: y });
     assert!(
         !s.pgs_needing_refresh(p, usize::MAX).contains(&PgId(id)),
         "a remapped PG is not remapped again"
     );
     run(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: p,
             pgs: vec![PgId(id)],
         },
@@ -976,7 +979,7 @@ fn a_second_out_waits_for_the_first_change_to_finish() {
 #[test]
 fn after_every_change_finishes_an_out_osd_can_be_purged() {
     let (mut s, p) = active_pool();
-    run(&mut s, Command::OsdOut { id: X });
+    run(&mut s, command::OsdOut { id: X });
     refresh(&mut s, p);
     for (id, pg) in pgs(&s, p) {
         if let Some(t) = pg.target {
@@ -984,8 +987,8 @@ fn after_every_change_finishes_an_out_osd_can_be_purged() {
         }
     }
     assert!(holding(&s, p, X).is_empty());
-    run(&mut s, Command::OsdStop { id: X });
-    run(&mut s, Command::Purge { id: X });
+    run(&mut s, command::OsdStop { id: X });
+    run(&mut s, command::Purge { id: X });
     assert!(s.osd(X).is_none());
     for (_, pg) in pgs(&s, p) {
         assert_valid_placement(&s, p, &pg.members);
@@ -997,7 +1000,7 @@ fn without_a_spare_domain_an_out_osd_is_not_replaced_and_the_size_is_kept() {
     let mut s = cluster(3, 3);
     let p = pool(&mut s, "rbd", 3, 8, "host");
     elect_all(&mut s, p);
-    run(&mut s, Command::OsdOut { id: X });
+    run(&mut s, command::OsdOut { id: X });
     refresh(&mut s, p);
     for (_, pg) in pgs(&s, p) {
         assert_eq!(pg.target, None, "no OSD can take its place");
@@ -1005,7 +1008,7 @@ fn without_a_spare_domain_an_out_osd_is_not_replaced_and_the_size_is_kept() {
         assert_eq!(pg.state, PgState::ACTIVE, "X still serves");
     }
     // Stopped: undersize until the domain is refilled.
-    run(&mut s, Command::OsdStop { id: X });
+    run(&mut s, command::OsdStop { id: X });
     refresh(&mut s, p);
     for (_, pg) in pgs(&s, p) {
         assert_eq!(pg.state, PgState::ACTIVE.with(PgState::UNDERSIZE));
@@ -1025,13 +1028,13 @@ fn without_a_spare_domain_an_out_osd_is_not_replaced_and_the_size_is_kept() {
 fn a_refresh_changes_at_most_one_batch() {
     let mut s = cluster(2, 2);
     let p = pool(&mut s, "p", 1, 600, "osd");
-    run(&mut s, Command::MarkDown { ids: ids(&[1, 2]) });
+    run(&mut s, command::MarkDown { ids: ids(&[1, 2]) });
     let all = s.pgs_needing_refresh(p, usize::MAX);
     assert_eq!(all.len(), 600);
-    let a = run(&mut s, Command::RefreshPgs { pool: p, pgs: all });
+    let a = run(&mut s, command::RefreshPgs { pool: p, pgs: all });
     assert_eq!(
-        a.outcome,
-        Outcome::Refreshed {
+        a.reply,
+        reply::Refreshed {
             changed: REFRESH_BATCH
         }
     );
@@ -1048,7 +1051,7 @@ fn remapping_never_targets_out_osds() {
     elect_all(&mut s, p);
     // Two OSDs of the same host go out one after the other, finishing in between.
     for out in [OsdId(1), OsdId(4)] {
-        run(&mut s, Command::OsdOut { id: out });
+        run(&mut s, command::OsdOut { id: out });
         refresh(&mut s, p);
         for (id, pg) in pgs(&s, p) {
             if let Some(t) = pg.target {
@@ -1074,53 +1077,49 @@ fn remapping_never_targets_out_osds() {
 fn records_round_trip_with_every_kind_of_entity() {
     let mut store = Store::default();
     let mut s = ClusterState::default();
-    let mut step = |s: &mut ClusterState, cmd: Command| {
-        store.run(s, cmd);
-        store.assert_loads_as(s);
-    };
     // Seven OSDs on four hosts; 7 never boots.
     for i in 1..=7u32 {
-        step(
+        store.step(
             &mut s,
-            Command::ApplyId {
+            command::ApplyId {
                 uuid: uuid(i.into()),
             },
         );
     }
     for i in 1..=6u32 {
-        step(&mut s, boot(i, i.into(), i % 4, 1));
+        store.step(&mut s, boot(i, i.into(), i % 4, 1));
     }
-    step(
+    store.step(
         &mut s,
-        Command::SetLocation {
+        command::SetLocation {
             id: OsdId(1),
             host: None,
             rack: Some("r1".to_string()),
             root: None,
         },
     );
-    step(
+    store.step(
         &mut s,
-        Command::SetWeight {
+        command::SetWeight {
             id: OsdId(2),
             weight: 2.5,
         },
     );
-    step(
+    store.step(
         &mut s,
-        Command::CreatePool(pool_args("rbd", 3, 300, "host")),
+        command::CreatePool(pool_args("rbd", 3, 300, "host")),
     );
-    step(&mut s, Command::CreatePool(pool_args("gone", 2, 20, "osd")));
-    step(&mut s, Command::CreatePool(pool_args("small", 1, 4, "osd")));
+    store.step(&mut s, command::CreatePool(pool_args("gone", 2, 20, "osd")));
+    store.step(&mut s, command::CreatePool(pool_args("small", 1, 4, "osd")));
     for (pool, name) in [
         ("rbd", "vm1"),
         ("rbd", "vm2"),
         ("gone", "vm1"),
         ("small", "x"),
     ] {
-        step(
+        store.step(
             &mut s,
-            Command::CreateImage {
+            command::CreateImage {
                 pool: pool.to_string(),
                 name: name.to_string(),
                 size: 1 << 30,
@@ -1128,78 +1127,78 @@ fn records_round_trip_with_every_kind_of_entity() {
             },
         );
     }
-    step(
+    store.step(
         &mut s,
-        Command::ResizeImage {
+        command::ResizeImage {
             pool: "rbd".to_string(),
             name: "vm1".to_string(),
             size: 2 << 30,
             allow_shrink: false,
         },
     );
-    step(
+    store.step(
         &mut s,
-        Command::RemoveImage {
+        command::RemoveImage {
             pool: "rbd".to_string(),
             name: "vm2".to_string(),
         },
     );
-    step(
+    store.step(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "gone".to_string(),
         },
     );
     let rbd = s.pool_by_name("rbd").unwrap().id;
     for (id, pg) in pgs(&s, rbd).into_iter().take(40) {
-        step(&mut s, elect(pg.members[0], rbd, id.0, &pg.members, &[]));
+        store.step(&mut s, elect(pg.members[0], rbd, id.0, &pg.members, &[]));
     }
     // osd.3 goes out by hand: its PGs are remapped; one change fails once, one finishes.
-    step(&mut s, Command::OsdOut { id: OsdId(3) });
+    store.step(&mut s, command::OsdOut { id: OsdId(3) });
     let remapped = s.pgs_needing_refresh(rbd, usize::MAX);
-    step(
+    store.step(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: rbd,
             pgs: remapped.clone(),
         },
     );
     let failing = pg(&s, rbd, remapped[0].0);
-    step(&mut s, finish(7, rbd, remapped[0].0, &failing.members));
+    store.step(&mut s, finish(7, rbd, remapped[0].0, &failing.members));
     let done = pg(&s, rbd, remapped[1].0).target.unwrap();
-    step(&mut s, finish(0, rbd, remapped[1].0, &done.members));
+    store.step(&mut s, finish(0, rbd, remapped[1].0, &done.members));
     // osd.4 is auto-out, osd.5 stopped, a new osd.8 deferred by noin, osd.6 held down by noup.
-    step(
+    store.step(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: vec![OsdId(4)],
         },
     );
-    step(
+    store.step(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: vec![OsdId(4)],
             guards: NO_GUARDS,
         },
     );
-    step(&mut s, Command::OsdStop { id: OsdId(5) });
-    step(&mut s, Command::SetFlag(ClusterFlag::NoIn));
-    step(&mut s, Command::ApplyId { uuid: uuid(8) });
-    step(&mut s, boot(8, 8, 3, 1));
-    step(&mut s, Command::OsdStop { id: OsdId(6) });
-    step(&mut s, Command::SetFlag(ClusterFlag::NoUp));
-    step(&mut s, boot(6, 6, 2, 2));
+    store.step(&mut s, command::OsdStop { id: OsdId(5) });
+    store.step(&mut s, command::SetFlag(ClusterFlag::NoIn));
+    store.step(&mut s, command::ApplyId { uuid: uuid(8) });
+    store.step(&mut s, boot(8, 8, 3, 1));
+    store.step(&mut s, command::OsdStop { id: OsdId(6) });
+    store.step(&mut s, command::SetFlag(ClusterFlag::NoUp));
+    store.step(&mut s, boot(6, 6, 2, 2));
     let list = s.pgs_needing_refresh(rbd, usize::MAX);
-    step(
+    store.step(
         &mut s,
-        Command::RefreshPgs {
+        command::RefreshPgs {
             pool: rbd,
             pgs: list,
         },
     );
     // An OSD purged after its PGs left it.
-    step(&mut s, Command::ApplyId { uuid: uuid(9) });
-    step(&mut s, Command::Purge { id: OsdId(9) });
+    store.step(&mut s, command::ApplyId { uuid: uuid(9) });
+    store.step(&mut s, command::Purge { id: OsdId(9) });
 
     // Every kind of entity is in the state that round-tripped.
     assert!(s.tombstone(PoolId(2)).is_some());
@@ -1252,12 +1251,12 @@ fn pgs_that_cannot_be_refilled_are_not_listed_for_remap() {
     let mut s = cluster(3, 3);
     let p = pool(&mut s, "rbd", 3, 16, "host");
     elect_all(&mut s, p);
-    run(&mut s, Command::OsdOut { id: X });
+    run(&mut s, command::OsdOut { id: X });
     // X is still up, so the health bits are right; a remap is impossible: nothing to do, and
     // the reconciler does not spin on these PGs.
     assert!(s.pgs_needing_refresh(p, usize::MAX).is_empty());
     // Once X is also down, the health bits change and are listed again.
-    run(&mut s, Command::MarkDown { ids: vec![X] });
+    run(&mut s, command::MarkDown { ids: vec![X] });
     assert_eq!(s.pgs_needing_refresh(p, usize::MAX).len(), 16);
     assert_eq!(refresh(&mut s, p), 16);
     assert!(s.pgs_needing_refresh(p, usize::MAX).is_empty());

@@ -5,16 +5,15 @@ use std::collections::HashSet;
 use super::*;
 use crate::cluster::placement::PlacementError;
 use crate::cluster::{
-    ClusterState, Command, Epoch, FailureDomain, MAX_PG_COUNT, Outcome, PG_CHUNK, PgState,
-    PoolArgs, RecordKey,
+    ClusterState, Epoch, FailureDomain, MAX_PG_COUNT, PG_CHUNK, PgState, PoolArgs, RecordKey,
 };
 
-fn create(s: &mut ClusterState, args: PoolArgs) -> Applied {
-    run(s, Command::CreatePool(args))
+fn create(s: &mut ClusterState, args: PoolArgs) -> Applied<reply::PoolCreated> {
+    run(s, command::CreatePool(args))
 }
 
 fn refuse_pool(s: &mut ClusterState, args: PoolArgs, expected: ClusterError) {
-    refuse(s, Command::CreatePool(args), expected);
+    refuse(s, command::CreatePool(args), expected);
 }
 
 /// `cluster(n, hosts)` with every OSD labelled into `rack{host % racks}`.
@@ -23,7 +22,7 @@ fn racked(n: u32, hosts: u32, racks: u32) -> ClusterState {
     for i in 1..=n {
         run(
             &mut s,
-            Command::SetLocation {
+            command::SetLocation {
                 id: OsdId(i),
                 host: None,
                 rack: Some(format!("rack{}", (i % hosts) % racks)),
@@ -160,7 +159,7 @@ fn host_failure_domain_needs_size_hosts() {
 #[test]
 fn size_above_the_number_of_in_osds_is_refused() {
     let mut s = cluster(4, 4);
-    run(&mut s, Command::OsdOut { id: OsdId(4) });
+    run(&mut s, command::OsdOut { id: OsdId(4) });
     // A new, never booted OSD does not count either.
     apply_id(&mut s, &uuid(50));
     for fd in ["osd", "host"] {
@@ -191,7 +190,7 @@ fn an_unknown_root_has_no_osds() {
         }),
     );
     args.root = "bad root".to_string();
-    let e = refuse_any(&mut s, Command::CreatePool(args));
+    let e = refuse_any(&mut s, command::CreatePool(args));
     assert!(
         matches!(e, ClusterError::InvalidLocation { field: "root", .. }),
         "{e:?}"
@@ -204,7 +203,7 @@ fn a_pool_under_a_labelled_root_uses_only_its_osds() {
     for i in [2, 4, 6] {
         run(
             &mut s,
-            Command::SetLocation {
+            command::SetLocation {
                 id: OsdId(i),
                 host: None,
                 rack: None,
@@ -214,10 +213,7 @@ fn a_pool_under_a_labelled_root_uses_only_its_osds() {
     }
     let mut args = pool_args("fast", 3, 32, "host");
     args.root = "ssd".to_string();
-    let id = match create(&mut s, args).outcome {
-        Outcome::PoolCreated { id, .. } => id,
-        o => panic!("{o:?}"),
-    };
+    let id = create(&mut s, args).reply.id;
     assert_eq!(get_pool(&s, id).root, "ssd");
     for (_, p) in pgs(&s, id) {
         let mut m: Vec<u32> = p.members.iter().map(|o| o.0).collect();
@@ -277,7 +273,7 @@ fn root_failure_domain_needs_as_many_roots_as_replicas() {
 #[test]
 fn a_refused_create_does_not_use_up_a_pool_id() {
     let mut s = cluster(3, 3);
-    refuse_any(&mut s, Command::CreatePool(pool_args("p", 4, 8, "osd")));
+    refuse_any(&mut s, command::CreatePool(pool_args("p", 4, 8, "osd")));
     assert_eq!(pool(&mut s, "p", 3, 8, "host"), PoolId(1));
 }
 
@@ -289,8 +285,8 @@ fn create_pool_places_every_pg_creating_on_distinct_in_osds() {
     let osdmap = s.osdmap_epoch();
     let a = create(&mut s, pool_args("rbd", 3, 600, "host"));
     assert_eq!(
-        a.outcome,
-        Outcome::PoolCreated {
+        a.reply,
+        reply::PoolCreated {
             id: PoolId(1),
             epoch: Epoch(1)
         }
@@ -342,11 +338,11 @@ fn chunk_keys_round_up() {
 #[test]
 fn create_pool_never_places_on_out_or_new_osds() {
     let mut s = cluster(6, 6);
-    run(&mut s, Command::OsdOut { id: OsdId(3) });
-    run(&mut s, Command::OsdStop { id: OsdId(5) });
+    run(&mut s, command::OsdOut { id: OsdId(3) });
+    run(&mut s, command::OsdStop { id: OsdId(5) });
     run(
         &mut s,
-        Command::MarkOut {
+        command::MarkOut {
             ids: vec![OsdId(5)],
             guards: NO_GUARDS,
         },
@@ -366,7 +362,7 @@ fn pgs_on_down_osds_start_undersize_or_down() {
     let mut s = cluster(3, 3);
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: vec![OsdId(1)],
         },
     );
@@ -376,7 +372,7 @@ fn pgs_on_down_osds_start_undersize_or_down() {
     }
     run(
         &mut s,
-        Command::MarkDown {
+        command::MarkDown {
             ids: vec![OsdId(2)],
         },
     );
@@ -418,14 +414,14 @@ fn pool_ids_increase_and_are_never_reused() {
     assert_eq!(pool(&mut s, "b", 3, 8, "host"), PoolId(2));
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "b".to_string(),
         },
     );
     assert_eq!(pool(&mut s, "b", 3, 8, "host"), PoolId(3));
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "a".to_string(),
         },
     );
@@ -439,7 +435,7 @@ fn create_delete_create_gives_id_2() {
     pool(&mut s, "rbd", 3, 8, "host");
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
     );
@@ -455,7 +451,7 @@ fn delete_of_an_unknown_pool_is_refused() {
     for name in ["", "nope", "RBD"] {
         refuse(
             &mut s,
-            Command::DeletePool {
+            command::DeletePool {
                 name: name.to_string(),
             },
             ClusterError::UnknownPoolName(name.to_string()),
@@ -464,13 +460,13 @@ fn delete_of_an_unknown_pool_is_refused() {
     // A deleted pool is unknown too.
     run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
     );
     refuse(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
         ClusterError::UnknownPoolName("rbd".to_string()),
@@ -488,7 +484,7 @@ fn delete_pool_leaves_a_tombstone_and_cleans_up_pgs_and_images() {
     for name in ["vm1", "vm2"] {
         run(
             &mut s,
-            Command::CreateImage {
+            command::CreateImage {
                 pool: "rbd".to_string(),
                 name: name.to_string(),
                 size: 1 << 30,
@@ -498,7 +494,7 @@ fn delete_pool_leaves_a_tombstone_and_cleans_up_pgs_and_images() {
     }
     run(
         &mut s,
-        Command::CreateImage {
+        command::CreateImage {
             pool: "keep".to_string(),
             name: "vm1".to_string(),
             size: 1 << 20,
@@ -515,13 +511,13 @@ fn delete_pool_leaves_a_tombstone_and_cleans_up_pgs_and_images() {
 
     let a = run(
         &mut s,
-        Command::DeletePool {
+        command::DeletePool {
             name: "rbd".to_string(),
         },
     );
     assert_eq!(
-        a.outcome,
-        Outcome::PoolDeleted {
+        a.reply,
+        reply::PoolDeleted {
             id,
             epoch: epoch.next()
         }

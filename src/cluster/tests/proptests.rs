@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::*;
 use crate::cluster::placement::PoolSpec;
 use crate::cluster::topology::Topology;
-use crate::cluster::{ClusterState, Command, Outcome, PgState, PoolArgs};
+use crate::cluster::{ClusterState, PgState, PoolArgs};
 
 #[derive(Debug, Clone)]
 struct Setup {
@@ -81,7 +81,7 @@ fn build(setup: &Setup) -> ClusterState {
     }
     for (i, (size, count, fd)) in setup.pools.iter().enumerate() {
         s.begin_group();
-        let _ = s.apply(&Command::CreatePool(PoolArgs {
+        let _ = s.apply(&command::CreatePool(PoolArgs {
             name: format!("p{i}"),
             size: *size,
             pg_count: *count,
@@ -95,22 +95,20 @@ fn build(setup: &Setup) -> ClusterState {
 fn add_osd(s: &mut ClusterState, n: u32, host: u32, racks: u32) {
     s.begin_group();
     let uuid = Uuid::from_u128(0xfb00_0000 + u128::from(n)).to_string();
-    let Ok(a) = s.apply(&Command::ApplyId { uuid: uuid.clone() }) else {
+    let Ok(a) = s.apply(&command::ApplyId { uuid: uuid.clone() }) else {
         return;
     };
-    let Outcome::AppliedId { id, .. } = a.outcome else {
-        return;
-    };
+    let id = a.reply.id;
     let mut args = boot_args(id, &uuid, host, 1);
     if racks > 0 {
         args.rack = format!("rack{}", host % racks);
     }
     s.begin_group();
-    s.apply(&Command::Boot(Box::new(args))).expect("boot");
+    s.apply(&command::Boot(args)).expect("boot");
 }
 
 /// Applies a command; a refusal must leave the state exactly as it was.
-fn try_apply(s: &mut ClusterState, cmd: Command) -> Option<Applied> {
+fn try_apply<C: Command>(s: &mut ClusterState, cmd: C) -> Option<Applied<C::Reply>> {
     s.begin_group();
     let before = s.clone();
     match s.apply(&cmd) {
@@ -134,8 +132,8 @@ fn reconcile(s: &mut ClusterState) {
         for pool in pools {
             let pgs = s.pgs_needing_refresh(pool, usize::MAX);
             if !pgs.is_empty() {
-                let a = try_apply(s, Command::RefreshPgs { pool, pgs }).expect("refresh");
-                any |= matches!(a.outcome, Outcome::Refreshed { changed } if changed > 0);
+                let a = try_apply(s, command::RefreshPgs { pool, pgs }).expect("refresh");
+                any |= a.reply.changed > 0;
             }
         }
         if !any {
@@ -144,7 +142,7 @@ fn reconcile(s: &mut ClusterState) {
     }
     let budget = (s.pg_count() / 20).max(1);
     for (pool, moves) in s.plan_rebalance(budget) {
-        try_apply(s, Command::Rebalance { pool, moves }).expect("rebalance");
+        try_apply(s, command::Rebalance { pool, moves }).expect("rebalance");
     }
 }
 
@@ -164,7 +162,7 @@ fn check_invariants(s: &ClusterState) {
             root: p.root.clone(),
         };
         let ok_for_pool = usable(s, &spec.root);
-        let whole = crate::cluster::pool_ops::Usable::new(s, p);
+        let whole = crate::cluster::queries::Usable::new(s, p);
         let up = s.up_set();
         for (id, pg) in p.pgs.iter() {
             // The per-PG views used by PG reports agree with the whole-cluster ones.
@@ -174,7 +172,7 @@ fn check_invariants(s: &ClusterState) {
                 .chain(pg.target.iter().flat_map(|t| &t.members))
                 .copied()
                 .collect();
-            let among = crate::cluster::pool_ops::Usable::among(s, p, involved.iter().copied());
+            let among = crate::cluster::queries::Usable::among(s, p, involved.iter().copied());
             assert_eq!(among.misplaced(&pg.members), whole.misplaced(&pg.members));
             if let Some(t) = &pg.target {
                 assert_eq!(among.misplaced(&t.members), whole.misplaced(&t.members));
@@ -267,7 +265,7 @@ fn finish_all(s: &mut ClusterState) {
     for (pool, pg, reporter, members) in work {
         try_apply(
             s,
-            Command::MemberChangeFinish {
+            command::MemberChangeFinish {
                 reporter: Some(reporter),
                 result: 0,
                 pool,
@@ -300,7 +298,7 @@ proptest! {
                         // A single out of an OSD in a quiet cluster remaps exactly its PGs.
                         let quiet = s.remapped_count() == 0 && s.osd(id).is_some_and(|o| o.is_in());
                         let held: usize = s.pools().map(|p| p.pgs.iter().filter(|(_, g)| g.members.contains(&id)).count()).sum();
-                        try_apply(&mut s, Command::OsdOut { id });
+                        try_apply(&mut s, command::OsdOut { id });
                         let pools: Vec<PoolId> = s.pools().map(|p| p.id).collect();
                         let mut placeable = true;
                         for pool in pools {
@@ -309,7 +307,7 @@ proptest! {
                             placeable &= crate::cluster::placement::check(&Topology::from_osds(s.osds().map(|o| &**o)), &spec).is_ok();
                             let pgs = s.pgs_needing_refresh(pool, usize::MAX);
                             if !pgs.is_empty() {
-                                try_apply(&mut s, Command::RefreshPgs { pool, pgs });
+                                try_apply(&mut s, command::RefreshPgs { pool, pgs });
                             }
                         }
                         if quiet && placeable {
@@ -317,16 +315,16 @@ proptest! {
                         }
                     }
                 }
-                Event::In(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, Command::OsdIn { id }); },
-                Event::Down(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, Command::MarkDown { ids: vec![id] }); },
-                Event::Up(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, Command::MarkUp { id, instance: 1 }); },
+                Event::In(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, command::OsdIn { id }); },
+                Event::Down(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, command::MarkDown { ids: vec![id] }); },
+                Event::Up(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, command::MarkUp { id, instance: 1 }); },
                 Event::Add(host) => {
                     next += 1;
                     add_osd(&mut s, next, host % setup.hosts.len() as u32, setup.racks);
                 }
-                Event::Remove(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, Command::Purge { id }); },
+                Event::Remove(i) => if let Some(id) = nth_osd(&s, i) { try_apply(&mut s, command::Purge { id }); },
                 Event::Reweight(i, w) => if let Some(id) = nth_osd(&s, i) {
-                    try_apply(&mut s, Command::SetWeight { id, weight: f64::from(w) / 1000.0 });
+                    try_apply(&mut s, command::SetWeight { id, weight: f64::from(w) / 1000.0 });
                 },
                 Event::FinishAll => finish_all(&mut s),
             }
