@@ -423,7 +423,7 @@ async fn resign(client: &Etcd, leader_key: &etcd_client::LeaderKey) {
 struct KeepAlive {
     /// Cancelled when the lease is (or may be) gone.
     lost: CancellationToken,
-    lost_reason: Arc<std::sync::Mutex<LeadershipChange>>,
+    lost_reason: Arc<parking_lot::Mutex<LeadershipChange>>,
     /// Asks for a keep-alive now.
     kick: Arc<Notify>,
     /// Start instant of the last successful keep-alive.
@@ -434,7 +434,7 @@ struct KeepAlive {
 impl KeepAlive {
     fn spawn(client: Etcd, lease_id: i64, ttl: Duration, clock: LeaseClock) -> KeepAlive {
         let lost = CancellationToken::new();
-        let lost_reason = Arc::new(std::sync::Mutex::new(LeadershipChange::LeaseDeadline));
+        let lost_reason = Arc::new(parking_lot::Mutex::new(LeadershipChange::LeaseDeadline));
         let kick = Arc::new(Notify::new());
         let (success_tx, success) = watch::channel(None);
         let task = tokio::spawn(keepalive_loop(
@@ -457,7 +457,7 @@ impl KeepAlive {
     }
 
     fn reason(&self) -> LeadershipChange {
-        *self.lost_reason.lock().unwrap_or_else(|p| p.into_inner())
+        *self.lost_reason.lock()
     }
 
     fn stop(&self) {
@@ -472,7 +472,7 @@ async fn keepalive_loop(
     ttl: Duration,
     clock: LeaseClock,
     lost: CancellationToken,
-    lost_reason: Arc<std::sync::Mutex<LeadershipChange>>,
+    lost_reason: Arc<parking_lot::Mutex<LeadershipChange>>,
     kick: Arc<Notify>,
     success: watch::Sender<Option<Instant>>,
 ) {
@@ -481,7 +481,7 @@ async fn keepalive_loop(
     let mut stream = None;
     let mut endpoint = 0;
     let give_up = |reason: LeadershipChange| {
-        *lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        *lost_reason.lock() = reason;
         clock.expire();
         lost.cancel();
     };

@@ -4,8 +4,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -31,7 +32,7 @@ impl LogFile {
     /// Reopens the file by path: after a rotation this starts a fresh file.
     pub fn reopen(&self) -> io::Result<()> {
         let fresh = open_append(&self.path)?;
-        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.file.lock() = fresh;
         Ok(())
     }
 
@@ -55,17 +56,13 @@ pub struct LogFileWriter<'a>(&'a LogFile);
 
 impl Write for LogFileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut f = self.0.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.0.file.lock();
         f.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0
-            .file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .flush()
+        self.0.file.lock().flush()
     }
 }
 

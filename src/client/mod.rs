@@ -3,9 +3,9 @@
 //! fbclient, the simulator, the tests and the benchmarks all use it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -116,12 +116,7 @@ impl MonitorClient {
         MonitorClient {
             monitors: self.monitors.clone(),
             options: self.options.clone(),
-            leader: Mutex::new(
-                self.leader
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
-            ),
+            leader: Mutex::new(self.leader.lock().clone()),
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -136,7 +131,7 @@ impl MonitorClient {
     }
 
     fn channel(&self, address: &str) -> Result<Channel, ClientError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self.channels.lock();
         if let Some(c) = channels.get(address) {
             return Ok(c.clone());
         }
@@ -270,14 +265,11 @@ impl MonitorClient {
     }
 
     fn cached_leader(&self) -> Option<String> {
-        self.leader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.leader.lock().clone()
     }
 
     fn remember_leader(&self, leader: Option<String>) {
-        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+        *self.leader.lock() = leader;
     }
 }
 

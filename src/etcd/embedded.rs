@@ -12,9 +12,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -535,7 +536,7 @@ fn forward_output(
                 let Ok(line) = line else { break };
                 let (level, text) = parse_etcd_log_line(&line);
                 {
-                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut t = tail.lock();
                     if t.len() == TAIL_LINES {
                         t.pop_front();
                     }
@@ -588,7 +589,7 @@ fn parse_etcd_log_line(line: &str) -> (EtcdLevel, String) {
 }
 
 fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
-    let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tail.lock();
     let lines: Vec<&str> = t.iter().rev().take(3).rev().map(String::as_str).collect();
     if lines.is_empty() {
         "(none)".to_string()

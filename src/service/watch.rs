@@ -12,8 +12,8 @@
 //! every subscriber at the same epoch.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 
+use parking_lot::RwLock;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -64,18 +64,12 @@ impl WatchCache {
     ) -> WatchClusterMapResponse {
         // Thousands of watchers at the same epoch look up the same update: they share a read
         // lock; the first one builds it.
-        if let Some(u) = self
-            .updates
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .by_key
-            .get(&key)
-        {
+        if let Some(u) = self.updates.read().by_key.get(&key) {
             return u.clone();
         }
         let u = WatchClusterMapResponse::encode(&build());
         let size = prost::Message::encoded_len(&u);
-        let mut cache = self.updates.write().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.updates.write();
         // Another watcher may have built it meanwhile: everyone must share one buffer.
         if let Some(u) = cache.by_key.get(&key) {
             return u.clone();

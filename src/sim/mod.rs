@@ -6,11 +6,12 @@
 //! tests and the benchmarks; 10,000 OSDs run in one process.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, MapWatcher, MonitorClient, PoolMap, Scope};
@@ -200,10 +201,7 @@ impl Fleet {
     /// Every heartbeat sent so far with its answer, in the order the answers came (empty unless
     /// the spec sets `record_heartbeats`).
     pub fn heartbeat_records(&self) -> Vec<HeartbeatRecord> {
-        self.heartbeat_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.heartbeat_log.lock().clone()
     }
 
     /// Stops an OSD: it falls silent (no heartbeat, no PG work), like a crashed process.
@@ -280,11 +278,7 @@ impl Fleet {
                                 answered: Instant::now(),
                                 result: r.map_err(|e| e.to_string()),
                             };
-                            fleet
-                                .heartbeat_log
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(record);
+                            fleet.heartbeat_log.lock().push(record);
                         }
                     }
                 })
@@ -322,8 +316,8 @@ impl Fleet {
     /// What the live OSDs have to tell the monitor about their PGs.
     fn pg_work(&self, pools: &BTreeMap<u32, PoolMap>) -> Vec<PgWork> {
         let now = Instant::now();
-        let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
-        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut changes = self.changes.lock();
+        let reported = self.reported.lock();
         let mut live_changes = HashSet::new();
         let mut out = Vec::new();
         for (pool_id, pool) in pools {
@@ -393,10 +387,7 @@ impl Fleet {
                     .await;
                 if r.is_ok() {
                     self.stats.leader_reports.fetch_add(1, Ordering::Relaxed);
-                    self.reported
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert((*pool, *pg), *version);
+                    self.reported.lock().insert((*pool, *pg), *version);
                 }
                 r.map(|_| ())
             }
