@@ -24,11 +24,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -178,7 +179,7 @@ impl Listener {
     /// free once its server task has seen the close, an instant later; until then the count
     /// may exceed the cap by the replacements in flight, which the descriptor reserve absorbs.
     fn replace_oldest_silent(&mut self) -> bool {
-        let mut silent = self.silent.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut silent = self.silent.lock();
         while let Some(oldest) = silent.first_entry() {
             let (accepted, close) = oldest.get();
             if close.is_cancelled() {
@@ -226,10 +227,7 @@ impl Listener {
         let base = Instant::now();
         let id = self.accepted;
         self.accepted += 1;
-        self.silent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, (base, close.clone()));
+        self.silent.lock().insert(id, (base, close.clone()));
         self.open.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .connections_open
@@ -335,10 +333,7 @@ struct OpenGuard {
 impl OpenGuard {
     /// The connection sent something: it is a client, not a candidate for replacement.
     fn spoke(&self) {
-        self.silent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        self.silent.lock().remove(&self.id);
     }
 }
 
@@ -628,10 +623,7 @@ mod tests {
         let count = |m: &prometheus::IntCounterVec| m.with_label_values(&["test"]).get();
         assert_eq!(count(&l.metrics.connections_replaced), 1);
         assert_eq!(count(&l.metrics.connections_refused), 1);
-        assert!(
-            l.silent.lock().unwrap().len() <= 1,
-            "closed ones are forgotten"
-        );
+        assert!(l.silent.lock().len() <= 1, "closed ones are forgotten");
     }
 
     #[test]
