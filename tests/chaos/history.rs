@@ -3,11 +3,11 @@
 //! time since the run started. The checker reads nothing else.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fastblock_monitor::proto::monitor::ClusterFlag;
+use parking_lot::Mutex;
 
 /// An operation a client invoked.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,14 +226,11 @@ impl History {
     }
 
     fn push(&self, at: Duration, process: &str, event: Event) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Entry {
-                at,
-                process: process.to_string(),
-                event,
-            });
+        self.entries.lock().push(Entry {
+            at,
+            process: process.to_string(),
+            event,
+        });
     }
 
     /// Records an invoke now; returns the operation's number for its completion.
@@ -285,7 +282,6 @@ impl History {
         let margin = Duration::from_secs(1);
         self.entries
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .rev()
             .take_while(|e| e.at + margin >= since)
@@ -294,11 +290,7 @@ impl History {
 
     /// Every entry so far, in time order (entries recorded at the same time keep their order).
     pub fn entries(&self) -> Vec<Entry> {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut entries = self.entries.lock().clone();
         entries.sort_by_key(|e| e.at);
         entries
     }

@@ -20,8 +20,9 @@
 //! pairs and the route along.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::Mutex;
 
 /// Every namespace this module creates starts with this.
 const PREFIX: &str = "fbnet-";
@@ -120,8 +121,8 @@ impl Topology {
         }
     }
 
-    fn rules(&self) -> std::sync::MutexGuard<'_, Vec<Vec<String>>> {
-        self.dropped.lock().unwrap_or_else(|p| p.into_inner())
+    fn rules(&self) -> parking_lot::MutexGuard<'_, Vec<Vec<String>>> {
+        self.dropped.lock()
     }
 
     fn drop_traffic(&self, selector: &[&str]) {
