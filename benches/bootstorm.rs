@@ -14,10 +14,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::TestCluster;
 use common::api::boot_request;
-use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const STORM: u32 = 10_000;
 const SEQUENTIAL: u32 = 500;
@@ -85,24 +85,9 @@ fn scrape_cost(c: &TestCluster, n: usize) -> (Duration, usize) {
 }
 
 async fn run() {
-    let mut c = TestCluster::new(
-        1,
-        ClusterOptions {
-            extra_config: "osd_down_after = \"3600s\"".to_string(),
-            ..ClusterOptions::default()
-        },
-    );
-    c.start_all();
-    c.wait_leader(&[0], Duration::from_secs(120));
+    let c = common::standalone_for_bench();
     let addr = c.monitors[0].grpc.clone();
-    let channels: Vec<Channel> = (0..CONNECTIONS)
-        .map(|_| {
-            Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-        .collect();
+    let channels = common::lazy_channels(&addr, CONNECTIONS);
     let mut m = api::monitor_client::MonitorClient::new(channels[0].clone())
         .max_decoding_message_size(1 << 30);
 

@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::api::boot_request;
-use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const OSDS: u32 = 10_000;
 /// Heartbeats per second during the flood: every OSD once a second.
@@ -158,33 +157,12 @@ where
 }
 
 async fn run() {
-    let mut c = TestCluster::new(
-        1,
-        ClusterOptions {
-            extra_config: "osd_down_after = \"3600s\"".to_string(),
-            ..ClusterOptions::default()
-        },
-    );
-    c.start_all();
-    c.wait_leader(&[0], Duration::from_secs(120));
+    let c = common::standalone_for_bench();
     let addr = c.monitors[0].grpc.clone();
-    let channels: Vec<Channel> = (0..CONNECTIONS)
-        .map(|_| {
-            Endpoint::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-        .collect();
+    let channels = common::lazy_channels(&addr, CONNECTIONS);
     let osds = Arc::new(boot_all(&channels).await);
     // The writer has its own connection, as an operator's client would.
-    let writer_channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .unwrap();
-    let mut writer = Client::new(writer_channel);
+    let mut writer = Client::new(common::lazy_channels(&addr, 1).remove(0));
 
     let quiet = time_writes(&mut writer).await;
 

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::api::{boot_request, uuid};
-use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::{ClientOptions, MonitorClient};
 use fastblock_monitor::proto::monitor as api;
 use tonic::transport::{Channel, Endpoint};
@@ -41,15 +40,7 @@ fn main() {
 }
 
 async fn run(phase: Duration) {
-    let mut c = TestCluster::new(
-        1,
-        ClusterOptions {
-            extra_config: "osd_down_after = \"3600s\"".to_string(),
-            ..ClusterOptions::default()
-        },
-    );
-    c.start_all();
-    c.wait_leader(&[0], Duration::from_secs(120));
+    let c = common::standalone_for_bench();
     let addr = c.monitors[0].grpc.clone();
     let m = Arc::new(
         MonitorClient::new(std::slice::from_ref(&addr), ClientOptions::default()).expect("client"),

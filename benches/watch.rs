@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::api::boot_request;
-use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::{ClientOptions, MonitorClient};
 use fastblock_monitor::proto::monitor as api;
 use fastblock_monitor::proto::wire::watch_cluster_map_response_fields::Update;
@@ -56,15 +55,7 @@ struct Shared {
 }
 
 async fn run(watchers: usize) {
-    let mut c = TestCluster::new(
-        1,
-        ClusterOptions {
-            extra_config: "osd_down_after = \"3600s\"".to_string(),
-            ..ClusterOptions::default()
-        },
-    );
-    c.start_all();
-    c.wait_leader(&[0], Duration::from_secs(120));
+    let c = common::standalone_for_bench();
     let addr = c.monitors[0].grpc.clone();
     let m = Arc::new(
         MonitorClient::new(std::slice::from_ref(&addr), ClientOptions::default()).unwrap(),

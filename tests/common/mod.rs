@@ -532,6 +532,33 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// Polls `cond` every 50 ms until it holds; panics after `timeout`.
+/// A standalone monitor serving as leader that marks no OSD down (benchmarks boot thousands of
+/// OSDs that never send heartbeats).
+pub fn standalone_for_bench() -> TestCluster {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"3600s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], Duration::from_secs(120));
+    c
+}
+
+/// `n` separate connections to `addr`, connected on first use.
+pub fn lazy_channels(addr: &str, n: usize) -> Vec<tonic::transport::Channel> {
+    (0..n)
+        .map(|_| {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
+        .collect()
+}
+
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     loop {
