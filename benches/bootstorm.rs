@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestCluster;
-use common::api::boot_request;
+use common::api::apply_and_boot;
 use fastblock_monitor::proto::monitor as api;
 use tonic::transport::Channel;
 
@@ -57,16 +57,7 @@ fn uuid(n: u32) -> String {
 }
 
 async fn boot_one(mut m: api::monitor_client::MonitorClient<Channel>, n: u32) {
-    let u = uuid(n);
-    let id = m
-        .apply_id(api::ApplyIdRequest { uuid: u.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .osd_id;
-    m.boot(boot_request(id, &u, &format!("host{}", n % 1000), 1, 64))
-        .await
-        .unwrap();
+    apply_and_boot(&mut m, &uuid(n), &format!("host{}", n % 1000), 64).await;
 }
 
 /// Median time and size of `n` GETs of `/metrics` on monitor 0.

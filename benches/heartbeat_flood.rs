@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::api::boot_request;
+use common::api::apply_and_boot;
 use fastblock_monitor::proto::monitor as api;
 use tonic::transport::Channel;
 
@@ -48,16 +48,7 @@ async fn boot_all(channels: &[Channel]) -> Vec<(u32, u64)> {
         .map(|n| {
             let mut m = Client::new(channels[n as usize % channels.len()].clone());
             tokio::spawn(async move {
-                let u = uuid(n);
-                let id = m
-                    .apply_id(api::ApplyIdRequest { uuid: u.clone() })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .osd_id;
-                m.boot(boot_request(id, &u, &format!("host{}", n % 500), 1, 4))
-                    .await
-                    .unwrap();
+                let id = apply_and_boot(&mut m, &uuid(n), &format!("host{}", n % 500), 4).await;
                 (id, 1)
             })
         })

@@ -20,6 +20,28 @@ pub fn uuid(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
+/// ApplyId then Boot (instance 1, `cores` shards) over a raw client, as an OSD starting for
+/// the first time does; returns the id granted.
+pub async fn apply_and_boot(
+    m: &mut api::monitor_client::MonitorClient<tonic::transport::Channel>,
+    uuid: &str,
+    host: &str,
+    cores: u32,
+) -> u32 {
+    let id = m
+        .apply_id(api::ApplyIdRequest {
+            uuid: uuid.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .osd_id;
+    m.boot(boot_request(id, uuid, host, 1, cores))
+        .await
+        .unwrap();
+    id
+}
+
 /// A valid boot request with `cores` shards.
 pub fn boot_request(
     id: u32,
