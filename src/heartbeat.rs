@@ -24,6 +24,10 @@ use crate::timing;
 /// heartbeats from 10,000 OSDs fits).
 const QUEUE_DEPTH: usize = 16_384;
 
+/// Messages handled per wake-up of the actor at most, so a flood cannot keep it from seeing
+/// `stop` or its refresh timer.
+const DRAIN_PER_WAKEUP: usize = 1024;
+
 /// What the detector knows that health, status and metrics read.
 #[derive(Debug, Clone)]
 pub struct Findings {
@@ -169,7 +173,14 @@ impl HeartbeatActor {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 m = self.queue.recv() => match m {
-                    Some(m) => heard_since_publish |= self.handle(m),
+                    Some(m) => {
+                        heard_since_publish |= self.handle(m);
+                        // Whatever queued meanwhile is handled in the same wake-up.
+                        for _ in 0..DRAIN_PER_WAKEUP {
+                            let Ok(m) = self.queue.try_recv() else { break };
+                            heard_since_publish |= self.handle(m);
+                        }
+                    }
                     None => return,
                 },
                 _ = refresh.tick(), if heard_since_publish => {
