@@ -1,7 +1,12 @@
 //! Compiles `proto/` with protox (a pure-Rust protobuf compiler), so building needs no system
-//! `protoc`. The encoded descriptor set is also kept for gRPC server reflection.
+//! `protoc`. The encoded descriptor set is also kept for gRPC server reflection. The legacy wire
+//! protocol (`proto/legacy.proto`, package `msg`) is compiled apart: it is not part of our API,
+//! so it stays out of the reflection descriptors and out of the gRPC code generation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The framed protobuf protocol of the existing fastblock components (port 3333).
+const LEGACY_PROTO: &str = "legacy.proto";
 
 const PROTOS: &[&str] = &[
     "fastblock/monitor/v1/monitor.proto",
@@ -40,6 +45,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".fastblock.monitor.store.v1", "crate::proto::store")
         .extern_path(".fastblock.monitor.wire.v1", "crate::proto::wire")
         .compile_fds(descriptors)?;
+    compile_legacy(&out_dir)
+}
+
+/// Messages only (no client, no server: the legacy protocol is not gRPC), and their own
+/// descriptor set, which the unit tests read to hold the generated code to the wire table.
+fn compile_legacy(out_dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true);
+    compiler.open_files([LEGACY_PROTO])?;
+    std::fs::write(
+        out_dir.join("legacy_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
 

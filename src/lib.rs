@@ -24,6 +24,7 @@ pub mod http;
 #[cfg(test)]
 mod layers;
 pub mod leadership;
+pub mod legacy;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
