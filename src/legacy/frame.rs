@@ -55,7 +55,9 @@ impl Default for MaxFrameLen {
 /// Which part of a frame a connection ended in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FramePart {
+    /// The 8-byte length.
     Header,
+    /// The protobuf after it.
     Payload,
 }
 
@@ -76,7 +78,7 @@ pub enum FrameError {
     #[error("frame of {len} bytes is over the limit of {max} bytes")]
     TooLarge { len: u64, max: u32 },
     /// The peer closed the connection inside a frame.
-    #[error("connection closed {got} bytes into a {expected}-byte frame {part}")]
+    #[error("connection closed after {got} of the {expected} bytes of a frame {part}")]
     Truncated {
         part: FramePart,
         expected: u64,

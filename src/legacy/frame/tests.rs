@@ -201,7 +201,7 @@ fn a_connection_closed_inside_a_frame_is_truncated() {
     let (_, end) = read_all(&cut_header, 8, MaxFrameLen::DEFAULT);
     assert_eq!(
         end.unwrap().to_string(),
-        "connection closed 3 bytes into a 8-byte frame length header"
+        "connection closed after 3 of the 8 bytes of a frame length header"
     );
 }
 
