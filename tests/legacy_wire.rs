@@ -1065,3 +1065,37 @@ async fn raw_client_reads_header_then_body() {
         Err(raw::RawClientError::Closed)
     ));
 }
+
+// ---- no input makes a decoder panic ----
+
+proptest::proptest! {
+    #[test]
+    fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+        let _ = Response::decode(&bytes);
+        let _ = RawClusterMap::parse(&bytes);
+        let _ = RawImageInfo::parse(&bytes);
+        let _ = RawHeader::parse(&bytes);
+    }
+
+    #[test]
+    fn mutated_replies_never_panic_the_decoder(
+        position in 0usize..64,
+        value in proptest::prelude::any::<u8>(),
+    ) {
+        let osds = vec![OsdInfo {
+            osdid: 1,
+            address: "10.0.0.1".to_string(),
+            isin: true,
+            ..OsdInfo::default()
+        }];
+        let pgs = vec![PgInfo {
+            pgid: 1,
+            osdid: vec![1, 2, 3],
+            ..PgInfo::default()
+        }];
+        let mut bytes = encoded_cluster_map(&osds, &BTreeMap::from([(1, pgs)]));
+        let at = position % bytes.len();
+        bytes[at] = value;
+        let _ = Response::decode(&bytes);
+    }
+}

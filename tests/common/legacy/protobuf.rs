@@ -170,9 +170,13 @@ impl Encoder {
 /// One field's value as it appears on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireValue<'a> {
+    /// Wire type 0.
     Varint(u64),
+    /// Wire type 1.
     Fixed64(u64),
+    /// Wire type 2: the bytes after the length.
     Len(&'a [u8]),
+    /// Wire type 5.
     Fixed32(u32),
 }
 

@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 
 /// `magic`: "WRBF" read as a little-endian u32 (bytes `57 52 42 46`).
 pub const MAGIC: u32 = 0x4642_5257;
+/// `version_major`: a different major version is refused.
 pub const VERSION_MAJOR: u8 = 1;
+/// `version_minor`.
 pub const VERSION_MINOR: u8 = 0;
 /// `service`: the monitor.
 pub const SERVICE_MONITOR: u8 = 1;
@@ -19,7 +21,9 @@ pub const FLAG_RESPONSE: u32 = 1;
 /// Bytes of the header of every message.
 pub const HEADER_BYTES: usize = 28;
 
+/// Opcode 1: an image's size, object size and epoch.
 pub const OP_GET_IMAGE_INFO: u8 = 1;
+/// Opcode 2: every OSD and one pool's PGs.
 pub const OP_GET_CLUSTER_MAP: u8 = 2;
 
 /// Bytes of a GET_CLUSTER_MAP request body.
@@ -32,7 +36,7 @@ pub const BLOCK_SIZE: u32 = 4096;
 /// The largest response body this client reads: far above any test cluster's map.
 pub const MAX_BODY_BYTES: u32 = 64 << 20;
 
-/// Response status codes.
+/// Response status codes (only 0, 1, 2, 3 and 8 are produced).
 pub mod status {
     pub const OK: u32 = 0;
     pub const INVALID_REQUEST: u32 = 1;
@@ -257,10 +261,12 @@ pub struct RawOsd {
 }
 
 impl RawOsd {
+    /// Flag bit 0: the OSD is in.
     pub fn is_in(&self) -> bool {
         self.flags & 1 != 0
     }
 
+    /// Flag bit 1: the OSD is up.
     pub fn is_up(&self) -> bool {
         self.flags & 2 != 0
     }
