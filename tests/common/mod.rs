@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod legacy;
 pub mod netns;
 
 use std::io::{Read, Write};
