@@ -1,6 +1,8 @@
-//! Runs the failure detector once a second during a leadership term and proposes its
-//! decisions: mark silent OSDs down, mark long-down OSDs out. The commands honour nodown and
-//! noout and the auto-out guards; refusals and flapping OSDs are kept for the health report.
+//! Once a second during a leadership term, asks the failure detector (owned by the term's
+//! heartbeat actor, [`crate::heartbeat`]) for its decisions and proposes them: mark silent OSDs
+//! down, mark long-down OSDs out. The commands honour nodown and noout and the auto-out guards;
+//! what could not be done goes back to the actor, which publishes it with the flapping OSDs for
+//! the health report.
 //!
 //! A command must fit one etcd transaction (128 operations), and every OSD it changes is about
 //! one operation, so a host or rack failing at once is marked down (or out) in several

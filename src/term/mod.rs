@@ -84,32 +84,29 @@ async fn run_term(
         heartbeat_actor,
     } = context::start(term.clone(), state);
     let mut tasks = TermTasks::new(term.ended().child_token(), node.metrics.clone());
-    let stop = tasks.stop_token();
-    tasks.spawn(TermTask::Heartbeats, async move {
-        heartbeat_actor.run(stop).await;
-        Ok::<(), std::convert::Infallible>(())
-    });
+    tasks.spawn_infallible(
+        TermTask::Heartbeats,
+        heartbeat_actor.run(tasks.stop_token()),
+    );
     tasks.spawn(
         TermTask::FailureCheck,
         failure_check::run(context.clone(), settings.failure, tasks.stop_token()),
     );
-    let (ctx, fraction, stop) = (
-        context.clone(),
-        settings.rebalance_fraction,
-        tasks.stop_token(),
+    tasks.spawn_infallible(
+        TermTask::Reconcile,
+        reconcile::run(
+            context.clone(),
+            settings.rebalance_fraction,
+            tasks.stop_token(),
+        ),
     );
-    tasks.spawn(TermTask::Reconcile, async move {
-        reconcile::run(ctx, fraction, stop).await;
-        Ok::<(), std::convert::Infallible>(())
-    });
     // Only after the load: moving etcd's raft leadership makes etcd answer "leader changed"
     // for a moment, which would fail a page of the load.
     if let Some(url) = &settings.raft_leader_url {
-        let (url, stop) = (url.clone(), tasks.stop_token());
-        tasks.spawn(TermTask::RaftLeader, async move {
-            raft_leader::keep_elsewhere(url, stop).await;
-            Ok::<(), std::convert::Infallible>(())
-        });
+        tasks.spawn_infallible(
+            TermTask::RaftLeader,
+            raft_leader::keep_elsewhere(url.clone(), tasks.stop_token()),
+        );
     }
     let mut writer = tokio::spawn(writer.run(
         store.clone(),

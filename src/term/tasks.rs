@@ -74,6 +74,18 @@ impl TermTasks {
         self.names.insert(handle.id(), task);
     }
 
+    /// Starts `future` as `task`, a task that has no errors of its own: only a panic or its
+    /// return while the term lasts is a failure.
+    pub fn spawn_infallible<F>(&mut self, task: TermTask, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn(task, async move {
+            future.await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
+
     /// Waits until a task fails while the term lasts, logs and counts it, and returns which
     /// task it was and how. Pends forever if none does (select it against the term's end).
     pub async fn failure(&mut self) -> (TermTask, TaskFailure) {
@@ -183,7 +195,7 @@ mod tests {
         let (task, failure) = t.failure().await;
         assert_eq!(task, TermTask::Heartbeats);
         assert_eq!(failure, TaskFailure::Failed("actor gone".to_string()));
-        t.spawn(TermTask::RaftLeader, async { Ok::<(), String>(()) });
+        t.spawn_infallible(TermTask::RaftLeader, async {});
         let (task, failure) = t.failure().await;
         assert_eq!(task, TermTask::RaftLeader);
         assert_eq!(failure, TaskFailure::Returned);
