@@ -15,6 +15,8 @@ use crate::cluster::OutGuards;
 use crate::cluster::failure::FailurePolicy;
 use crate::commit::TxnLimits;
 use crate::etcd::KeyLayout;
+use crate::legacy::LegacySettings;
+use crate::legacy::frame::MaxFrameLen;
 use crate::listener::ConnLimits;
 use crate::node::WatchSettings;
 use crate::term::TermSettings;
@@ -25,6 +27,8 @@ use crate::timing;
 pub const DEFAULT_PORT: u16 = 3333;
 /// Default HTTP port (/metrics, /healthz, /readyz).
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 3332;
+/// The raw protocol's port (kfastblock's default).
+pub const DEFAULT_RAW_MONITOR_PORT: u16 = 3334;
 /// etcd refuses leases shorter than this with its default election timeout.
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 /// Longest election lease: crash failover takes up to the TTL, and a cluster without a leader
@@ -231,6 +235,9 @@ struct RawConfig {
     watch_buffer_budget: Option<i64>,
     max_connections: Option<i64>,
     connection_idle_timeout: Option<String>,
+    legacy: Option<bool>,
+    legacy_max_frame: Option<i64>,
+    raw_monitor_port: Option<i64>,
 }
 
 /// The resolved configuration of one monitor. The file's keys are flat (the original
@@ -264,6 +271,8 @@ pub struct Config {
     pub watch: WatchSettings,
     /// Limits of the gRPC port's listener.
     pub listener: ConnLimits,
+    /// The legacy front ends: the framed protocol on `port`, the raw protocol.
+    pub legacy: LegacySettings,
 }
 
 /// The etcd cluster the monitor keeps its state in.
@@ -369,6 +378,25 @@ impl Config {
     /// The HTTP socket address to bind.
     pub fn http_bind(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.address, self.prometheus_port)
+    }
+
+    /// The raw protocol's socket address to bind, when it is enabled.
+    pub fn raw_bind(&self) -> Option<std::net::SocketAddr> {
+        self.legacy
+            .raw_port
+            .map(|p| std::net::SocketAddr::new(self.address, p))
+    }
+
+    /// The raw protocol's address other monitors reach this one on ("" when disabled).
+    pub fn advertise_raw_address(&self) -> String {
+        let Some(port) = self.legacy.raw_port else {
+            return String::new();
+        };
+        let host = match self.advertise_address.rsplit_once(':') {
+            Some((host, _)) => host.to_string(),
+            None => self.hostname.clone(),
+        };
+        format!("{host}:{port}")
     }
 
     /// The HTTP address other monitors and operators reach this monitor's /metrics on.
@@ -728,6 +756,27 @@ impl RawConfig {
             CONNECTION_IDLE_TIMEOUT,
             self.connection_idle_timeout.as_deref(),
         )?;
+        let legacy_max_frame = integer(
+            src,
+            "legacy_max_frame",
+            self.legacy_max_frame,
+            i64::from(MaxFrameLen::DEFAULT.get()),
+            64 << 10..=64 << 20,
+        )? as u32;
+        let raw_monitor_port = integer(
+            src,
+            "raw_monitor_port",
+            self.raw_monitor_port,
+            i64::from(DEFAULT_RAW_MONITOR_PORT),
+            0..=65535,
+        )? as u16;
+        if raw_monitor_port != 0 && (raw_monitor_port == port || raw_monitor_port == prometheus_port)
+        {
+            return Err(src.error(
+                "raw_monitor_port",
+                format!("must differ from port ({port}) and prometheus_port ({prometheus_port})"),
+            ));
+        }
         let etcd = EtcdConfig {
             endpoints: etcd_endpoints,
             prefix: etcd_prefix,
@@ -779,6 +828,11 @@ impl RawConfig {
                 max_connections,
                 idle_timeout: connection_idle_timeout,
                 silent_grace: timing::SILENT_GRACE,
+            },
+            legacy: LegacySettings {
+                framed: self.legacy.unwrap_or(true),
+                max_frame: MaxFrameLen::new(legacy_max_frame),
+                raw_port: (raw_monitor_port != 0).then_some(raw_monitor_port),
             },
         })
     }
@@ -1066,6 +1120,9 @@ const KNOWN_KEYS: &[&str] = &[
     "watch_buffer_budget",
     "max_connections",
     "connection_idle_timeout",
+    "legacy",
+    "legacy_max_frame",
+    "raw_monitor_port",
 ];
 
 fn closest_key(name: &str) -> Option<&'static str> {

@@ -56,6 +56,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         name: config.hostname.clone(),
         grpc_address: config.advertise_address.clone(),
         http_address: config.advertise_http_address(),
+        raw_address: config.advertise_raw_address(),
         version: VERSION.to_string(),
         started_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)

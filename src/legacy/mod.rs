@@ -12,6 +12,21 @@
 
 pub mod frame;
 
+use frame::MaxFrameLen;
+
+/// The legacy front ends' settings (monitor.toml `legacy`, `legacy_max_frame`,
+/// `raw_monitor_port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacySettings {
+    /// Whether `port` also serves the framed protocol (told apart from gRPC by a connection's
+    /// first bytes).
+    pub framed: bool,
+    /// The largest frame payload accepted on the framed protocol.
+    pub max_frame: MaxFrameLen,
+    /// The raw protocol's port; None when disabled (`raw_monitor_port = 0`).
+    pub raw_port: Option<u16>,
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;

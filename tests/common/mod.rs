@@ -62,6 +62,8 @@ pub struct Monitor {
     pub log: PathBuf,
     pub grpc: String,
     pub http: String,
+    /// The raw protocol's address (kfastblock's port).
+    pub raw: String,
     pub etcd_client_url: String,
     child: Option<Child>,
 }
@@ -185,6 +187,7 @@ etcd_start_timeout = "120s""#,
 address = "{ip}"
 port = {grpc}
 prometheus_port = {http}
+raw_monitor_port = {raw}
 data_dir = "{data}"
 log_path = "{log}"
 log_level = "info"
@@ -194,6 +197,7 @@ election_lease_ttl = "{ttl}s"
 "#,
                 grpc = port(i, 0),
                 http = port(i, 1),
+                raw = port(i, 4),
                 data = data_dir.display(),
                 log = log.display(),
                 ttl = options.lease_ttl_secs,
@@ -207,6 +211,7 @@ election_lease_ttl = "{ttl}s"
                 log,
                 grpc: format!("{ip}:{}", port(i, 0)),
                 http: format!("{ip}:{}", port(i, 1)),
+                raw: format!("{ip}:{}", port(i, 4)),
                 etcd_client_url: options
                     .external_etcd
                     .as_deref()
