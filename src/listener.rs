@@ -363,6 +363,23 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Counts this connection under another protocol from now on: a connection of the shared
+    /// port whose first bytes showed it speaks the legacy framed protocol, not gRPC.
+    pub fn relabel(&mut self, protocol: &'static str) {
+        let metrics = &self.open.metrics;
+        metrics
+            .connections_open
+            .with_label_values(&[self.open.protocol])
+            .dec();
+        metrics.connections_open.with_label_values(&[protocol]).inc();
+        self.open.protocol = protocol;
+    }
+
+    /// Where the connection comes from, and how to close it.
+    pub fn handle(&self) -> &ConnHandle {
+        &self.handle
+    }
+
     fn check_closed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.closed.as_mut().poll(cx).is_ready() {
             return Err(io::Error::new(

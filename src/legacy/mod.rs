@@ -11,6 +11,7 @@
 //! the gRPC service proposes, with no business logic of their own.
 
 pub mod frame;
+pub mod route;
 
 use frame::MaxFrameLen;
 

@@ -109,6 +109,10 @@ pub struct Metrics {
     pub grpc_requests: IntCounterVec,
     /// gRPC call latency (until the reply; for streams, until the stream opened), by method.
     pub grpc_seconds: HistogramVec,
+    /// Legacy protocol requests answered, by protocol (framed, raw), kind and result.
+    pub legacy_requests: IntCounterVec,
+    /// Legacy protocol request latency until the reply, by protocol and kind.
+    pub legacy_seconds: HistogramVec,
     /// Map watch streams open.
     pub watch_streams: IntGauge,
     /// Map updates sent to watchers.
@@ -268,8 +272,27 @@ impl Metrics {
             "Tasks of a leadership term that panicked or failed, ending the term, by task",
             &["task"],
         );
+        let legacy_requests = counter_vec(
+            "fastblock_legacy_requests_total",
+            "Requests of the legacy protocols answered by this monitor, by protocol (framed: C++ OSDs and the Go CLI on port; raw: kfastblock), request kind and result (ok, refused: answered with an error code, failed: the monitor could not do it, e.g. it stopped leading)",
+            &["protocol", "kind", "result"],
+        );
+        let legacy_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "fastblock_legacy_request_duration_seconds",
+                "Legacy protocol request latency until the reply, by protocol and request kind",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["protocol", "kind"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(legacy_requests.clone()),
+            Box::new(legacy_seconds.clone()),
             Box::new(leader_epoch.clone()),
             Box::new(leadership_changes.clone()),
             Box::new(etcd_txn_seconds.clone()),
@@ -307,7 +330,7 @@ impl Metrics {
         for r in ["fenced", "error"] {
             etcd_txn_failures.with_label_values(&[r]);
         }
-        for p in ["grpc", "http"] {
+        for p in ["grpc", "http", "framed", "raw"] {
             connections_open.with_label_values(&[p]);
             connections_refused.with_label_values(&[p]);
             connections_replaced.with_label_values(&[p]);
@@ -336,6 +359,8 @@ impl Metrics {
             etcd_restarts,
             grpc_requests,
             grpc_seconds,
+            legacy_requests,
+            legacy_seconds,
             watch_streams,
             watch_updates,
             watch_held_bytes,
@@ -370,6 +395,17 @@ impl Metrics {
         self.grpc_requests.with_label_values(&[method, &code]).inc();
         self.grpc_seconds
             .with_label_values(&[method, &code])
+            .observe(seconds);
+    }
+
+    /// Counts one answered legacy request: `protocol` is `framed` or `raw`, `result` one of
+    /// `ok`, `refused`, `failed`.
+    pub fn legacy_request(&self, protocol: &str, kind: &str, result: &str, seconds: f64) {
+        self.legacy_requests
+            .with_label_values(&[protocol, kind, result])
+            .inc();
+        self.legacy_seconds
+            .with_label_values(&[protocol, kind])
             .observe(seconds);
     }
 

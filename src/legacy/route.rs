@@ -1,0 +1,107 @@
+//! Leader reachability for clients that cannot follow a leader (LEGACY-PROTOCOL.md, "What a
+//! compatible monitor does"): the C++ client connects to the first monitor of its list that
+//! accepts TCP and stays there, and has no "not leader" answer to read. So every monitor
+//! accepts legacy connections, and one that does not lead **forwards** the connection, bytes
+//! unchanged, to the leader's port (as Ceph's monitors forward to their leader). Refusing
+//! connections on standbys, as the Go monitor did, is not possible here: the framed protocol
+//! shares `port` with gRPC, which standbys must keep serving.
+//!
+//! - A forwarded connection starts with [`FORWARD_PREAMBLE`] on the leader's side, so the
+//!   leader knows it was forwarded once already: a monitor that receives a forwarded
+//!   connection while not leading (its view and the forwarder's disagreed, during a failover)
+//!   never forwards it again, so no chain or loop of forwards can form. It waits for a term of
+//!   its own, or closes the connection and lets the client reconnect.
+//! - While no leader is known (an election), a new connection waits, up to
+//!   [`timing::LEGACY_LEADER_WAIT`]; its requests wait in the socket meanwhile.
+//! - A connection is served by one term only: when the term ends, the connection is closed,
+//!   and a forwarded one is closed by its forwarder when the leader's side closes. The client
+//!   reconnects (the C++ client does on a closed connection) and reaches the new leader
+//!   within the failover time plus its reconnect.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::node::Node;
+use crate::proto::store::MonitorRecord;
+use crate::term::TermContext;
+use crate::timing;
+
+/// What a forwarding monitor sends before the client's bytes. Read as a frame length it is
+/// about 5 × 10^18, above any frame limit, and it is neither an HTTP/2 preface nor a raw
+/// protocol header (whose magic is "WRBF"), so it cannot be mistaken for a client's bytes.
+pub const FORWARD_PREAMBLE: [u8; 8] = *b"FBMONFWD";
+
+/// Where a legacy connection goes.
+pub enum Route {
+    /// This monitor leads: serve it from this term.
+    Serve(Arc<TermContext>),
+    /// Another monitor leads: forward the bytes to this address.
+    Forward(String),
+    /// No leader within the wait, or a forwarded connection that reached a monitor which no
+    /// longer leads: close it; the client reconnects.
+    Close(&'static str),
+}
+
+/// Which of the leader's legacy addresses a protocol forwards to.
+pub type LeaderAddress = fn(&MonitorRecord) -> &str;
+
+/// Decides where a new connection goes, waiting for a leader while there is none.
+/// `forwarded`: the connection came from another monitor (it carried the preamble).
+pub async fn route(node: &Node, forwarded: bool, address: LeaderAddress) -> Route {
+    let deadline = tokio::time::Instant::now() + timing::LEGACY_LEADER_WAIT;
+    loop {
+        if let Some(serving) = node.serving() {
+            return Route::Serve(serving);
+        }
+        let view = node.view();
+        if let Some(leader) = view.leader.as_ref()
+            && leader.record.name != node.me.name
+        {
+            if forwarded {
+                return Route::Close("forwarded here, but this monitor does not lead");
+            }
+            let target = address(&leader.record);
+            if target.is_empty() {
+                return Route::Close("the leader does not serve this protocol");
+            }
+            return Route::Forward(target.to_string());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Route::Close("no leader");
+        }
+        tokio::time::sleep(timing::LEGACY_ROUTE_POLL).await;
+    }
+}
+
+/// Forwards a client connection to the leader at `address`: the preamble, the bytes already
+/// read from the client (`first`), then both directions unchanged until either side closes.
+pub async fn forward<C>(mut client: C, first: &[u8], address: &str) -> std::io::Result<()>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut upstream = tokio::time::timeout(
+        timing::LEGACY_FORWARD_CONNECT_TIMEOUT,
+        TcpStream::connect(address),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the leader"))??;
+    upstream.set_nodelay(true)?;
+    let mut head = Vec::with_capacity(FORWARD_PREAMBLE.len() + first.len());
+    head.extend_from_slice(&FORWARD_PREAMBLE);
+    head.extend_from_slice(first);
+    upstream.write_all(&head).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+/// The framed protocol's address of a monitor: its gRPC port, which serves both.
+pub fn framed_address(r: &MonitorRecord) -> &str {
+    &r.grpc_address
+}
+
+/// The raw protocol's address of a monitor ("" when it serves none).
+pub fn raw_address(r: &MonitorRecord) -> &str {
+    &r.raw_address
+}
