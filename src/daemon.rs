@@ -23,7 +23,7 @@ use crate::proto::monitor::monitor_server::MonitorServer;
 use crate::proto::store::MonitorRecord;
 use crate::service::limits::{LARGEST, RequestLimits};
 use crate::service::{MonitorService, WithWatchRoute};
-use crate::{VERSION, http, observer, term, timing};
+use crate::{VERSION, http, legacy, observer, term, timing};
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
@@ -78,8 +78,14 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let (health, health_service) = tonic_health::server::health_reporter();
 
     let grpc_stop = CancellationToken::new();
-    let grpc = tokio::spawn(serve_grpc(
+    // The shared port: gRPC, and the framed protocol of the existing fastblock components.
+    let incoming = legacy::framed::split(
         Listener::new(grpc_listener, grpc_limits, "grpc", metrics.clone()),
+        legacy::framed::FramedFront::new(node.clone(), config.legacy),
+        grpc_stop.clone(),
+    );
+    let grpc = tokio::spawn(serve_grpc(
+        incoming,
         listener::http2_keepalive_every(config.listener.idle_timeout),
         node.clone(),
         health_service,
@@ -100,6 +106,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         grpc = %config.grpc_bind(),
         http = %config.http_bind(),
         advertise = %config.advertise_address,
+        legacy_framed = config.legacy.framed,
         "listening"
     );
 
@@ -216,7 +223,7 @@ fn connection_limits(configured: ConnLimits) -> ConnLimits {
 }
 
 async fn serve_grpc(
-    listener: Listener,
+    incoming: impl futures::Stream<Item = std::io::Result<legacy::framed::SniffedConn>> + Send,
     keepalive_every: Duration,
     node: Arc<Node>,
     health: tonic_health::pb::health_server::HealthServer<
@@ -231,7 +238,6 @@ async fn serve_grpc(
         .context("gRPC reflection")?;
     // The listener sets TCP_NODELAY on accepted connections: with Nagle's algorithm a reply
     // written in two pieces waits for the peer's delayed ACK (~40 ms).
-    let incoming = listener.into_stream();
     // Each call's request size limit is enforced by RequestLimits, before tonic buffers the
     // message; the service's own limit is only a backstop.
     let service = Arc::new(MonitorService::new(node));

@@ -122,7 +122,7 @@ async fn apply_id_and_boot() {
         (
             {
                 let mut b = good();
-                b.shard_ports.get_mut(&0).unwrap().raw_port = 0;
+                b.shard_ports.get_mut(&0).unwrap().raw_port = 65536;
                 b
             },
             Code::InvalidArgument,

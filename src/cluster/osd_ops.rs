@@ -546,7 +546,9 @@ fn check_shards(a: &BootArgs) -> Result<Vec<Shard>, ClusterError> {
                 s.shard, a.core_num
             ))
         })?;
-        for port in [s.port, s.raw_port] {
+        // A raw port of 0 means the shard serves none (the C++ OSD without a raw server).
+        let raw = (s.raw_port != 0).then_some(s.raw_port);
+        for port in std::iter::once(s.port).chain(raw) {
             if !(1..=65535).contains(&port) {
                 return Err(ClusterError::InvalidPort {
                     shard: s.shard,

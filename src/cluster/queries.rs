@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::command;
 use super::error::ClusterError;
 use super::flags::{ClusterFlag, Flags};
 use super::image::Image;
@@ -15,9 +16,33 @@ use super::pool::{Pg, Pool, state_for};
 use super::records::{Counters, Tombstone};
 use super::state::ClusterState;
 use super::topology::{DomainKey, TopoOsd, Topology};
-use super::types::{Epoch, OsdId, PgId, PoolId};
+use super::types::{BootInstance, Epoch, OsdId, PgId, PoolId};
 
 impl ClusterState {
+    // ---- liveness --------------------------------------------------------------------------------
+
+    /// A heartbeat of run `instance` of OSD `id`, checked against this (committed) state: the
+    /// command that brings the OSD back up when the failure detector had marked this run down,
+    /// else None. Refused for an unknown OSD, one never booted, or another run than the
+    /// current one. Every front end checks heartbeats here.
+    pub fn heartbeat(
+        &self,
+        id: OsdId,
+        instance: BootInstance,
+    ) -> Result<Option<command::MarkUp>, ClusterError> {
+        let osd = self.osd(id).ok_or(ClusterError::OsdNotFound(id))?;
+        let current = osd.boot_instance().ok_or(ClusterError::OsdNotBooted(id))?;
+        if current != instance {
+            return Err(ClusterError::StaleBootInstance(id));
+        }
+        Ok(
+            matches!(osd.liveness, Liveness::Down { .. }).then_some(command::MarkUp {
+                id,
+                instance: instance.0,
+            }),
+        )
+    }
+
     // ---- the state's parts --------------------------------------------------------------------
 
     /// The osdmap epoch (including a bump by the open group).

@@ -11,7 +11,10 @@
 //! the gRPC service proposes, with no business logic of their own.
 
 pub mod frame;
+pub mod framed;
+pub mod maps;
 pub mod route;
+pub mod translate;
 
 use frame::MaxFrameLen;
 

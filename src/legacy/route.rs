@@ -18,9 +18,10 @@
 //!   reconnects (the C++ client does on a closed connection) and reaches the new leader
 //!   within the failover time plus its reconnect.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::node::Node;
@@ -75,9 +76,15 @@ pub async fn route(node: &Node, forwarded: bool, address: LeaderAddress) -> Rout
     }
 }
 
-/// Forwards a client connection to the leader at `address`: the preamble, the bytes already
-/// read from the client (`first`), then both directions unchanged until either side closes.
-pub async fn forward<C>(mut client: C, first: &[u8], address: &str) -> std::io::Result<()>
+/// Forwards a client connection to the leader at `address`: the preamble and the client's
+/// address (`origin`), the bytes already read from the client (`first`), then both directions
+/// unchanged until either side closes.
+pub async fn forward<C>(
+    mut client: C,
+    first: &[u8],
+    address: &str,
+    origin: Option<IpAddr>,
+) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -88,12 +95,59 @@ where
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the leader"))??;
     upstream.set_nodelay(true)?;
-    let mut head = Vec::with_capacity(FORWARD_PREAMBLE.len() + first.len());
+    let origin = origin.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut head = Vec::with_capacity(FORWARD_PREAMBLE.len() + 1 + origin.len() + first.len());
     head.extend_from_slice(&FORWARD_PREAMBLE);
+    // An IP address text is at most 45 bytes.
+    head.push(origin.len() as u8);
+    head.extend_from_slice(origin.as_bytes());
     head.extend_from_slice(first);
     upstream.write_all(&head).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
+}
+
+/// Reads what follows [`FORWARD_PREAMBLE`]: the address of the client the connection was
+/// forwarded for (None when the forwarder did not know it).
+pub async fn read_origin<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<IpAddr>> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let len = r.read_u8().await? as usize;
+    if len > MAX_ORIGIN_TEXT {
+        return Err(invalid("forwarded origin too long"));
+    }
+    let mut text = vec![0u8; len];
+    r.read_exact(&mut text).await?;
+    if len == 0 {
+        return Ok(None);
+    }
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .map(Some)
+        .ok_or_else(|| invalid("forwarded origin is not an IP address"))
+}
+
+/// The longest origin text of a forwarded connection (an IPv6 address with an IPv4 tail).
+const MAX_ORIGIN_TEXT: usize = 45;
+
+/// Whether `peer` is the address of a registered monitor: only monitors may forward (the
+/// origin a forwarded connection names decides which OSDs it may keep alive).
+pub fn from_a_monitor(node: &Node, peer: Option<IpAddr>) -> bool {
+    let Some(peer) = peer else {
+        return false;
+    };
+    let host_of = |address: &str| -> Option<IpAddr> {
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    };
+    node.view()
+        .monitors
+        .iter()
+        .any(|m| host_of(&m.grpc_address) == Some(peer))
 }
 
 /// The framed protocol's address of a monitor: its gRPC port, which serves both.

@@ -7,8 +7,8 @@ use tonic::Status;
 use super::{convert, status};
 use crate::cluster::iostats::{IoCounters, IoReport};
 use crate::cluster::{
-    BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, Liveness, OsdId, PgId,
-    PoolArgs, PoolId, ShardArg, command, echo,
+    BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, OsdId, PgId, PoolArgs, PoolId,
+    ShardArg, command, echo,
 };
 use crate::proto::monitor as api;
 
@@ -51,29 +51,14 @@ pub(super) fn osd_stop(r: &api::OsdStopRequest) -> command::OsdStop {
     }
 }
 
-/// A heartbeat checked against the committed osdmap: the command that brings its OSD back up
-/// when the failure detector had marked this run down, else None.
+/// A heartbeat checked against the committed osdmap (`ClusterState::heartbeat`): the command
+/// that brings its OSD back up when the failure detector had marked this run down, else None.
 pub(super) fn heartbeat(
     snap: &ClusterState,
     r: &api::HeartbeatRequest,
 ) -> Result<Option<command::MarkUp>, Status> {
-    let id = OsdId(r.osd_id);
-    let osd = snap
-        .osd(id)
-        .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotFound(id)))?;
-    let instance = BootInstance(r.boot_instance);
-    let current = osd
-        .boot_instance()
-        .ok_or_else(|| status::cluster_error(&ClusterError::OsdNotBooted(id)))?;
-    if current != instance {
-        return Err(status::cluster_error(&ClusterError::StaleBootInstance(id)));
-    }
-    Ok(
-        matches!(osd.liveness, Liveness::Down { .. }).then_some(command::MarkUp {
-            id,
-            instance: instance.0,
-        }),
-    )
+    snap.heartbeat(OsdId(r.osd_id), BootInstance(r.boot_instance))
+        .map_err(|e| status::cluster_error(&e))
 }
 
 pub(super) fn osd_out(r: &api::OsdOutRequest) -> command::OsdOut {

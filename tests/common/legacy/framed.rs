@@ -77,6 +77,24 @@ impl LegacyClient {
         })
     }
 
+    /// Connects to `address` from the local address `from` (an OSD's own address, for the
+    /// monitor's rule that a connection from an OSD's address speaks for it).
+    pub async fn connect_from(address: &str, from: std::net::IpAddr) -> Result<Self, LegacyError> {
+        let target: std::net::SocketAddr = tokio::net::lookup_host(address)
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::new(from, 0))?;
+        let stream = socket.connect(target).await?;
+        stream.set_nodelay(true)?;
+        Ok(LegacyClient {
+            stream,
+            in_flight: Default::default(),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+        })
+    }
+
     /// Sets how long `recv` and `recv_frame` wait.
     pub fn set_reply_timeout(&mut self, timeout: Duration) {
         self.reply_timeout = timeout;

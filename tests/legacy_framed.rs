@@ -1,0 +1,297 @@
+//! The framed protocol of the C++ OSDs and the Go CLI, against real monitor processes, driven
+//! by the test-side client written from LEGACY-PROTOCOL.md (`common::legacy`), on the same port
+//! as gRPC: the whole flow of a cluster (ApplyID, Boot, CreatePool, polls, LeaderBeElected, an
+//! OSD out and its remap finished), liveness from polls bound to the OSD's connection, and
+//! every bad input answered as documented with the state unchanged.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::api::fingerprint;
+use common::legacy::framed::LegacyClient;
+use common::legacy::messages::{
+    BootRequest, ClusterMapReply, GetOsdMapRequest, LeaderBeElectedRequest,
+    PgMemberChangeFinishRequest, Request, Response, boot_result,
+};
+use common::{ClusterOptions, TestCluster};
+use fastblock_monitor::proto::monitor as api;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// PG state bits (§9.1).
+const CREATING: i32 = 1;
+const ACTIVE: i32 = 2;
+const REMAPPED: i32 = 16;
+
+fn uuid(n: u32) -> String {
+    format!("6f1c5a2e-0000-4000-8000-{n:012}")
+}
+
+/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
+/// the OSD's connection comes from.
+fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
+    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
+    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
+    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
+}
+
+async fn call(c: &mut LegacyClient, r: Request) -> Response {
+    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
+}
+
+async fn ok(c: &mut LegacyClient, r: Request) -> bool {
+    match call(c, r).await {
+        Response::Ok { ok, .. } => ok,
+        other => panic!("not an ok reply: {other:?}"),
+    }
+}
+
+async fn poll(c: &mut LegacyClient, osdid: i32, pools: BTreeMap<i32, i64>) -> ClusterMapReply {
+    match call(c, Request::cpp_poll(osdid, pools)).await {
+        Response::GetClusterMap(m) => m,
+        other => panic!("not a cluster map: {other:?}"),
+    }
+}
+
+/// One legacy OSD: its id and the connection it booted on.
+struct Osd {
+    id: i32,
+    conn: LegacyClient,
+}
+
+/// Applies for `n` ids over `admin` and boots each OSD on its own connection from its own
+/// address (host `h<i>`), as the deploy scripts and the C++ OSD do.
+async fn boot_legacy_osds(c: &TestCluster, admin: &mut LegacyClient, n: u32) -> Vec<Osd> {
+    let mut osds = Vec::new();
+    for i in 1..=n {
+        let id = match call(admin, Request::ApplyId { uuid: uuid(i) }).await {
+            Response::ApplyId(r) => {
+                assert_eq!((r.errorcode, r.uuid.as_str()), (0, uuid(i).as_str()));
+                r.id
+            }
+            other => panic!("{other:?}"),
+        };
+        let ip = osd_ip(&c.ip, i);
+        let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
+            .await
+            .unwrap();
+        let boot =
+            BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &format!("h{i}"), 2, 7000, 0);
+        match call(&mut conn, Request::Boot(boot)).await {
+            Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
+            other => panic!("{other:?}"),
+        }
+        osds.push(Osd { id, conn });
+    }
+    osds
+}
+
+/// Every OSD polls once; the pgmap of pool `pool` as the last one saw it.
+async fn poll_all(osds: &mut [Osd], pool: i32) -> Vec<common::legacy::messages::PgInfo> {
+    let mut pgs = Vec::new();
+    for o in osds.iter_mut() {
+        let m = poll(&mut o.conn, o.id, BTreeMap::new()).await;
+        let pm = m.pgmap.expect("pgmap");
+        pgs = pm.pgs.get(&pool).cloned().unwrap_or_default();
+    }
+    pgs
+}
+
+/// Each PG's first member reports itself raft leader, from its own connection.
+async fn elect_leaders(osds: &mut [Osd], pool: i32, pgs: &[common::legacy::messages::PgInfo]) {
+    for pg in pgs {
+        let leader = pg.osdid[0];
+        let o = osds.iter_mut().find(|o| o.id == leader).unwrap();
+        let r = LeaderBeElectedRequest {
+            leader_id: leader,
+            pool_id: pool as u64,
+            pg_id: pg.pgid as u64,
+            osd_list: pg.osdid.clone(),
+            new_osd_list: Vec::new(),
+        };
+        assert!(
+            ok(&mut o.conn, Request::LeaderBeElected(r)).await,
+            "pg {}",
+            pg.pgid
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_cluster_boots_creates_a_pool_activates_and_remaps_on_the_grpc_port() {
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
+
+    let mut osds = boot_legacy_osds(&c, &mut admin, 4).await;
+    // ApplyID is idempotent: the same uuid gets the same id (a retry after a lost reply).
+    match call(&mut admin, Request::ApplyId { uuid: uuid(2) }).await {
+        Response::ApplyId(r) => assert_eq!((r.id, r.errorcode), (2, 0)),
+        other => panic!("{other:?}"),
+    }
+
+    // CreatePool as the Go CLI sends it: root "defaultroot" is the default root.
+    let created = call(
+        &mut admin,
+        Request::CreatePool {
+            name: "rbd".into(),
+            pgsize: 3,
+            pgcount: 32,
+            failuredomain: "host".into(),
+            root: "defaultroot".into(),
+        },
+    )
+    .await;
+    let pool = match created {
+        Response::CreatePool(r) => {
+            assert_eq!(r.errorcode, 0);
+            r.poolid
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(pool, 1);
+
+    let first = osds[0].id;
+    // The full map, as the C++ client polls: every OSD up and in, every PG creating.
+    let m = poll(&mut osds[0].conn, first, BTreeMap::new()).await;
+    let om = m.osdmap.expect("osdmap");
+    assert_eq!(om.errorcode, 0);
+    assert_eq!(om.osds.len(), 4);
+    assert!(
+        om.osds
+            .iter()
+            .all(|o| o.isup && o.isin && o.sharded_ports.len() == 2)
+    );
+    let pm = m.pgmap.expect("pgmap");
+    assert_eq!(pm.errorcode[&pool], 0);
+    assert_eq!(pm.pools[&pool], "rbd");
+    let pgs = pm.pgs[&pool].clone();
+    assert_eq!(pgs.len(), 32);
+    for pg in &pgs {
+        assert_eq!(pg.state & CREATING, CREATING, "{pg:?}");
+        assert_eq!(pg.osdid.len(), 3);
+        assert_eq!(pg.newcoreindex, u32::MAX);
+    }
+
+    // gRPC on the same port sees the same maps.
+    let grpc = c.client(0);
+    let status = grpc
+        .get_cluster_status(api::GetClusterStatusRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((status.osds_up, status.pools, status.pgs), (4, 1, 32));
+
+    elect_leaders(&mut osds, pool, &pgs).await;
+    let pgs = poll_all(&mut osds, pool).await;
+    assert!(pgs.iter().all(|p| p.state == ACTIVE), "{pgs:?}");
+
+    // Incremental: the same versions get "same version" and "current" answers.
+    let version = poll(&mut osds[0].conn, first, BTreeMap::new())
+        .await
+        .pgmap
+        .unwrap()
+        .poolid_pgmapversion[&pool];
+    let m = poll(&mut osds[0].conn, first, BTreeMap::from([(pool, version)])).await;
+    let pm = m.pgmap.unwrap();
+    assert_eq!(pm.errorcode[&pool], 3, "PgMapSameVersion");
+    assert!(pm.pgs.is_empty());
+    let osdmap_version = m.osdmap.unwrap().osdmapversion;
+    match call(
+        &mut admin,
+        Request::GetOsdMap(GetOsdMapRequest {
+            osdid: -1,
+            currentversion: osdmap_version,
+        }),
+    )
+    .await
+    {
+        Response::GetOsdMap(r) => {
+            assert_eq!(
+                (r.errorcode, r.osdmapversion, r.osds.len()),
+                (0, osdmap_version, 0)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An OSD out: its PGs are remapped; the new members finish the change; all active again.
+    let out = osds[0].id;
+    assert!(ok(&mut admin, Request::OsdOut { osdid: out }).await);
+    let pgs = loop {
+        let pgs = poll_all(&mut osds, pool).await;
+        if pgs.iter().any(|p| p.state & REMAPPED != 0) {
+            break pgs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for pg in pgs.iter().filter(|p| p.state & REMAPPED != 0) {
+        assert!(pg.osdid.contains(&out));
+        assert!(!pg.newosdid.contains(&out), "{pg:?}");
+        let reporter = pg.newosdid[0];
+        let o = osds.iter_mut().find(|o| o.id == reporter).unwrap();
+        let r = PgMemberChangeFinishRequest {
+            result: 0,
+            pool_id: pool as u64,
+            pg_id: pg.pgid as u64,
+            osd_list: pg.newosdid.clone(),
+        };
+        assert!(ok(&mut o.conn, Request::PgMemberChangeFinish(r)).await);
+    }
+    let pgs = poll_all(&mut osds, pool).await;
+    assert!(pgs.iter().all(|p| !p.osdid.contains(&out)), "{pgs:?}");
+    assert!(pgs.iter().all(|p| p.state & REMAPPED == 0), "{pgs:?}");
+
+    // Flags and status.
+    assert!(ok(&mut admin, Request::NoOut { set: true }).await);
+    match call(&mut admin, Request::GetClusterStatus).await {
+        Response::GetClusterStatus(s) => {
+            assert!(s.no_out && !s.no_reblance);
+            assert_eq!((s.osd_num, s.up_osd_num, s.in_osd_num), (4, 4, 3));
+            assert_eq!((s.pool_num, s.pg_num), (1, 32));
+            assert_eq!(s.mon_names, vec!["m1".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let flags = grpc
+        .get_cluster_status(api::GetClusterStatusRequest::default())
+        .await
+        .unwrap()
+        .flags;
+    assert_eq!(flags, vec![api::ClusterFlag::Noout as i32]);
+    assert!(ok(&mut admin, Request::NoOut { set: false }).await);
+    assert!(ok(&mut admin, Request::OsdIn { osdid: out }).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
+    let requests: Vec<Request> = (1..=20)
+        .flat_map(|i| {
+            [
+                Request::ApplyId { uuid: uuid(i) },
+                Request::GetClusterStatus,
+                Request::cpp_poll(-1, BTreeMap::new()),
+            ]
+        })
+        .collect();
+    for r in &requests {
+        admin.send(r).await.unwrap();
+    }
+    let mut next_id = 1;
+    for r in &requests {
+        let reply = admin.recv().await.unwrap();
+        assert_eq!(reply.kind(), r.kind());
+        if let Response::ApplyId(a) = reply {
+            assert_eq!(a.id, next_id, "ids in request order");
+            next_id += 1;
+        }
+    }
+    let _ = fingerprint(&c.client(0), &[]).await;
+}
