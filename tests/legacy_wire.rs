@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use common::legacy::framed::{LegacyClient, LegacyError, MAX_RESPONSE_BYTES, frame};
 use common::legacy::messages::{
-    ApplyIdReply, BootRequest, ClusterMapReply, GetOsdMapRequest, GetPgMapRequest,
-    LeaderBeElectedRequest, OsdInfo, OsdMapReply, PgInfo, PgMapReply, PgMemberChangeFinishRequest,
-    Request, Response, ResponseError, ShardCore, apply_id_code, boot_result, kind,
+    ApplyIdReply, BootRequest, ClusterMapReply, DataStatistics, GetOsdMapRequest, GetPgMapRequest,
+    ImageInfo, ImageReply, LeaderBeElectedRequest, OsdInfo, OsdMapReply, PgInfo, PgMapReply,
+    PgMemberChangeFinishRequest, PgOsdInfo, PoolInfo, Request, Response, ResponseError, ShardCore,
+    apply_id_code, boot_result, get_image_code, kind, remove_image_code,
 };
 use common::legacy::protobuf::{Encoder, Reader, WireError};
 use common::legacy::raw::{
@@ -561,13 +562,271 @@ fn cluster_status_counts_and_flags() {
 }
 
 #[test]
-fn undecoded_kinds_keep_their_bytes() {
+fn list_pools_reply_field_by_field() {
+    // poolinfo {1: 1, 2: "rbd", 3: 3, 4: 32, 5: "host", 6: "default"}:
+    // 08 01 | 12 03 "rbd" | 18 03 | 20 20 | 2a 04 "host" | 32 07 "default" = 26 bytes.
+    let mut first = vec![0x08, 0x01, 0x12, 0x03];
+    first.extend_from_slice(b"rbd");
+    first.extend_from_slice(&[0x18, 0x03, 0x20, 0x20, 0x2a, 0x04]);
+    first.extend_from_slice(b"host");
+    first.extend_from_slice(&[0x32, 0x07]);
+    first.extend_from_slice(b"default");
+    assert_eq!(first.len(), 26);
+    // A second pool with every default left out but its id: 08 02.
+    let mut inner = vec![0x0a, 26];
+    inner.extend_from_slice(&first);
+    inner.extend_from_slice(&[0x0a, 0x02, 0x08, 0x02]);
+    // Member 5: key 0x2a.
+    let mut bytes = vec![0x2a, inner.len() as u8];
+    bytes.extend_from_slice(&inner);
     assert_eq!(
-        Response::decode(&envelope(kind::LIST_POOLS, &[0x0a, 0x00])),
-        Ok(Response::Undecoded {
-            kind: kind::LIST_POOLS,
-            bytes: vec![0x0a, 0x00]
+        Response::decode(&bytes),
+        Ok(Response::ListPools(vec![
+            PoolInfo {
+                poolid: 1,
+                name: "rbd".to_string(),
+                pgsize: 3,
+                pgcount: 32,
+                failuredomain: "host".to_string(),
+                root: "default".to_string(),
+            },
+            PoolInfo {
+                poolid: 2,
+                ..PoolInfo::default()
+            },
+        ]))
+    );
+    // No pools: the member with nothing in it.
+    assert_eq!(
+        Response::decode(&[0x2a, 0x00]),
+        Ok(Response::ListPools(Vec::new()))
+    );
+}
+
+#[test]
+fn heartbeat_and_image_requests_byte_by_byte() {
+    // Member 3: key (3 << 3) | 2 = 0x1a; inner id 5 = 08 05.
+    assert_eq!(
+        Request::Heartbeat { id: 5 }.encode(),
+        [0x1a, 0x02, 0x08, 0x05]
+    );
+    // CreateImage: poolname "p" (0a 01 70), imagename "i" (12 01 69), size 2^30 (18 + five
+    // bytes 80 80 80 80 04), object_size 2^22 (20 + four bytes 80 80 80 02) = 17 bytes.
+    let create = Request::CreateImage(ImageInfo {
+        poolname: "p".to_string(),
+        imagename: "i".to_string(),
+        size: 1 << 30,
+        object_size: 4 << 20,
+    });
+    let inner = [
+        0x0a, 0x01, b'p', 0x12, 0x01, b'i', 0x18, 0x80, 0x80, 0x80, 0x80, 0x04, 0x20, 0x80, 0x80,
+        0x80, 0x02,
+    ];
+    assert_eq!(create.encode_inner(), inner);
+    // Member 11: key 0x5a.
+    let mut envelope = vec![0x5a, 17];
+    envelope.extend_from_slice(&inner);
+    assert_eq!(create.encode(), envelope);
+    // RemoveImage (member 12, key 0x62) and GetImageInfo (member 14, key 0x72): two strings.
+    let names = [0x0a, 0x01, b'p', 0x12, 0x01, b'i'];
+    let remove = Request::RemoveImage {
+        poolname: "p".to_string(),
+        imagename: "i".to_string(),
+    };
+    let mut expected = vec![0x62, 0x06];
+    expected.extend_from_slice(&names);
+    assert_eq!(remove.encode(), expected);
+    let info = Request::GetImageInfo {
+        poolname: "p".to_string(),
+        imagename: "i".to_string(),
+    };
+    expected[0] = 0x72;
+    assert_eq!(info.encode(), expected);
+    // ResizeImage (member 13, key 0x6a): the two strings, then size 300 = 18 ac 02.
+    let resize = Request::ResizeImage {
+        poolname: "p".to_string(),
+        imagename: "i".to_string(),
+        size: 300,
+    };
+    let mut expected = vec![0x6a, 0x09];
+    expected.extend_from_slice(&names);
+    expected.extend_from_slice(&[0x18, 0xac, 0x02]);
+    assert_eq!(resize.encode(), expected);
+    // A negative size is a ten-byte varint, as every int64.
+    let resize = Request::ResizeImage {
+        poolname: String::new(),
+        imagename: String::new(),
+        size: -1,
+    };
+    let mut expected = vec![0x18];
+    expected.extend_from_slice(&MINUS_ONE);
+    assert_eq!(resize.encode_inner(), expected);
+}
+
+#[test]
+fn data_statistics_is_a_map_of_pg_names_to_counters() {
+    let counters = DataStatistics {
+        read_ios: 1,
+        read_bytes: 4096,
+        write_ios: 2,
+        write_bytes: 300,
+        objects: 5,
+        recovery_bytes: 0,
+        recovery_obs: 7,
+    };
+    let request = Request::DataStatistics(BTreeMap::from([("1.0".to_string(), counters)]));
+    // DataStatistics: 08 01 | 10 80 20 (4096) | 18 02 | 20 ac 02 (300) | 28 05 | 38 07
+    // (recovery_bytes 0 left out) = 14 bytes.
+    let value = [
+        0x08, 0x01, 0x10, 0x80, 0x20, 0x18, 0x02, 0x20, 0xac, 0x02, 0x28, 0x05, 0x38, 0x07,
+    ];
+    // The map entry: key "1.0" (0a 03 31 2e 30), value as field 2 (12 0e ...) = 21 bytes.
+    let mut entry = vec![0x0a, 0x03, b'1', b'.', b'0', 0x12, 14];
+    entry.extend_from_slice(&value);
+    assert_eq!(entry.len(), 21);
+    let mut inner = vec![0x0a, 21];
+    inner.extend_from_slice(&entry);
+    assert_eq!(request.encode_inner(), inner);
+    // Member 22: key (22 << 3) | 2 = 178 = b2 01.
+    let mut envelope = vec![0xb2, 0x01, 23];
+    envelope.extend_from_slice(&inner);
+    assert_eq!(request.encode(), envelope);
+    // An empty report still selects its member.
+    assert_eq!(
+        Request::DataStatistics(BTreeMap::new()).encode(),
+        [0xb2, 0x01, 0x00]
+    );
+}
+
+#[test]
+fn get_pg_osd_info_packs_its_pool_ids() {
+    // Member 24: key (24 << 3) | 2 = 194 = c2 01; pool ids packed under key 0x0a.
+    assert_eq!(
+        Request::GetPgOsdInfo {
+            pool_ids: vec![1, 2]
+        }
+        .encode(),
+        [0xc2, 0x01, 0x04, 0x0a, 0x02, 0x01, 0x02]
+    );
+    // No ids (every pool): an empty member.
+    assert_eq!(
+        Request::GetPgOsdInfo { pool_ids: vec![] }.encode(),
+        [0xc2, 0x01, 0x00]
+    );
+    // OsdConfig is member 23: key (23 << 3) | 2 = 186 = ba 01.
+    assert_eq!(
+        Request::OsdConfig { osdid: 2 }.encode(),
+        [0xba, 0x01, 0x02, 0x08, 0x02]
+    );
+}
+
+#[test]
+fn image_replies_carry_a_code_and_the_info() {
+    // ImageInfo {poolname "p", imagename "i", size 4096 (18 80 20), object_size 4096
+    // (20 80 20)} = 12 bytes.
+    let info = [
+        0x0a, 0x01, b'p', 0x12, 0x01, b'i', 0x18, 0x80, 0x20, 0x20, 0x80, 0x20,
+    ];
+    // errorcode 1 (08 01), ImageInfo as field 2 (12 0c ...).
+    let mut inner = vec![0x08, 0x01, 0x12, 12];
+    inner.extend_from_slice(&info);
+    let expected_info = ImageInfo {
+        poolname: "p".to_string(),
+        imagename: "i".to_string(),
+        size: 4096,
+        object_size: 4096,
+    };
+    for member in [
+        kind::CREATE_IMAGE,
+        kind::REMOVE_IMAGE,
+        kind::RESIZE_IMAGE,
+        kind::GET_IMAGE_INFO,
+    ] {
+        assert_eq!(
+            Response::decode(&envelope(member, &inner)),
+            Ok(Response::Image {
+                kind: member,
+                reply: ImageReply {
+                    errorcode: 1,
+                    info: Some(expected_info.clone()),
+                },
+            })
+        );
+    }
+    // Code 0 and an empty info: 12 00 only; no info field at all: nothing.
+    assert_eq!(
+        Response::decode(&envelope(kind::GET_IMAGE_INFO, &[0x12, 0x00])),
+        Ok(Response::Image {
+            kind: kind::GET_IMAGE_INFO,
+            reply: ImageReply {
+                errorcode: get_image_code::OK,
+                info: Some(ImageInfo::default()),
+            },
         })
+    );
+    assert_eq!(
+        Response::decode(&envelope(kind::REMOVE_IMAGE, &[0x08, 0x01])),
+        Ok(Response::Image {
+            kind: kind::REMOVE_IMAGE,
+            reply: ImageReply {
+                errorcode: remove_image_code::IMAGE_NOT_FOUND,
+                info: None,
+            },
+        })
+    );
+    // A negative size reads back as such.
+    let mut negative = vec![0x12, 11, 0x18];
+    negative.extend_from_slice(&MINUS_ONE);
+    let Ok(Response::Image { reply, .. }) =
+        Response::decode(&envelope(kind::RESIZE_IMAGE, &negative))
+    else {
+        panic!("not an image reply");
+    };
+    assert_eq!(reply.info.map(|i| i.size), Some(-1));
+}
+
+#[test]
+fn pg_osd_info_reply_is_a_map_of_pools() {
+    // PgOsdInfo {pgid 3 (08 03), coreindex 1 (10 01), osdid [1, 2] packed (1a 02 01 02)} =
+    // 8 bytes; PgOsdInfos {pgs: it} = 0a 08 ... = 10 bytes.
+    let pg = [0x08, 0x03, 0x10, 0x01, 0x1a, 0x02, 0x01, 0x02];
+    let mut infos = vec![0x0a, 0x08];
+    infos.extend_from_slice(&pg);
+    // A second PG with pgid 0 and coreindex 0 left out, its members unpacked (18 04 18 05).
+    infos.extend_from_slice(&[0x0a, 0x04, 0x18, 0x04, 0x18, 0x05]);
+    assert_eq!(infos.len(), 16);
+    // Map entry {1: pool 2 (08 02), 2: PgOsdInfos (12 10 ...)} = 20 bytes, as field 1.
+    let mut entry = vec![0x08, 0x02, 0x12, 16];
+    entry.extend_from_slice(&infos);
+    let mut inner = vec![0x0a, 20];
+    inner.extend_from_slice(&entry);
+    // A pool with no PGs: entry {1: 7} only.
+    inner.extend_from_slice(&[0x0a, 0x02, 0x08, 0x07]);
+    assert_eq!(
+        Response::decode(&envelope(kind::PG_OSD_INFO, &inner)),
+        Ok(Response::PgOsdInfo(BTreeMap::from([
+            (
+                2,
+                vec![
+                    PgOsdInfo {
+                        pgid: 3,
+                        coreindex: 1,
+                        osdid: vec![1, 2],
+                    },
+                    PgOsdInfo {
+                        pgid: 0,
+                        coreindex: 0,
+                        osdid: vec![4, 5],
+                    },
+                ]
+            ),
+            (7, Vec::new()),
+        ])))
+    );
+    // Member 24's key is two bytes: c2 01.
+    assert_eq!(
+        Response::decode(&[0xc2, 0x01, 0x00]),
+        Ok(Response::PgOsdInfo(BTreeMap::new()))
     );
 }
 

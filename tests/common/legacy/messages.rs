@@ -1,6 +1,6 @@
 //! The legacy `msg.Request` / `msg.Response` envelopes, built and read field by field from the
-//! table of LEGACY-PROTOCOL.md (oneof numbers of §6, field numbers of "Messages and fields"),
-//! keeping only the response fields the tests assert on.
+//! table of LEGACY-PROTOCOL.md (oneof numbers of §6, field numbers of "Messages and fields"):
+//! every request kind, and every response kind with the fields the tests assert on.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +66,37 @@ pub mod pgmap_code {
     pub const CLIENT_VERSION_HIGHER: i32 = 1;
     pub const CLUSTER_NO_POOLS: i32 = 2;
     pub const SAME_VERSION: i32 = 3;
+}
+
+/// `CreateImageErrorCode` values.
+pub mod create_image_code {
+    pub const OK: i32 = 0;
+    pub const IMAGE_EXISTS: i32 = 1;
+    pub const UNKNOWN_POOL_NAME: i32 = 2;
+    pub const MARSHAL_IMAGE_CONTEXT_ERROR: i32 = 3;
+    pub const PUT_ETCD_ERROR: i32 = 4;
+    pub const IMAGE_NAME_TOO_LONG: i32 = 5;
+}
+
+/// `RemoveImageErrorCode` values.
+pub mod remove_image_code {
+    pub const OK: i32 = 0;
+    pub const IMAGE_NOT_FOUND: i32 = 1;
+    pub const REMOVE_IMAGE_FAIL: i32 = 2;
+}
+
+/// `ResizeImageErrorCode` values.
+pub mod resize_image_code {
+    pub const OK: i32 = 0;
+    pub const NOT_FOUND: i32 = 1;
+    pub const MARSHAL_RESIZE_IMAGE_CONTEXT_ERROR: i32 = 2;
+    pub const PUT_RESIZE_IMAGE_ETCD_ERROR: i32 = 3;
+}
+
+/// `GetImageErrorCode` values.
+pub mod get_image_code {
+    pub const OK: i32 = 0;
+    pub const NOT_FOUND: i32 = 1;
 }
 
 /// Boot results (`ERRNUM`, §7.2).
@@ -196,11 +227,77 @@ pub struct PgMemberChangeFinishRequest {
     pub osd_list: Vec<i32>,
 }
 
+/// `CreateImageRequest` (and the `ImageInfo` of the image replies: the same four fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub poolname: String,
+    pub imagename: String,
+    pub size: i64,
+    pub object_size: i64,
+}
+
+impl ImageInfo {
+    fn encode(&self) -> Encoder {
+        let mut message = Encoder::new();
+        message
+            .string(1, &self.poolname)
+            .string(2, &self.imagename)
+            .int64(3, self.size)
+            .int64(4, self.object_size);
+        message
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let mut info = ImageInfo::default();
+        each_field(bytes, |field| {
+            match field.number {
+                1 => info.poolname = field.string()?,
+                2 => info.imagename = field.string()?,
+                3 => info.size = field.int64()?,
+                4 => info.object_size = field.int64()?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(info)
+    }
+}
+
+/// One PG's I/O counters of a `DataStatisticsRequest` (`DataStatistics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataStatistics {
+    pub read_ios: u64,
+    pub read_bytes: u64,
+    pub write_ios: u64,
+    pub write_bytes: u64,
+    pub objects: i64,
+    pub recovery_bytes: u64,
+    pub recovery_obs: u64,
+}
+
+impl DataStatistics {
+    fn encode(&self) -> Encoder {
+        let mut message = Encoder::new();
+        message
+            .uint64(1, self.read_ios)
+            .uint64(2, self.read_bytes)
+            .uint64(3, self.write_ios)
+            .uint64(4, self.write_bytes)
+            .int64(5, self.objects)
+            .uint64(6, self.recovery_bytes)
+            .uint64(7, self.recovery_obs);
+        message
+    }
+}
+
 /// A request of the framed protocol; [`Request::encode`] gives the `msg.Request` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Boot(BootRequest),
     OsdStop {
+        id: i32,
+    },
+    Heartbeat {
         id: i32,
     },
     GetOsdMap(GetOsdMapRequest),
@@ -224,6 +321,21 @@ pub enum Request {
         osdmap: Option<GetOsdMapRequest>,
         pgmap: Option<GetPgMapRequest>,
     },
+    /// CreateImage: `{poolname, imagename, size, object_size}`, the fields of [`ImageInfo`].
+    CreateImage(ImageInfo),
+    RemoveImage {
+        poolname: String,
+        imagename: String,
+    },
+    ResizeImage {
+        poolname: String,
+        imagename: String,
+        size: i64,
+    },
+    GetImageInfo {
+        poolname: String,
+        imagename: String,
+    },
     LeaderBeElected(LeaderBeElectedRequest),
     PgMemberChangeFinish(PgMemberChangeFinishRequest),
     OsdOut {
@@ -239,8 +351,14 @@ pub enum Request {
         set: bool,
     },
     GetClusterStatus,
+    /// DataStatistics: per PG name (`"<poolid>.<pgid>"`), its counters.
+    DataStatistics(BTreeMap<String, DataStatistics>),
     OsdConfig {
         osdid: i32,
+    },
+    /// GetPgOsdInfo: the pools asked about (empty: every pool).
+    GetPgOsdInfo {
+        pool_ids: Vec<i32>,
     },
 }
 
@@ -262,6 +380,7 @@ impl Request {
         match self {
             Request::Boot(_) => kind::BOOT,
             Request::OsdStop { .. } => kind::OSD_STOP,
+            Request::Heartbeat { .. } => kind::HEARTBEAT,
             Request::GetOsdMap(_) => kind::GET_OSDMAP,
             Request::ListPools => kind::LIST_POOLS,
             Request::ApplyId { .. } => kind::APPLY_ID,
@@ -269,6 +388,10 @@ impl Request {
             Request::GetPgMap(_) => kind::GET_PGMAP,
             Request::DeletePool { .. } => kind::DELETE_POOL,
             Request::GetClusterMap { .. } => kind::GET_CLUSTER_MAP,
+            Request::CreateImage(_) => kind::CREATE_IMAGE,
+            Request::RemoveImage { .. } => kind::REMOVE_IMAGE,
+            Request::ResizeImage { .. } => kind::RESIZE_IMAGE,
+            Request::GetImageInfo { .. } => kind::GET_IMAGE_INFO,
             Request::LeaderBeElected(_) => kind::LEADER_BE_ELECTED,
             Request::PgMemberChangeFinish(_) => kind::PG_MEMBER_CHANGE_FINISH,
             Request::OsdOut { .. } => kind::OSD_OUT,
@@ -276,7 +399,9 @@ impl Request {
             Request::NoReblance { .. } => kind::NO_REBLANCE,
             Request::NoOut { .. } => kind::NO_OUT,
             Request::GetClusterStatus => kind::GET_CLUSTER_STATUS,
+            Request::DataStatistics(_) => kind::DATA_STATISTICS,
             Request::OsdConfig { .. } => kind::OSD_CONFIG,
+            Request::GetPgOsdInfo { .. } => kind::PG_OSD_INFO,
         }
     }
 
@@ -306,7 +431,7 @@ impl Request {
                     .uint32(7, boot.core_num)
                     .string(8, &boot.config);
             }
-            Request::OsdStop { id } => {
+            Request::OsdStop { id } | Request::Heartbeat { id } => {
                 message.int32(1, *id);
             }
             Request::GetOsdMap(osdmap) => message = encode_get_osdmap(osdmap),
@@ -340,6 +465,27 @@ impl Request {
                     message.message(2, encode_get_pgmap(pgmap));
                 }
             }
+            Request::CreateImage(image) => message = image.encode(),
+            Request::RemoveImage {
+                poolname,
+                imagename,
+            }
+            | Request::GetImageInfo {
+                poolname,
+                imagename,
+            } => {
+                message.string(1, poolname).string(2, imagename);
+            }
+            Request::ResizeImage {
+                poolname,
+                imagename,
+                size,
+            } => {
+                message
+                    .string(1, poolname)
+                    .string(2, imagename)
+                    .int64(3, *size);
+            }
             Request::LeaderBeElected(elected) => {
                 message
                     .int32(1, elected.leader_id)
@@ -360,6 +506,22 @@ impl Request {
             }
             Request::NoReblance { set } | Request::NoOut { set } => {
                 message.boolean(1, *set);
+            }
+            Request::DataStatistics(data) => {
+                for (name, counters) in data {
+                    message.map_entry(
+                        1,
+                        |key| {
+                            key.string(1, name);
+                        },
+                        |value| {
+                            value.message(2, counters.encode());
+                        },
+                    );
+                }
+            }
+            Request::GetPgOsdInfo { pool_ids } => {
+                message.packed_int32(1, pool_ids);
             }
         }
         message.finish()
@@ -488,6 +650,33 @@ pub struct ClusterStatusReply {
     pub pg_state: PgStateCounts,
 }
 
+/// One pool of a `ListPoolsResponse` (`poolinfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub poolid: i32,
+    pub name: String,
+    pub pgsize: i32,
+    pub pgcount: i32,
+    pub failuredomain: String,
+    pub root: String,
+}
+
+/// The replies of CreateImage, RemoveImage, ResizeImage and GetImageInfo: an error code and
+/// an `ImageInfo` (`None` when the monitor left the field out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageReply {
+    pub errorcode: i32,
+    pub info: Option<ImageInfo>,
+}
+
+/// One PG of a `GetPgOsdInfoResponse` (`PgOsdInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgOsdInfo {
+    pub pgid: i32,
+    pub coreindex: u32,
+    pub osdid: Vec<i32>,
+}
+
 /// A decoded `msg.Response`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -499,6 +688,16 @@ pub enum Response {
     GetOsdMap(OsdMapReply),
     GetPgMap(PgMapReply),
     GetClusterMap(ClusterMapReply),
+    /// `ListPoolsResponse`: the pools in the order received.
+    ListPools(Vec<PoolInfo>),
+    /// The image kinds (CreateImage, RemoveImage, ResizeImage, GetImageInfo), with the kind
+    /// that answered.
+    Image {
+        kind: u32,
+        reply: ImageReply,
+    },
+    /// `GetPgOsdInfoResponse`: per pool id, its PGs in the order received.
+    PgOsdInfo(BTreeMap<i32, Vec<PgOsdInfo>>),
     OsdConfig {
         config: String,
     },
@@ -509,12 +708,6 @@ pub enum Response {
     Ok {
         kind: u32,
         ok: bool,
-    },
-    /// A response kind this client does not decode (ListPools, images, GetPgOsdInfo): the raw
-    /// inner message.
-    Undecoded {
-        kind: u32,
-        bytes: Vec<u8>,
     },
 }
 
@@ -541,9 +734,11 @@ impl Response {
             Response::GetOsdMap(_) => kind::GET_OSDMAP,
             Response::GetPgMap(_) => kind::GET_PGMAP,
             Response::GetClusterMap(_) => kind::GET_CLUSTER_MAP,
+            Response::ListPools(_) => kind::LIST_POOLS,
+            Response::PgOsdInfo(_) => kind::PG_OSD_INFO,
             Response::OsdConfig { .. } => kind::OSD_CONFIG,
             Response::GetClusterStatus(_) => kind::GET_CLUSTER_STATUS,
-            Response::Ok { kind, .. } | Response::Undecoded { kind, .. } => *kind,
+            Response::Ok { kind, .. } | Response::Image { kind, .. } => *kind,
         }
     }
 
@@ -566,11 +761,11 @@ impl Response {
         let Some((kind, inner)) = member else {
             return Err(ResponseError::Empty);
         };
-        Ok(decode_member(kind, inner)?)
+        decode_member(kind, inner)
     }
 }
 
-fn decode_member(member: u32, inner: &[u8]) -> Result<Response, WireError> {
+fn decode_member(member: u32, inner: &[u8]) -> Result<Response, ResponseError> {
     Ok(match member {
         kind::BOOT => {
             let mut result = 0;
@@ -632,6 +827,44 @@ fn decode_member(member: u32, inner: &[u8]) -> Result<Response, WireError> {
             Response::OsdConfig { config }
         }
         kind::GET_CLUSTER_STATUS => Response::GetClusterStatus(decode_cluster_status(inner)?),
+        kind::LIST_POOLS => {
+            let mut pools = Vec::new();
+            each_field(inner, |field| {
+                if field.number == 1 {
+                    pools.push(decode_pool_info(field.len_bytes()?)?);
+                }
+                Ok(())
+            })?;
+            Response::ListPools(pools)
+        }
+        kind::CREATE_IMAGE | kind::REMOVE_IMAGE | kind::RESIZE_IMAGE | kind::GET_IMAGE_INFO => {
+            let mut reply = ImageReply::default();
+            each_field(inner, |field| {
+                match field.number {
+                    1 => reply.errorcode = field.int32()?,
+                    2 => reply.info = Some(ImageInfo::decode(field.len_bytes()?)?),
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            Response::Image {
+                kind: member,
+                reply,
+            }
+        }
+        kind::PG_OSD_INFO => {
+            let mut pools = BTreeMap::new();
+            each_field(inner, |field| {
+                if field.number == 1 {
+                    let (pool, pgs) = map_entry(field.len_bytes()?, Field::int32, |value| {
+                        decode_pg_osd_infos(value.len_bytes()?)
+                    })?;
+                    pools.insert(pool, pgs);
+                }
+                Ok(())
+            })?;
+            Response::PgOsdInfo(pools)
+        }
         kind::OSD_STOP
         | kind::HEARTBEAT
         | kind::DELETE_POOL
@@ -651,11 +884,46 @@ fn decode_member(member: u32, inner: &[u8]) -> Result<Response, WireError> {
             })?;
             Response::Ok { kind: member, ok }
         }
-        _ => Response::Undecoded {
-            kind: member,
-            bytes: inner.to_vec(),
-        },
+        _ => return Err(ResponseError::UnknownKind { kind: member }),
     })
+}
+
+fn decode_pool_info(bytes: &[u8]) -> Result<PoolInfo, WireError> {
+    let mut pool = PoolInfo::default();
+    each_field(bytes, |field| {
+        match field.number {
+            1 => pool.poolid = field.int32()?,
+            2 => pool.name = field.string()?,
+            3 => pool.pgsize = field.int32()?,
+            4 => pool.pgcount = field.int32()?,
+            5 => pool.failuredomain = field.string()?,
+            6 => pool.root = field.string()?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(pool)
+}
+
+fn decode_pg_osd_infos(bytes: &[u8]) -> Result<Vec<PgOsdInfo>, WireError> {
+    let mut pgs = Vec::new();
+    each_field(bytes, |field| {
+        if field.number == 1 {
+            let mut pg = PgOsdInfo::default();
+            each_field(field.len_bytes()?, |f| {
+                match f.number {
+                    1 => pg.pgid = f.int32()?,
+                    2 => pg.coreindex = f.uint32()?,
+                    3 => f.push_int32s(&mut pg.osdid)?,
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            pgs.push(pg);
+        }
+        Ok(())
+    })?;
+    Ok(pgs)
 }
 
 fn decode_osdmap(bytes: &[u8]) -> Result<OsdMapReply, WireError> {
