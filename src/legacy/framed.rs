@@ -192,7 +192,8 @@ async fn sniff_and_serve(front: Arc<FramedFront>, mut conn: Conn, grpc: mpsc::Se
     match route::route(&front.node, forwarded, route::framed_address).await {
         Route::Serve(term) => serve(&front, conn, head, term, origin).await,
         Route::Forward(address) => {
-            if let Err(e) = route::forward(conn, &head, &address, origin).await {
+            let local = route::advertised_ip(&front.node.me.grpc_address);
+            if let Err(e) = route::forward(conn, &head, &address, origin, local).await {
                 tracing::debug!(error = %e, leader = %address, "forwarded legacy connection ended");
             }
         }

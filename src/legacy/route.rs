@@ -84,13 +84,14 @@ pub async fn forward<C>(
     first: &[u8],
     address: &str,
     origin: Option<IpAddr>,
+    local: Option<IpAddr>,
 ) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut upstream = tokio::time::timeout(
         timing::LEGACY_FORWARD_CONNECT_TIMEOUT,
-        TcpStream::connect(address),
+        connect_from(address, local),
     )
     .await
     .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to the leader"))??;
@@ -105,6 +106,31 @@ where
     upstream.write_all(&head).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
+}
+
+/// Connects to `address` from `local` when given (this monitor's advertised address, which
+/// the leader recognises as a monitor's), else from whatever address the route picks.
+async fn connect_from(address: &str, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let target = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{address} resolves to nothing")))?;
+    let Some(local) = local.filter(|l| l.is_ipv4() == target.is_ipv4()) else {
+        return TcpStream::connect(target).await;
+    };
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    socket.connect(target).await
+}
+
+/// The IP of a monitor's advertised address (`host:port`), when its host is an IP.
+pub fn advertised_ip(address: &str) -> Option<IpAddr> {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 /// Reads what follows [`FORWARD_PREAMBLE`]: the address of the client the connection was
