@@ -5,12 +5,17 @@
 //!   3333: its messages are `crate::proto::legacy` (package `msg`, from `proto/legacy.proto`),
 //!   its framing, the gRPC/legacy sniff of a connection's first bytes and the decoding of a
 //!   request are [`frame`].
+//! - The raw binary protocol of the kernel client kfastblock, on `raw_monitor_port` (3334):
+//!   [`raw`] (the header, both requests answered from a snapshot, the connection loop and the
+//!   accept loop, started by the daemon). Read-only: it proposes nothing.
+//! - Which monitor serves a legacy connection (the leader; standbys forward): [`route`].
 //!
-//! Nothing here is wired into the daemon yet: no listener serves it, and no request is
-//! translated into a command. The adapters are to stay thin: requests become the same commands
-//! the gRPC service proposes, with no business logic of their own.
+//! The framed protocol is not wired into the daemon yet: no listener serves it, and no
+//! request is translated into a command. The adapters are to stay thin: requests become the
+//! same commands the gRPC service proposes, with no business logic of their own.
 
 pub mod frame;
+pub mod raw;
 pub mod route;
 
 use frame::MaxFrameLen;
