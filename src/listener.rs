@@ -371,7 +371,10 @@ impl Conn {
             .connections_open
             .with_label_values(&[self.open.protocol])
             .dec();
-        metrics.connections_open.with_label_values(&[protocol]).inc();
+        metrics
+            .connections_open
+            .with_label_values(&[protocol])
+            .inc();
         self.open.protocol = protocol;
     }
 
