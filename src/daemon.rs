@@ -1,7 +1,8 @@
 //! Wires one monitor process together and runs it until SIGTERM/SIGINT.
 //!
-//! Start: bind the gRPC and HTTP ports (fail fast if taken), start serving (standby answers),
-//! start the embedded etcd member and wait for it, then campaign. Stop, in this order: resign
+//! Start: bind the gRPC and HTTP ports and the raw protocol's port when enabled (fail fast if
+//! taken), start serving (standby answers; raw connections are forwarded to the leader), start
+//! the embedded etcd member and wait for it, then campaign. Stop, in this order: resign
 //! leadership, stop serving, stop the embedded etcd member.
 
 use std::sync::Arc;
@@ -41,6 +42,12 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
                 config.http_bind()
             )
         })?;
+    let raw_listener = match config.raw_bind() {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for the raw protocol on {addr} (raw_monitor_port)")
+        })?),
+        None => None,
+    };
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), log_file);
@@ -101,10 +108,24 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         node.clone(),
         http_stop.clone(),
     ));
+    let raw_stop = CancellationToken::new();
+    let raw = raw_listener.map(|tcp| {
+        tokio::spawn(legacy::raw::serve(
+            Listener::new(
+                tcp,
+                grpc_limits,
+                legacy::raw::server::PROTOCOL,
+                metrics.clone(),
+            ),
+            node.clone(),
+            raw_stop.clone(),
+        ))
+    });
     tracing::info!(
         name = %config.hostname,
         grpc = %config.grpc_bind(),
         http = %config.http_bind(),
+        raw = %config.raw_bind().map_or_else(|| "disabled".to_string(), |a| a.to_string()),
         advertise = %config.advertise_address,
         legacy_framed = config.legacy.framed,
         "listening"
@@ -117,6 +138,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
                 Err(e) => {
                     grpc_stop.cancel();
                     http_stop.cancel();
+                    raw_stop.cancel();
                     background.cancel();
                     // A stop asked for while etcd was starting is a clean stop, not a failure.
                     if matches!(e, EmbeddedEtcdError::Cancelled) {
@@ -173,9 +195,10 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     terms_stop.cancel();
     let _ = terms.await;
 
-    tracing::info!("stopping: closing the gRPC and HTTP servers");
+    tracing::info!("stopping: closing the gRPC, HTTP and raw protocol servers");
     grpc_stop.cancel();
     http_stop.cancel();
+    raw_stop.cancel();
     background.cancel();
     match tokio::time::timeout(timing::SHUTDOWN_DRAIN, grpc).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
@@ -183,6 +206,9 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
         _ => {}
     }
     let _ = tokio::time::timeout(timing::SHUTDOWN_DRAIN, http).await;
+    if let Some(raw) = raw {
+        let _ = tokio::time::timeout(timing::SHUTDOWN_DRAIN, raw).await;
+    }
 
     if let Some(e) = embedded {
         tracing::info!("stopping: embedded etcd");

@@ -1,18 +1,25 @@
 //! The front end for the existing fastblock components, which do not speak our gRPC API
 //! (`../shared/docs/LEGACY-PROTOCOL.md`; notes on what exists in docs/legacy-protocol-notes.md).
 //!
-//! - The framed protobuf protocol of the C++ OSDs and block clients and of the Go CLI, on port
-//!   3333: its messages are `crate::proto::legacy` (package `msg`, from `proto/legacy.proto`),
-//!   its framing, the gRPC/legacy sniff of a connection's first bytes and the decoding of a
-//!   request are [`frame`].
+//! - The framed protobuf protocol of the C++ OSDs and block clients and of the Go CLI, on the
+//!   gRPC port (3333): its messages are `crate::proto::legacy` (package `msg`, from
+//!   `proto/legacy.proto`); [`frame`] the framing, the gRPC/legacy sniff of a connection's first
+//!   bytes and the decoding of a request; [`framed`] the shared port's accept loop and the
+//!   connection loop; [`translate`] the 24 request kinds as the core's commands and snapshot
+//!   reads, and which connection speaks for which OSD; [`maps`] the maps encoded once per
+//!   epoch.
+//! - The raw binary protocol of the kernel client kfastblock, on `raw_monitor_port` (3334):
+//!   [`raw`] (the header, both requests answered from a snapshot, the connection loop and the
+//!   accept loop, started by the daemon). Read-only: it proposes nothing.
+//! - Which monitor serves a legacy connection (the leader; standbys forward): [`route`].
 //!
-//! Nothing here is wired into the daemon yet: no listener serves it, and no request is
-//! translated into a command. The adapters are to stay thin: requests become the same commands
-//! the gRPC service proposes, with no business logic of their own.
+//! The adapters stay thin: requests become the same commands the gRPC service proposes, with
+//! no business logic of their own. Compatibility decisions: docs/legacy-protocol.md.
 
 pub mod frame;
 pub mod framed;
 pub mod maps;
+pub mod raw;
 pub mod route;
 pub mod translate;
 

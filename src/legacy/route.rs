@@ -130,7 +130,10 @@ async fn connect_from(address: &str, local: Option<IpAddr>) -> std::io::Result<T
 /// The IP of a monitor's advertised address (`host:port`), when its host is an IP.
 pub fn advertised_ip(address: &str) -> Option<IpAddr> {
     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Reads what follows [`FORWARD_PREAMBLE`]: the address of the client the connection was

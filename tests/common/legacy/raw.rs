@@ -65,7 +65,7 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 /// The epoch GET_IMAGE_INFO reports for an image: FNV-1a 64 of
 /// `pool \0 image \0 imageID \0 size \0 objectsize`. The doc does not spell out how the numbers
 /// are written; this takes them as decimal text (the image's JSON record holds them as numbers),
-/// an assumption the first test against the server confirms or corrects.
+/// as the server does (docs/legacy-raw.md; `tests/legacy_raw.rs` checks that they agree).
 pub fn image_epoch(pool: &str, image: &str, image_id: i32, size: i64, object_size: i64) -> u64 {
     let text = format!("{pool}\0{image}\0{image_id}\0{size}\0{object_size}");
     fnv1a_64(text.as_bytes())
@@ -488,6 +488,21 @@ impl RawClient {
         tokio::time::timeout(timeout, self.read_response())
             .await
             .map_err(|_| RawClientError::Timeout(timeout))?
+    }
+
+    /// Waits up to `within` for the monitor to close the connection, reading and dropping
+    /// anything it sends first; true if it closed (end of stream or reset).
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
+        let mut sink = [0u8; 4096];
+        let closing = async {
+            loop {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, closing).await.is_ok()
     }
 
     async fn read_response(&mut self) -> Result<RawResponse, RawClientError> {
