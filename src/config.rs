@@ -770,7 +770,8 @@ impl RawConfig {
             i64::from(DEFAULT_RAW_MONITOR_PORT),
             0..=65535,
         )? as u16;
-        if raw_monitor_port != 0 && (raw_monitor_port == port || raw_monitor_port == prometheus_port)
+        if raw_monitor_port != 0
+            && (raw_monitor_port == port || raw_monitor_port == prometheus_port)
         {
             return Err(src.error(
                 "raw_monitor_port",
