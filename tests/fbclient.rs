@@ -454,6 +454,8 @@ fn usage_errors_and_an_unreachable_monitor_are_one_line() {
         -op=createpool -pgcount=8 =>2 fbclient: createpool needs -poolname
         --op outosd =>2 fbclient: outosd needs -osdid
         -op=fakestartcluster -osdcount=3 =>2 fbclient: fakestartcluster needs -hostcount
+        -op=fakestartcluster -osdcount=3 -hostcount=1 -protocol=udp =>2 fbclient: invalid value 'udp' for '--protocol <PROTOCOL>': unknown protocol 'udp' (known: grpc, legacy)
+        -op=fakestartcluster -osdcount=3 -hostcount=1 -rackcount=2 -protocol=legacy =>2 fbclient: -rackcount needs -protocol=grpc: the legacy Boot carries no rack
         -set=noreadahead =>2 fbclient: unknown flag 'noreadahead' (known: noout, norebalance, nodown, noup, noin)
         -op=leader -set=noout =>2 fbclient: give either -op or -set/-unset, not both
         =>2 fbclient: no operation: give -op=OP or -set/-unset=FLAG (see --help)

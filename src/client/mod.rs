@@ -121,6 +121,11 @@ impl MonitorClient {
         }
     }
 
+    /// The monitors' addresses, as given.
+    pub fn addresses(&self) -> &[String] {
+        &self.monitors
+    }
+
     /// Parses a comma-separated `host:port,host:port` list.
     pub fn parse_list(list: &str) -> Vec<String> {
         list.split(',')

@@ -11,6 +11,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use super::Failure;
 use super::ops::{OpSpec, op_names, ops_help, spec};
 use super::output::parse_size;
+use crate::sim::FleetProtocol;
 use crate::{VERSION, cli};
 
 /// Every flag of fbclient. Which ones an operation uses is in [`super::OPS`].
@@ -105,6 +106,9 @@ pub struct Args {
     /// Name prefix of the fake hosts; also seeds their uuids (default "fake").
     #[arg(long)]
     pub prefix: Option<String>,
+    /// What the fake OSDs speak: grpc (default) or legacy (the C++ OSDs' framed protobuf).
+    #[arg(long, value_parser = parse_protocol, value_name = "PROTOCOL")]
+    pub protocol: Option<FleetProtocol>,
 
     /// Pool name.
     #[arg(long)]
@@ -151,6 +155,10 @@ pub struct Args {
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
+}
+
+fn parse_protocol(s: &str) -> Result<FleetProtocol, String> {
+    FleetProtocol::parse(s)
 }
 
 /// The flags names accepted by `-set`/`-unset`.
@@ -206,6 +214,7 @@ impl Args {
             "churn" => self.churn.is_some(),
             "interval" => self.interval.is_some(),
             "prefix" => self.prefix.is_some(),
+            "protocol" => self.protocol.is_some(),
             "poolname" => self.poolname.is_some(),
             "poolid" => self.poolid.is_some(),
             "pgsize" => self.pgsize.is_some(),
@@ -372,6 +381,22 @@ mod tests {
                 .unwrap()
                 .check("createpool")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_fleet_protocol_is_grpc_or_legacy() {
+        let a = parse(&["-op=fakestartcluster", "-protocol=legacy"]).unwrap();
+        assert_eq!(a.protocol, Some(FleetProtocol::Legacy));
+        let a = parse(&["--op", "fakestartcluster", "--protocol", "grpc"]).unwrap();
+        assert_eq!(a.protocol, Some(FleetProtocol::Grpc));
+        assert_eq!(parse(&["-op=fakestartcluster"]).unwrap().protocol, None);
+        let Err(Failure::Usage(m)) = parse(&["-op=fakestartcluster", "-protocol=udp"]) else {
+            panic!("expected a usage error");
+        };
+        assert!(
+            m.ends_with("unknown protocol 'udp' (known: grpc, legacy)"),
+            "{m}"
         );
     }
 

@@ -3,6 +3,8 @@
 //! shows the whole down → out → remap → active cycle. A progress bar while the OSDs boot; then
 //! a one-line summary every `-interval` until Ctrl-C or `-duration`. `-kill` and `-churn`
 //! kill OSDs by themselves; stdin takes `kill ID`, `revive ID`, `status` and `quit`.
+//! `-protocol=legacy` runs the OSDs over the framed protobuf protocol of the C++ OSDs
+//! (`crate::sim::legacy`) instead of gRPC; the summary still comes from GetClusterStatus.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::output::{emit, emit_json, health_name};
 use super::{Ctx, Failure};
 use crate::proto::monitor as api;
-use crate::sim::{Fleet, FleetSpec};
+use crate::sim::{Fleet, FleetProtocol, FleetSpec, SimError, legacy};
 
 /// How often the summary is printed when `-interval` is absent.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -43,10 +45,17 @@ pub async fn start_cluster(ctx: &Ctx) -> Result<(), Failure> {
             "-heartbeat, -interval and -churn must be above 0".to_string(),
         ));
     }
+    let protocol = a.protocol.unwrap_or_default();
+    let racks = a.rackcount.unwrap_or(0);
+    if protocol == FleetProtocol::Legacy && racks > 0 {
+        return Err(Failure::Usage(
+            "-rackcount needs -protocol=grpc: the legacy Boot carries no rack".to_string(),
+        ));
+    }
     let spec = FleetSpec {
         osds,
         hosts,
-        racks: a.rackcount.unwrap_or(0),
+        racks,
         cores: a.cores.unwrap_or(FleetSpec::default().cores),
         prefix: a.prefix.clone().unwrap_or_else(|| "fake".to_string()),
         heartbeat_every: heartbeat,
@@ -59,9 +68,20 @@ pub async fn start_cluster(ctx: &Ctx) -> Result<(), Failure> {
     let started = Instant::now();
     let booting = {
         let bar = bar.clone();
-        Fleet::start(ctx.client.clone(), spec, move |done, _| {
-            bar.set_position(u64::from(done))
-        })
+        let progress = move |done, _| bar.set_position(u64::from(done));
+        let client = ctx.client.clone();
+        let options = legacy::ConnOptions {
+            reply_timeout: a.timeout,
+            ..legacy::ConnOptions::default()
+        };
+        async move {
+            match protocol {
+                FleetProtocol::Grpc => Fleet::start(client, spec, progress).await,
+                FleetProtocol::Legacy => {
+                    Fleet::start_legacy(client.addresses(), options, spec, progress).await
+                }
+            }
+        }
     };
     let fleet = tokio::select! {
         _ = &mut stop => {
@@ -71,7 +91,7 @@ pub async fn start_cluster(ctx: &Ctx) -> Result<(), Failure> {
         f = booting => f,
     };
     bar.finish_and_clear();
-    let fleet = fleet?;
+    let fleet = fleet.map_err(fleet_failure)?;
 
     let mut run = Runner {
         json: ctx.json(),
@@ -86,10 +106,16 @@ pub async fn start_cluster(ctx: &Ctx) -> Result<(), Failure> {
     run.say(
         format!(
             "started {osds} fake OSDs (osd.{first}..osd.{last}) on {hosts} hosts in {:.1}s; \
-             heartbeat every {heartbeat:?}; stdin commands: {COMMANDS}",
-            started.elapsed().as_secs_f64()
+             {}; stdin commands: {COMMANDS}",
+            started.elapsed().as_secs_f64(),
+            match protocol {
+                FleetProtocol::Grpc => format!("heartbeat every {heartbeat:?}"),
+                FleetProtocol::Legacy =>
+                    format!("legacy protocol, cluster-map poll every {heartbeat:?}"),
+            }
         ),
-        json!({"event": "started", "osds": osds, "hosts": hosts, "first_id": first, "last_id": last}),
+        json!({"event": "started", "osds": osds, "hosts": hosts, "first_id": first,
+               "last_id": last, "protocol": protocol_name(protocol)}),
     )?;
     let token = CancellationToken::new();
     let running = tokio::spawn(fleet.clone().run(token.clone()));
@@ -126,6 +152,19 @@ pub async fn start_cluster(ctx: &Ctx) -> Result<(), Failure> {
     let _ = running.await;
     result?;
     run.finish()
+}
+
+/// The flag name of a protocol.
+fn protocol_name(p: FleetProtocol) -> &'static str {
+    FleetProtocol::NAMES
+        .iter()
+        .find(|(_, q)| *q == p)
+        .map_or("grpc", |(n, _)| n)
+}
+
+/// A failed start of the fleet as fbclient reports it.
+fn fleet_failure(e: SimError) -> Failure {
+    Failure::Failed(format!("the fake OSDs could not start: {e}"))
 }
 
 fn progress_bar(osds: u32, hidden: bool) -> ProgressBar {
@@ -353,15 +392,23 @@ impl Runner {
             st.changes_finished.load(Relaxed),
             st.errors.load(Relaxed),
         );
+        let (reconnects, reboots) = (st.reconnects.load(Relaxed), st.reboots.load(Relaxed));
+        let links = if reconnects + reboots > 0 {
+            format!(", {reconnects} reconnects, {reboots} boots again")
+        } else {
+            String::new()
+        };
         self.say(
             format!(
                 "stopped: {beats} heartbeats ({beat_errors} failed), {leaders} leader reports, \
-                 {changes} membership changes finished, {errors} errors; the fake OSDs are now \
-                 silent and will be marked down"
+                 {changes} membership changes finished, {errors} errors{links}; the fake OSDs \
+                 are now silent and will be marked down"
             ),
             json!({
                 "event": "stopped", "heartbeats": beats, "heartbeat_errors": beat_errors,
                 "leader_reports": leaders, "changes_finished": changes, "errors": errors,
+                "reconnects": reconnects, "reboots": reboots,
+                "protocol": protocol_name(self.fleet.protocol()),
             }),
         )
     }

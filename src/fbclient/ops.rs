@@ -76,8 +76,10 @@ pub const OPS: &[OpSpec] = &[
        &["osdid"], &[], "planned stop of an OSD: marked down now (OsdStop)"),
     op("fakestartcluster", |c| printed(fake::start_cluster(c)),
        &["osdcount", "hostcount"],
-       &["rackcount", "cores", "heartbeat", "duration", "kill", "churn", "interval", "prefix"],
-       "run fake OSDs that heartbeat and play the PG protocol (stdin: kill ID, revive ID, status, quit)"),
+       &["rackcount", "cores", "heartbeat", "duration", "kill", "churn", "interval", "prefix",
+         "protocol"],
+       "run fake OSDs that heartbeat and play the PG protocol over gRPC or, with -protocol=legacy, \
+        the C++ OSDs' framed protobuf (stdin: kill ID, revive ID, status, quit)"),
     op("outosd", |c| shown(osds::out_in(c, false)),
        &["osdid"], &[], "mark an OSD out (its PGs are remapped)"),
     op("inosd", |c| shown(osds::out_in(c, true)),
