@@ -494,9 +494,6 @@ async fn bad_requests_get_their_documented_answers_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: Boot checks run in another order than §7.2 (address, ports, core \
-            count, unknown id, up): a bad address with a wrong core count gets −160, not −158; \
-            an unknown id with a wrong core count gets −156, not −160"]
 async fn boot_checks_run_in_the_documented_order() {
     let s = Setup::new().await;
     let before = s.fingerprint().await;

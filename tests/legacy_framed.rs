@@ -295,3 +295,28 @@ async fn pipelined_requests_are_answered_in_order() {
     }
     let _ = fingerprint(&c.client(0), &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_legacy_off_the_port_serves_grpc_only() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "legacy = false".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    // A legacy request goes to the HTTP/2 server, which closes the connection unanswered.
+    let mut legacy = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
+    legacy.set_reply_timeout(Duration::from_secs(10));
+    legacy.send(&Request::ApplyId { uuid: uuid(1) }).await.unwrap();
+    assert!(legacy.recv().await.is_err(), "no legacy answer");
+    // gRPC works, and the ApplyID was not applied.
+    let map = c
+        .client(0)
+        .get_osd_map(api::GetOsdMapRequest::default())
+        .await
+        .unwrap();
+    assert!(map.osdmap.unwrap().osds.is_empty());
+}

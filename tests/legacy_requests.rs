@@ -539,8 +539,6 @@ async fn images_are_created_read_resized_and_removed_with_their_codes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: CreateImage checks the pool before the name length; §7.11 checks the \
-            length first (a 513-byte name in an unknown pool gets 2 unknownPoolName, not 5)"]
 async fn an_overlong_image_name_is_refused_before_the_pool_is_looked_up() {
     let (_c, mut admin) = start().await;
     // §7.11, checks in order: the name's length, then the pool, then whether it exists.

@@ -27,8 +27,9 @@ impl ClusterState {
         size: u64,
         object_size: u64,
     ) -> Result<Applied<reply::Image>, ClusterError> {
-        let pool = self.pool_id_by_name(pool)?;
+        // The name first, as the Go monitor checked it (LEGACY-PROTOCOL.md §7.11).
         check_name(name)?;
+        let pool = self.pool_id_by_name(pool)?;
         if self.image_by_name.contains_key(&(pool, name.to_string())) {
             return Err(ClusterError::ImageExists(echo(name)));
         }

@@ -71,6 +71,26 @@ impl ClusterState {
     }
 
     pub(super) fn boot(&mut self, a: &BootArgs) -> Result<Applied<reply::Booted>, ClusterError> {
+        // In the Go monitor's order (LEGACY-PROTOCOL.md §7.2): address, ports, core count,
+        // then the OSD itself, so each refusal gets the code its clients expect.
+        let address: IpAddr = a
+            .address
+            .parse()
+            .ok()
+            .filter(|ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast())
+            .ok_or_else(|| ClusterError::InvalidAddress(echo(&a.address)))?;
+        if a.core_num == 0 {
+            return Err(ClusterError::InvalidCoreNum);
+        }
+        let shards = check_shards(a)?;
+        if let Some(cluster) = self.meta.core_num
+            && cluster != a.core_num
+        {
+            return Err(ClusterError::CoreNumMismatch {
+                cluster,
+                given: a.core_num,
+            });
+        }
         let mut osd = self.existing_osd(a.id)?;
         let uuid = parse_uuid(&a.uuid)?;
         if uuid != osd.uuid {
@@ -82,24 +102,6 @@ impl ClusterState {
         if a.instance == 0 {
             return Err(ClusterError::InvalidBootInstance);
         }
-        if a.core_num == 0 {
-            return Err(ClusterError::InvalidCoreNum);
-        }
-        if let Some(cluster) = self.meta.core_num
-            && cluster != a.core_num
-        {
-            return Err(ClusterError::CoreNumMismatch {
-                cluster,
-                given: a.core_num,
-            });
-        }
-        let address: IpAddr = a
-            .address
-            .parse()
-            .ok()
-            .filter(|ip: &IpAddr| !ip.is_unspecified() && !ip.is_multicast())
-            .ok_or_else(|| ClusterError::InvalidAddress(echo(&a.address)))?;
-        let shards = check_shards(a)?;
         check_label("host", &a.host)?;
         if !a.rack.is_empty() {
             check_label("rack", &a.rack)?;

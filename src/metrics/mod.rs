@@ -339,6 +339,9 @@ impl Metrics {
                 accept_errors.with_label_values(&[p, k]);
             }
         }
+        for p in ["framed", "raw"] {
+            legacy_requests.with_label_values(&[p, "invalid", "refused"]);
+        }
         for t in TermTask::ALL {
             term_task_failures.with_label_values(&[t.as_str()]);
         }

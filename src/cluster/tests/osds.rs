@@ -457,7 +457,6 @@ fn boot_ports_must_be_in_1_to_65535() {
     let cases = [
         (vec![shard(0, 0, 8000), shard(1, 7001, 8001)], 0, 0),
         (vec![shard(0, 7000, 8000), shard(1, 65536, 8001)], 1, 65536),
-        (vec![shard(0, 7000, 0), shard(1, 7001, 8001)], 0, 0),
         (vec![shard(0, 7000, 8000), shard(1, 7001, 70000)], 1, 70000),
     ];
     for (shards, bad_shard, port) in cases {
@@ -470,6 +469,22 @@ fn boot_ports_must_be_in_1_to_65535() {
             },
         );
     }
+}
+
+#[test]
+fn a_raw_port_of_zero_means_the_shard_has_none() {
+    // The C++ OSD without a raw server reports raw_port 0 (LEGACY-PROTOCOL.md §7.2).
+    let mut s = cluster(2, 2);
+    let uuid = Uuid::from_u128(1).to_string();
+    s.begin_group();
+    s.apply(&command::OsdStop { id: OsdId(1) }).unwrap();
+    s.begin_group();
+    let mut a = boot_args(OsdId(1), &uuid, 1, 9);
+    a.shards = vec![shard(0, 7000, 0), shard(1, 7001, 0)];
+    s.apply(&command::Boot(a)).unwrap();
+    let o = s.osd(OsdId(1)).unwrap();
+    assert!(o.is_up());
+    assert_eq!((o.shards[0].raw_port, o.shards[1].raw_port), (0, 0));
 }
 
 #[test]

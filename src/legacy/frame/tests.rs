@@ -443,3 +443,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn map_entries_with_an_explicit_zero_key_decode_like_omitted_ones() {
+    // GetClusterMap { gpm_request { pool_versions { key: 0 (written), value: 7 } } } as the
+    // C++ protobuf writes it (both key and value), and with the key left out (proto3 style).
+    let explicit = [0x52, 0x08, 0x12, 0x06, 0x0a, 0x04, 0x08, 0x00, 0x10, 0x07];
+    let omitted = [0x52, 0x06, 0x12, 0x04, 0x0a, 0x02, 0x10, 0x07];
+    for bytes in [&explicit[..], &omitted[..]] {
+        match decode_request(bytes).expect("decodes") {
+            msg::request::Union::GetClusterMapRequest(r) => {
+                let versions = r.gpm_request.expect("pgmap part").pool_versions;
+                assert_eq!(versions.get(&0), Some(&7), "{bytes:02x?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
