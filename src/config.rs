@@ -1968,4 +1968,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn legacy_keys() {
+        let c = parse(BASE).unwrap();
+        assert!(c.legacy.framed);
+        assert_eq!(c.legacy.max_frame, MaxFrameLen::DEFAULT);
+        assert_eq!(c.legacy.raw_port, Some(DEFAULT_RAW_MONITOR_PORT));
+        let c = parse(&format!(
+            "{BASE}legacy = false\nlegacy_max_frame = 65536\nraw_monitor_port = 0\n"
+        ))
+        .unwrap();
+        assert!(!c.legacy.framed);
+        assert_eq!(c.legacy.max_frame.get(), 65536);
+        assert_eq!(c.legacy.raw_port, None);
+        assert_eq!(c.raw_bind(), None);
+        assert_eq!(c.advertise_raw_address(), "");
+        assert_eq!(
+            err(&format!("{BASE}legacy_max_frame = 1000\n")),
+            "monitor.toml:3: legacy_max_frame: 1000 is out of range 65536..=67108864"
+        );
+        assert_eq!(
+            err(&format!("{BASE}raw_monitor_port = 70000\n")),
+            "monitor.toml:3: raw_monitor_port: 70000 is out of range 0..=65535"
+        );
+        assert_eq!(
+            err(&format!("{BASE}port = 4000\nraw_monitor_port = 4000\n")),
+            "monitor.toml:4: raw_monitor_port: must differ from port (4000) and prometheus_port (3332)"
+        );
+    }
 }

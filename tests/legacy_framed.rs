@@ -310,7 +310,10 @@ async fn with_legacy_off_the_port_serves_grpc_only() {
     // A legacy request goes to the HTTP/2 server, which closes the connection unanswered.
     let mut legacy = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     legacy.set_reply_timeout(Duration::from_secs(10));
-    legacy.send(&Request::ApplyId { uuid: uuid(1) }).await.unwrap();
+    legacy
+        .send(&Request::ApplyId { uuid: uuid(1) })
+        .await
+        .unwrap();
     assert!(legacy.recv().await.is_err(), "no legacy answer");
     // gRPC works, and the ApplyID was not applied.
     let map = c

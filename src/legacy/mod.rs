@@ -1,5 +1,5 @@
 //! The front end for the existing fastblock components, which do not speak our gRPC API
-//! (`../shared/docs/LEGACY-PROTOCOL.md`; notes on what exists in docs/legacy-protocol-notes.md).
+//! (`../shared/docs/LEGACY-PROTOCOL.md`; what we answer and why: docs/legacy-protocol.md).
 //!
 //! - The framed protobuf protocol of the C++ OSDs and block clients and of the Go CLI, on the
 //!   gRPC port (3333): its messages are `crate::proto::legacy` (package `msg`, from
