@@ -323,3 +323,96 @@ async fn with_legacy_off_the_port_serves_grpc_only() {
         .unwrap();
     assert!(map.osdmap.unwrap().osds.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_and_grpc_osds_share_one_cluster_one_set_of_maps_and_one_epoch_sequence() {
+    let mut c = TestCluster::new(1, ClusterOptions::default());
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let grpc = std::sync::Arc::new(c.client(0));
+    // Three OSDs over gRPC (4 cores each), kept alive by gRPC heartbeats ...
+    let grpc_osds = common::api::boot_osds(&grpc, 1, 3, 3).await;
+    let beating = common::api::keep_beating(grpc.clone(), grpc_osds.clone());
+    // ... and three over the legacy protocol on other hosts, with as many cores.
+    let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
+    let mut legacy = Vec::new();
+    for i in 11..=13u32 {
+        let id = match call(&mut admin, Request::ApplyId { uuid: uuid(i) }).await {
+            Response::ApplyId(r) => r.id,
+            other => panic!("{other:?}"),
+        };
+        let ip = osd_ip(&c.ip, i);
+        let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
+            .await
+            .unwrap();
+        let boot =
+            BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &format!("h{i}"), 4, 7000, 0);
+        match call(&mut conn, Request::Boot(boot)).await {
+            Response::Boot { result } => assert_eq!(result, boot_result::OK),
+            other => panic!("{other:?}"),
+        }
+        legacy.push(Osd { id, conn });
+    }
+    assert_eq!(
+        legacy.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![4, 5, 6],
+        "one id sequence"
+    );
+    // A pool created over legacy, placed over all six hosts.
+    match call(
+        &mut admin,
+        Request::CreatePool {
+            name: "mixed".into(),
+            pgsize: 3,
+            pgcount: 64,
+            failuredomain: "host".into(),
+            root: "defaultroot".into(),
+        },
+    )
+    .await
+    {
+        Response::CreatePool(r) => assert_eq!((r.errorcode, r.poolid), (0, 1)),
+        other => panic!("{other:?}"),
+    }
+
+    // The same maps and epochs through both protocols.
+    let m = poll(&mut legacy[0].conn, 4, BTreeMap::new()).await;
+    let legacy_osdmap = m.osdmap.unwrap();
+    let legacy_pgmap = m.pgmap.unwrap();
+    let cm = grpc
+        .get_cluster_map(api::GetClusterMapRequest::default())
+        .await
+        .unwrap();
+    let osdmap = cm.osdmap.unwrap();
+    assert_eq!(legacy_osdmap.osdmapversion as u64, osdmap.epoch);
+    let mut ids: Vec<i32> = legacy_osdmap.osds.iter().map(|o| o.osdid).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
+    assert!(legacy_osdmap.osds.iter().all(|o| o.isup && o.isin));
+    let pool = cm
+        .pgmap
+        .unwrap()
+        .pools
+        .into_iter()
+        .next()
+        .unwrap()
+        .into_fields();
+    assert_eq!(legacy_pgmap.poolid_pgmapversion[&1] as u64, pool.epoch);
+    let legacy_pgs: BTreeMap<i32, Vec<i32>> = legacy_pgmap.pgs[&1]
+        .iter()
+        .map(|p| (p.pgid, p.osdid.clone()))
+        .collect();
+    let grpc_pgs: BTreeMap<i32, Vec<i32>> = pool
+        .pgs
+        .iter()
+        .map(|p| (p.id as i32, p.members.iter().map(|&m| m as i32).collect()))
+        .collect();
+    assert_eq!(legacy_pgs, grpc_pgs);
+    assert!(
+        grpc_pgs
+            .values()
+            .any(|m| m.iter().any(|&i| i <= 3) && m.iter().any(|&i| i >= 4)),
+        "PGs span OSDs of both protocols"
+    );
+    beating.abort();
+}

@@ -256,7 +256,9 @@ async fn serve(
                 metrics.legacy_request("framed", "invalid", "refused", 0.0);
                 match e {
                     ReadError::Frame(FrameError::Io(_)) => {}
-                    other => tracing::info!(?origin, error = %other, "closing a legacy connection"),
+                    other => {
+                        tracing::info!(protocol = "framed", ?origin, error = %other, "closing a legacy connection")
+                    }
                 }
                 break;
             }
