@@ -157,10 +157,6 @@ pub const LEGACY_LEADER_WAIT: Duration = Duration::from_secs(30);
 pub const LEGACY_ROUTE_POLL: Duration = Duration::from_millis(50);
 /// A standby forwarding a legacy connection gives up connecting to the leader after this.
 pub const LEGACY_FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A connection on the shared port must send its first 8 bytes within this (an HTTP/2 client
-/// sends its preface at once, a legacy client its first request); the idle timeout closes
-/// slower ones anyway, this just bounds the sniff.
-pub const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Milliseconds of `d`, for the budget checks below.
 const fn ms(d: Duration) -> u128 {

@@ -31,7 +31,6 @@ use super::translate::{Outcome, Session, kind_name};
 use crate::listener::{Conn, ConnHandle, Listener};
 use crate::node::Node;
 use crate::term::TermContext;
-use crate::timing;
 
 /// Requests decoded ahead of the one being answered, per connection.
 const READ_AHEAD: usize = 32;
@@ -150,10 +149,11 @@ pub fn split(
 /// Reads a connection's first bytes and hands it to the gRPC server or serves it.
 async fn sniff_and_serve(front: Arc<FramedFront>, mut conn: Conn, grpc: mpsc::Sender<SniffedConn>) {
     let mut first = [0u8; HEADER_LEN];
-    match tokio::time::timeout(timing::SNIFF_TIMEOUT, conn.read_exact(&mut first)).await {
-        Ok(Ok(_)) => {}
-        // Closed, silent or cut before 8 bytes: neither a gRPC nor a legacy client.
-        Ok(Err(_)) | Err(_) => return,
+    // A connection that never sends 8 bytes is closed by the listener's idle timeout (and is
+    // the first to make room at the connection cap), which fails this read: no timer here.
+    if conn.read_exact(&mut first).await.is_err() {
+        // Closed or cut before 8 bytes: neither a gRPC nor a legacy client.
+        return;
     }
     if frame::sniff(&first) == ConnectionKind::Http2 {
         let _ = grpc

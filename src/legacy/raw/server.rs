@@ -27,7 +27,6 @@ use crate::listener::{Conn, Listener};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::term::TermContext;
-use crate::timing;
 
 /// The `protocol` label of the raw protocol's metrics.
 pub const PROTOCOL: &str = "raw";
@@ -95,18 +94,14 @@ pub async fn serve(mut listener: Listener, node: Arc<Node>, stop: CancellationTo
 /// client's first header), then where it goes.
 async fn connection(mut conn: Conn, remote: SocketAddr, node: &Node, cache: &OsdSectionCache) {
     let mut first = [0u8; FORWARD_PREAMBLE.len()];
-    let got = match tokio::time::timeout(timing::SNIFF_TIMEOUT, read_full(&mut conn, &mut first))
-        .await
-    {
-        Err(_) => {
-            tracing::debug!(%remote, "raw connection sent no request in time; closing it");
-            return;
-        }
-        Ok(Err(e)) => {
+    // A connection that never sends its first bytes is closed by the listener's idle timeout
+    // (counted there), which fails this read.
+    let got = match read_full(&mut conn, &mut first).await {
+        Err(e) => {
             tracing::debug!(%remote, error = %e, "raw connection failed before its first request");
             return;
         }
-        Ok(Ok(n)) => n,
+        Ok(n) => n,
     };
     if got < first.len() {
         tracing::debug!(%remote, bytes = got, "raw connection closed before a whole header");
