@@ -2,24 +2,28 @@
 //! protocol with `currentversion = -1` (every poll answers the whole osdmap), against the same
 //! fleet polling over gRPC with the current epochs (every poll answers UNCHANGED), and against
 //! the same fleet fetching the full osdmap over gRPC (epoch 0, the same OSD count), at 1,000 and
-//! at 10,000 OSDs, all in one run on one standalone monitor.
+//! at 10,000 OSDs, all in one run on one standalone monitor. At 10,000 OSDs, 1,000 of them also
+//! poll alone, legacy and gRPC full fetch: the same map at a rate 2 cores can serve on gRPC.
 //!
 //! Every OSD of the fleet is booted in the monitor (gRPC ApplyId + Boot, address = the address
 //! the legacy connections come from, so each legacy connection speaks for its OSD and its poll
-//! is that OSD's heartbeat, as a C++ OSD's is). One socket per OSD in every fleet; the polls
-//! are spread evenly over the 3-second period; an OSD waits for its reply before its next poll
-//! and polls at once when late. The clients are lean: the legacy one sends a pre-encoded frame
-//! and reads the reply by its length, the gRPC one sends pre-encoded bytes and counts the reply
-//! message's bytes (tonic still parses HTTP/2 and gathers the message); neither decodes the
-//! replies after one checked reference reply per phase (every reply must have its length).
+//! is that OSD's heartbeat, as a C++ OSD's is). One socket per polling OSD in every fleet; the
+//! polls are spread evenly over the 3-second period; an OSD waits for its reply before its next
+//! poll and polls at once when late; a failed poll is counted and the OSD polls again at its
+//! next slot (a legacy one on a new connection, as the C++ client reconnects). The clients are
+//! lean: the legacy one sends a pre-encoded frame and reads the reply by its length, the gRPC
+//! one sends pre-encoded bytes and counts the reply message's bytes (tonic still parses HTTP/2
+//! and gathers the message); neither decodes the replies after one checked reference reply per
+//! fleet (every reply must have its size).
 //!
-//! Reported per fleet: polls answered per second against the schedule, how far behind schedule
-//! the polls were sent, monitor CPU per poll (`/proc/<pid>/stat` over the measured window / the
-//! polls answered in it), the benchmark process's own CPU (it shares the 2 cores), p50/p99
-//! latency (request sent → last reply byte read), bytes per reply.
+//! Reported per fleet: polls answered per second against the schedule, how late the polls were
+//! sent, monitor CPU per poll (`/proc/<pid>/stat` over the measured window / the polls answered
+//! in it), the CPU of the benchmark process itself (it shares the 2 cores), of etcd and of the
+//! rest of the machine, the monitor's largest resident set, p50/p99 latency (request sent →
+//! last reply byte read), bytes per reply, failed polls and terms the monitor lost.
 //!
-//! `make bench` runs it. FB_BENCH_SECONDS sets each fleet's measured window (default 20; after
-//! one 3-second period of warm-up).
+//! `make bench` runs it (about 5 minutes). FB_BENCH_SECONDS sets each fleet's measured window
+//! (default 20; after one 3-second period of warm-up).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -114,7 +118,10 @@ impl Fleet {
 /// What one fleet measured over its window.
 struct Measured {
     fleet: Fleet,
+    /// OSDs in the osdmap.
     osds: u32,
+    /// OSDs of the fleet that poll (each on its own connection).
+    pollers: u32,
     window: Duration,
     /// Polls answered in the window, and their reply bytes.
     polls: u64,
@@ -143,6 +150,10 @@ struct Measured {
 impl Measured {
     fn rate(&self) -> f64 {
         self.polls as f64 / self.window.as_secs_f64()
+    }
+
+    fn schedule(&self) -> f64 {
+        f64::from(self.pollers) / PERIOD.as_secs_f64()
     }
 
     fn cpu_per_poll_us(&self) -> f64 {
@@ -465,6 +476,7 @@ fn terms_lost(c: &common::TestCluster) -> usize {
 /// measured, then stops them.
 async fn run_fleet(
     fleet: Fleet,
+    osds: u32,
     pollers: Vec<Poller>,
     reply_bytes: u64,
     window: Duration,
@@ -571,7 +583,8 @@ async fn run_fleet(
     stop.cancel();
     let mut m = Measured {
         fleet,
-        osds: n,
+        osds,
+        pollers: n,
         window,
         polls: a1 - a0,
         bytes: b1 - b0,
@@ -609,12 +622,13 @@ async fn run_fleet(
 
 fn progress(m: &Measured) {
     println!(
-        "  {} OSDs, {}: {:.0} polls/s (schedule {:.0}), monitor {:.0} us CPU/poll, p50 {:.1} ms, \
-         p99 {:.1} ms, sent up to {:.2} s late, {} failed, {} terms lost {:?}",
+        "  {} OSDs, {} polling, {}: {:.0} polls/s (schedule {:.0}), monitor {:.0} us CPU/poll, \
+         p50 {:.1} ms, p99 {:.1} ms, sent up to {:.2} s late, {} failed, {} terms lost {:?}",
         m.osds,
+        m.pollers,
         m.fleet.name(),
         m.rate(),
-        f64::from(m.osds) / PERIOD.as_secs_f64(),
+        m.schedule(),
         m.cpu_per_poll_us(),
         ms(percentile(&m.latency, 0.5)),
         ms(percentile(&m.latency, 0.99)),
@@ -623,6 +637,22 @@ fn progress(m: &Measured) {
         m.terms_lost,
         m.errors,
     );
+}
+
+/// The fleets measured at `size` OSDs: (who polls, how many OSDs poll). At the largest size,
+/// also 1,000 of the OSDs alone: the same map at a rate the monitor can serve on gRPC too.
+fn plan(size: u32) -> Vec<(Fleet, u32)> {
+    let mut plan = vec![(Fleet::Legacy, size)];
+    if size > SIZES[0] {
+        plan.push((Fleet::Legacy, SIZES[0]));
+    }
+    plan.push((Fleet::GrpcUnchanged, size));
+    if size > SIZES[0] {
+        plan.push((Fleet::GrpcFull, SIZES[0]));
+    }
+    // Last: at 10,000 it is more than 2 cores can serve.
+    plan.push((Fleet::GrpcFull, size));
+    plan
 }
 
 async fn run(window: Duration) {
@@ -665,45 +695,55 @@ async fn run(window: Duration) {
         tokio::time::sleep(PERIOD).await;
         idle.push((size, common::cpu_time(monitor).saturating_sub(m0)));
 
-        // Legacy fleet: one connection per OSD from the OSDs' address.
-        let expect = legacy_reference(&addr, ids[0], &pools, size).await;
-        let streams: Vec<TcpStream> = futures::stream::iter(0..ids.len())
-            .map(|_| async move { legacy_connect(to, from).await.unwrap() })
-            .buffered(CONNECTING)
-            .collect()
-            .await;
-        let pollers = streams
-            .into_iter()
-            .zip(&ids)
-            .map(|(stream, &id)| Poller::Legacy {
-                stream: Some(stream),
-                frame: legacy_frame(id, &pools),
-                to,
-                from,
-            })
-            .collect();
-        let m = run_fleet(Fleet::Legacy, pollers, expect, window, &c).await;
-        progress(&m);
-        results.push(m);
-        tokio::time::sleep(SETTLE).await;
-
-        // gRPC fleets: one connection per OSD, kept for both.
-        let channels = grpc_connect(&addr, ids.len()).await;
-        for (fleet, epoch) in [(Fleet::GrpcUnchanged, osdmap_epoch), (Fleet::GrpcFull, 0)] {
-            let requests: Vec<Bytes> = ids
-                .iter()
-                .map(|&id| grpc_request(id, epoch, &pools))
-                .collect();
-            let expect = grpc_reference(&channels[0], &requests[0], fleet, size).await;
-            let pollers = channels
-                .iter()
-                .zip(requests)
-                .map(|(ch, request)| Poller::Grpc {
-                    grpc: tonic::client::Grpc::new(ch.clone()).max_decoding_message_size(1 << 30),
-                    request,
-                })
-                .collect();
-            let m = run_fleet(fleet, pollers, expect, window, &c).await;
+        // gRPC connections are opened when the first gRPC fleet starts (after the legacy ones
+        // have closed theirs: both at 10,000 would not fit the open-file limit) and kept.
+        let mut channels: Vec<Channel> = Vec::new();
+        for (fleet, n) in plan(size) {
+            let polling = &ids[..n as usize];
+            let m = if fleet == Fleet::Legacy {
+                // One connection per OSD from the OSDs' address.
+                let expect = legacy_reference(&addr, ids[0], &pools, size).await;
+                let streams: Vec<TcpStream> = futures::stream::iter(polling)
+                    .map(|_| async move { legacy_connect(to, from).await.unwrap() })
+                    .buffered(CONNECTING)
+                    .collect()
+                    .await;
+                let pollers = streams
+                    .into_iter()
+                    .zip(polling)
+                    .map(|(stream, &id)| Poller::Legacy {
+                        stream: Some(stream),
+                        frame: legacy_frame(id, &pools),
+                        to,
+                        from,
+                    })
+                    .collect();
+                run_fleet(fleet, size, pollers, expect, window, &c).await
+            } else {
+                if channels.len() < polling.len() {
+                    channels.extend(grpc_connect(&addr, polling.len() - channels.len()).await);
+                }
+                let epoch = if fleet == Fleet::GrpcUnchanged {
+                    osdmap_epoch
+                } else {
+                    0
+                };
+                let requests: Vec<Bytes> = polling
+                    .iter()
+                    .map(|&id| grpc_request(id, epoch, &pools))
+                    .collect();
+                let expect = grpc_reference(&channels[0], &requests[0], fleet, size).await;
+                let pollers = channels
+                    .iter()
+                    .zip(requests)
+                    .map(|(ch, request)| Poller::Grpc {
+                        grpc: tonic::client::Grpc::new(ch.clone())
+                            .max_decoding_message_size(1 << 30),
+                        request,
+                    })
+                    .collect();
+                run_fleet(fleet, size, pollers, expect, window, &c).await
+            };
             progress(&m);
             results.push(m);
             tokio::time::sleep(SETTLE).await;
@@ -723,27 +763,28 @@ fn report(results: &[Measured], idle: &[(u32, Duration)], window: Duration) {
     };
     println!();
     println!(
-        "Every OSD polls once per {} s on its own connection; {} s measured per fleet after {} s \
-         of warm-up; {SHARDS} shards per OSD, one pool of {PGS} PGs; {cores} cores (CPU in % of \
-         one core).",
+        "Every polling OSD polls once per {} s on its own connection; {} s measured per fleet \
+         after {} s of warm-up; {SHARDS} shards per OSD, one pool of {PGS} PGs; {cores} cores \
+         (CPU in % of one core).",
         PERIOD.as_secs(),
         window.as_secs(),
         PERIOD.as_secs()
     );
     println!();
     println!(
-        "| OSDs | poll | polls/s answered (schedule) | sent late: p50 / max | monitor CPU per poll | \
-         CPU: monitor / benchmark / etcd / rest of the machine | monitor RSS (max) | \
-         latency p50 / p99 | bytes per reply | failed polls | terms lost |"
+        "| OSDs | polling | poll | polls/s answered (schedule) | sent late: p50 / max | \
+         monitor CPU per poll | CPU: monitor / benchmark / etcd / rest of the machine | \
+         monitor RSS (max) | latency p50 / p99 | bytes per reply | failed polls | terms lost |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for m in results {
         println!(
-            "| {} | {} | {:.0} ({:.0}) | {:.0} ms / {:.0} ms | {:.0} µs | {:.0}% / {:.0}% / {:.0}% / {:.0}% | {} MiB | {:.1} / {:.1} ms | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} ({:.0}) | {:.0} ms / {:.0} ms | {:.0} µs | {:.0}% / {:.0}% / {:.0}% / {:.0}% | {} MiB | {:.1} / {:.1} ms | {} | {} | {} |",
             m.osds,
+            m.pollers,
             m.fleet.name(),
             m.rate(),
-            f64::from(m.osds) / PERIOD.as_secs_f64(),
+            m.schedule(),
             ms(percentile(&m.lag, 0.5)),
             ms(m.lag.last().copied().unwrap_or_default()),
             m.cpu_per_poll_us(),
@@ -768,39 +809,49 @@ fn report(results: &[Measured], idle: &[(u32, Duration)], window: Duration) {
     }
     for m in results.iter().filter(|m| !m.errors.is_empty()) {
         println!(
-            "{} OSDs, {}: failures such as {:?}",
+            "{} OSDs, {} polling, {}: {} replies of another size than the reference; failures \
+             such as {:?}",
             m.osds,
+            m.pollers,
             m.fleet.name(),
+            m.wrong_size,
             m.errors
         );
     }
     println!();
     println!(
-        "| OSDs | legacy CPU/poll ÷ gRPC full fetch (goal ≤ 2) | legacy ÷ gRPC unchanged | \
-         legacy p99 (goal ≤ 50 ms at 1,000) |"
+        "| OSDs | polling | legacy CPU/poll ÷ gRPC full fetch (goal ≤ 2) | legacy ÷ gRPC \
+         unchanged | legacy p99 (goal ≤ 50 ms at 1,000) |"
     );
-    println!("|---|---|---|---|");
-    for size in SIZES {
-        let of = |f: Fleet| {
+    println!("|---|---|---|---|---|");
+    for legacy in results.iter().filter(|m| m.fleet == Fleet::Legacy) {
+        // Against the same number of OSDs polling the same map, when measured.
+        let ratio = |f: Fleet| {
             results
                 .iter()
-                .find(|m| m.osds == size && m.fleet == f)
-                .unwrap()
+                .find(|m| m.osds == legacy.osds && m.pollers == legacy.pollers && m.fleet == f)
+                .map_or("-".to_string(), |m| {
+                    format!("{:.2}x", legacy.cpu_per_poll_us() / m.cpu_per_poll_us())
+                })
         };
-        let legacy = of(Fleet::Legacy);
         println!(
-            "| {size} | {:.2}x | {:.1}x | {:.1} ms |",
-            legacy.cpu_per_poll_us() / of(Fleet::GrpcFull).cpu_per_poll_us(),
-            legacy.cpu_per_poll_us() / of(Fleet::GrpcUnchanged).cpu_per_poll_us(),
+            "| {} | {} | {} | {} | {:.1} ms |",
+            legacy.osds,
+            legacy.pollers,
+            ratio(Fleet::GrpcFull),
+            ratio(Fleet::GrpcUnchanged),
             ms(percentile(&legacy.latency, 0.99)),
         );
     }
-    for m in results {
+    // Every reply had the reference's size, unless a new term changed the leader epoch that
+    // gRPC replies carry.
+    for m in results.iter().filter(|m| m.terms_lost == 0) {
         assert_eq!(
             m.wrong_size,
             0,
-            "{} OSDs, {}: every reply has the size of the checked reference reply",
+            "{} OSDs, {} polling, {}: every reply has the size of the checked reference reply",
             m.osds,
+            m.pollers,
             m.fleet.name()
         );
     }
