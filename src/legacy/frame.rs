@@ -166,15 +166,144 @@ pub fn leftover_error(received: &BytesMut, max: MaxFrameLen) -> Option<FrameErro
     }
 }
 
-/// Writes one frame carrying `payload`. The caller flushes (replies to pipelined requests can
-/// share one flush).
+/// Writes one frame carrying `payload`, header and payload in one (vectored) write where the
+/// writer allows. The caller flushes (replies to pipelined requests can share one flush).
 pub async fn write_frame<W>(writer: &mut W, payload: &[u8]) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
-    writer.write_all(&len.to_le_bytes()).await?;
-    writer.write_all(payload).await
+    let header = header(payload.len());
+    writer
+        .write_all_buf(&mut Buf::chain(&header[..], payload))
+        .await
+}
+
+/// Writes one frame carrying `payload`'s pieces, with vectored writes where the writer allows:
+/// the pieces go from where they are (a cached osdmap shared by every reply) to the socket,
+/// never copied into one buffer first.
+pub async fn write_payload<W>(writer: &mut W, payload: &Payload) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let header = header(payload.len());
+    let mut buf = Buf::chain(
+        &header[..],
+        PayloadCursor {
+            pieces: &payload.pieces,
+            offset: 0,
+        },
+    );
+    writer.write_all_buf(&mut buf).await
+}
+
+fn header(len: usize) -> [u8; HEADER_LEN] {
+    u64::try_from(len).unwrap_or(u64::MAX).to_le_bytes()
+}
+
+/// A frame's payload held as pieces sent one after another: small headers built per reply and
+/// encodings cached per epoch, which every reply carrying them shares (a `Bytes` clone, no
+/// copy).
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    /// Never an empty piece.
+    pieces: Vec<Bytes>,
+    len: usize,
+}
+
+impl Payload {
+    /// Appends `piece`.
+    pub fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push(piece);
+        }
+    }
+
+    /// Appends `other`'s pieces.
+    pub fn append(&mut self, other: Payload) {
+        self.len += other.len;
+        self.pieces.extend(other.pieces);
+    }
+
+    /// Bytes in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// The payload in one buffer (a copy unless it is one piece): for decoding it whole.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.pieces.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = BytesMut::with_capacity(self.len);
+                for p in many {
+                    out.put_slice(p);
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(piece: Bytes) -> Self {
+        let mut p = Payload::default();
+        p.push(piece);
+        p
+    }
+}
+
+/// Reads a [`Payload`] as a `Buf` without consuming it.
+struct PayloadCursor<'a> {
+    /// The pieces not yet written, the first one from `offset`.
+    pieces: &'a [Bytes],
+    offset: usize,
+}
+
+impl Buf for PayloadCursor<'_> {
+    fn remaining(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum::<usize>() - self.offset
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.pieces.first().map_or(&[], |p| &p[self.offset..])
+    }
+
+    fn chunks_vectored<'b>(&'b self, dst: &mut [std::io::IoSlice<'b>]) -> usize {
+        let mut n = 0;
+        for (slot, piece) in dst.iter_mut().zip(self.pieces) {
+            let from = if n == 0 { self.offset } else { 0 };
+            *slot = std::io::IoSlice::new(&piece[from..]);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        while cnt > 0 {
+            let Some(first) = self.pieces.first() else {
+                panic!("advanced past the end of a payload");
+            };
+            let left = first.len() - self.offset;
+            if cnt < left {
+                self.offset += cnt;
+                return;
+            }
+            cnt -= left;
+            self.pieces = &self.pieces[1..];
+            self.offset = 0;
+        }
+    }
 }
 
 /// `message` encoded as one whole frame, header included: for replies encoded once and sent to

@@ -272,7 +272,7 @@ async fn serve(
             answer.outcome.as_str(),
             started.elapsed().as_secs_f64(),
         );
-        if frame::write_frame(&mut write_half, &answer.payload)
+        if frame::write_payload(&mut write_half, &answer.payload)
             .await
             .is_err()
         {

@@ -4,8 +4,9 @@
 //! The C++ client polls GetClusterMap every 3 s with `currentversion = −1`, so every poll of
 //! every OSD and block client returns the whole osdmap. Its encoding (a `GetOsdMapResponse`
 //! with every OSD) is built once per osdmap epoch, and each pool's PG list (`PGInfos`) once per
-//! pool epoch; a reply is those bytes copied behind a few bytes of field headers, never a
-//! message tree built and encoded again per poll.
+//! pool epoch; a reply is a [`Payload`]: those cached bytes, shared, between a few bytes of
+//! field headers built per reply, written to the socket without being copied into a reply
+//! buffer (never a message tree built and encoded again per poll either).
 //!
 //! What we answer differently from the Go monitor, inside the wire format (SPEC §12):
 //! - pools the client did not list are sent in full (`pgMapGetOk`): a client that knows some
@@ -19,11 +20,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
+use super::frame::Payload;
 use crate::cluster::{ClusterState, Epoch, Liveness, Osd, PgState, Pool, PoolId};
 use crate::proto::legacy as msg;
 
@@ -115,8 +117,8 @@ impl MapCache {
     }
 
     /// The encoded `GetPgMapResponse` for a client holding the pool versions `r` (§7.9 with
-    /// the fixes in the module comment).
-    pub fn pgmap_reply(&self, s: &ClusterState, r: &msg::GetPgMapRequest) -> Bytes {
+    /// the fixes in the module comment): the pools' cached `PGInfos` shared, not copied.
+    pub fn pgmap_reply(&self, s: &ClusterState, r: &msg::GetPgMapRequest) -> Payload {
         let mut head = msg::GetPgMapResponse::default();
         // (pool id, its PGInfos) of the pools sent in full.
         let mut full: Vec<(i32, Bytes)> = Vec::new();
@@ -161,49 +163,56 @@ impl MapCache {
                 send_full(&mut head, p);
             }
         }
-        let mut out = BytesMut::with_capacity(
-            head.encoded_len() + full.iter().map(|(_, b)| b.len() + 16).sum::<usize>(),
-        );
-        head.encode(&mut out).expect("BytesMut grows");
-        // `pgs` (field 3): map entries {1: pool id, 2: PGInfos}, appended as raw bytes.
+        // The head, then per pool sent in full its `pgs` (field 3) map entry {1: pool id,
+        // 2: PGInfos}: the entry's header written after the head, the PGInfos shared.
+        let mut small = BytesMut::with_capacity(head.encoded_len() + 24 * full.len());
+        head.encode(&mut small).expect("BytesMut grows");
+        let mut out = Payload::default();
         for (id, infos) in full {
             let key_len = 1 + encoded_len_varint(id as i64 as u64);
             let value_len = 1 + encoded_len_varint(infos.len() as u64) + infos.len();
-            encode_key(3, WireType::LengthDelimited, &mut out);
-            encode_varint((key_len + value_len) as u64, &mut out);
-            encode_key(1, WireType::Varint, &mut out);
-            encode_varint(id as i64 as u64, &mut out);
-            encode_key(2, WireType::LengthDelimited, &mut out);
-            encode_varint(infos.len() as u64, &mut out);
-            out.put_slice(&infos);
+            encode_key(3, WireType::LengthDelimited, &mut small);
+            encode_varint((key_len + value_len) as u64, &mut small);
+            encode_key(1, WireType::Varint, &mut small);
+            encode_varint(id as i64 as u64, &mut small);
+            encode_key(2, WireType::LengthDelimited, &mut small);
+            encode_varint(infos.len() as u64, &mut small);
+            out.push(small.split().freeze());
+            out.push(infos);
         }
-        out.freeze()
+        out.push(small.freeze());
+        out
     }
 }
 
 /// The payload of a `msg.Response` answering GetClusterMap: `{gom_response, gpm_response}`
-/// from their encodings.
-pub fn cluster_map_response(gom: &[u8], gpm: &[u8]) -> Bytes {
+/// around their encodings, which are not copied.
+pub fn cluster_map_response(gom: Bytes, gpm: Payload) -> Payload {
     let inner_len = field_len(gom.len()) + field_len(gpm.len());
-    let mut out = BytesMut::with_capacity(field_len(inner_len));
-    encode_key(10, WireType::LengthDelimited, &mut out);
-    encode_varint(inner_len as u64, &mut out);
-    for (field, bytes) in [(1, gom), (2, gpm)] {
-        encode_key(field, WireType::LengthDelimited, &mut out);
-        encode_varint(bytes.len() as u64, &mut out);
-        out.put_slice(bytes);
-    }
-    out.freeze()
+    let mut small = BytesMut::with_capacity(24);
+    encode_key(10, WireType::LengthDelimited, &mut small);
+    encode_varint(inner_len as u64, &mut small);
+    encode_key(1, WireType::LengthDelimited, &mut small);
+    encode_varint(gom.len() as u64, &mut small);
+    let mut out = Payload::default();
+    out.push(small.split().freeze());
+    out.push(gom);
+    encode_key(2, WireType::LengthDelimited, &mut small);
+    encode_varint(gpm.len() as u64, &mut small);
+    out.push(small.freeze());
+    out.append(gpm);
+    out
 }
 
-/// The payload of a `msg.Response` answering GetOsdMap (4) or GetPgMap (8) from the
-/// encoding of its body.
-pub fn response_with(kind: u32, body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(field_len(body.len()));
-    encode_key(kind, WireType::LengthDelimited, &mut out);
-    encode_varint(body.len() as u64, &mut out);
-    out.put_slice(body);
-    out.freeze()
+/// The payload of a `msg.Response` answering GetOsdMap (4) or GetPgMap (8) around the
+/// encoding of its body, which is not copied.
+pub fn response_with(kind: u32, body: Payload) -> Payload {
+    let mut head = BytesMut::with_capacity(16);
+    encode_key(kind, WireType::LengthDelimited, &mut head);
+    encode_varint(body.len() as u64, &mut head);
+    let mut out = Payload::from(head.freeze());
+    out.append(body);
+    out
 }
 
 /// Bytes of a length-delimited field (tag below 16) holding `len` bytes.
@@ -260,6 +269,8 @@ fn osd_info(o: &Arc<Osd>) -> msg::OsdDynamicInfo {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::cluster::{BootArgs, PoolArgs, ShardArg, command};
 
@@ -326,7 +337,15 @@ mod tests {
             },
         );
         let gpm = cache.pgmap_reply(&s, &msg::GetPgMapRequest::default());
-        let r = decode_cluster_map(&cluster_map_response(&gom, &gpm));
+        let payload = cluster_map_response(gom.clone(), gpm);
+        // The cached osdmap is one of the pieces, shared with the cache, not a copy.
+        assert!(
+            payload
+                .pieces()
+                .iter()
+                .any(|p| p.as_ptr() == gom.as_ptr() && p.len() == gom.len())
+        );
+        let r = decode_cluster_map(&payload.to_bytes());
         let om = r.gom_response.expect("osdmap");
         assert_eq!(om.osdmapversion, version(s.osdmap_epoch()));
         assert_eq!(om.osds.len(), 6);
@@ -348,6 +367,63 @@ mod tests {
     }
 
     #[test]
+    fn replies_with_several_pools_in_full_share_the_cached_pg_lists_and_decode_whole() {
+        let mut s = cluster_with_pool(6, 3, 16);
+        s.apply(&command::CreatePool(PoolArgs {
+            name: "second".to_string(),
+            size: 2,
+            pg_count: 8,
+            failure_domain: "host".to_string(),
+            root: String::new(),
+        }))
+        .unwrap();
+        s.begin_group();
+        let cache = MapCache::default();
+        let everything = msg::GetPgMapRequest::default();
+        let gpm = cache.pgmap_reply(&s, &everything);
+        // Each pool's PGInfos is the cached buffer itself, in every reply.
+        for p in s.pools() {
+            let cached = cache.pg_infos(&s, p);
+            assert!(
+                gpm.pieces()
+                    .iter()
+                    .any(|piece| piece.as_ptr() == cached.as_ptr() && piece.len() == cached.len()),
+                "pool {}",
+                p.name
+            );
+        }
+        let gom = cache.osdmap_reply(
+            &s,
+            &msg::GetOsdMapRequest {
+                osdid: 2,
+                currentversion: -1,
+            },
+        );
+        let r = decode_cluster_map(&cluster_map_response(gom.clone(), gpm.clone()).to_bytes());
+        assert_eq!(r.gom_response.expect("osdmap").osds.len(), 6);
+        let pm = r.gpm_response.expect("pgmap");
+        let sizes: BTreeMap<String, usize> = s
+            .pools()
+            .map(|p| (p.name.clone(), pm.pgs[&(p.id.0 as i32)].pi.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            BTreeMap::from([("rbd".to_string(), 16), ("second".to_string(), 8)])
+        );
+        // GetPgMap and GetOsdMap alone carry the same bodies.
+        match crate::legacy::frame::decode_response(&response_with(8, gpm).to_bytes()).unwrap() {
+            msg::response::Union::GetPgmapResponse(alone) => assert_eq!(alone, pm),
+            other => panic!("not a pgmap: {other:?}"),
+        }
+        match crate::legacy::frame::decode_response(&response_with(4, gom.into()).to_bytes())
+            .unwrap()
+        {
+            msg::response::Union::GetOsdmapResponse(alone) => assert_eq!(alone.osds.len(), 6),
+            other => panic!("not an osdmap: {other:?}"),
+        }
+    }
+
+    #[test]
     fn pgmap_reply_keeps_new_pools_visible_and_never_signals_deletion_for_unknown_ids() {
         let s = cluster_with_pool(6, 3, 8);
         let cache = MapCache::default();
@@ -363,6 +439,7 @@ mod tests {
                             pool_versions: versions.iter().copied().collect(),
                         },
                     )
+                    .to_bytes()
                     .as_ref(),
             )
             .unwrap()

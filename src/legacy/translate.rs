@@ -24,6 +24,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use prost::Message;
 
+use super::frame::Payload;
 use super::maps::{self, MapCache};
 use crate::cluster::iostats::{IoCounters, IoReport};
 use crate::cluster::placement::PlacementError;
@@ -81,7 +82,7 @@ impl Outcome {
 
 /// A request's answer: the payload of its `msg.Response`.
 pub struct Answer {
-    pub payload: Bytes,
+    pub payload: Payload,
     pub outcome: Outcome,
 }
 
@@ -148,7 +149,9 @@ fn outcome_of(e: &ProposeError) -> Outcome {
 
 fn reply(r: Resp, outcome: Outcome) -> Answer {
     Answer {
-        payload: Bytes::from(msg::Response { union: Some(r) }.encode_to_vec()),
+        payload: Payload::from(Bytes::from(
+            msg::Response { union: Some(r) }.encode_to_vec(),
+        )),
         outcome,
     }
 }
@@ -210,14 +213,14 @@ impl Session {
                 let outcome = self.alive(r.osdid).await;
                 let snap = self.term.snapshot();
                 Answer {
-                    payload: maps::response_with(4, &self.maps.osdmap_reply(&snap, &r)),
+                    payload: maps::response_with(4, self.maps.osdmap_reply(&snap, &r).into()),
                     outcome,
                 }
             }
             Req::GetPgmapRequest(r) => {
                 let snap = self.term.snapshot();
                 Answer {
-                    payload: maps::response_with(8, &self.maps.pgmap_reply(&snap, &r)),
+                    payload: maps::response_with(8, self.maps.pgmap_reply(&snap, &r)),
                     outcome: Outcome::Ok,
                 }
             }
@@ -228,8 +231,8 @@ impl Session {
                 let gpm = r.gpm_request.unwrap_or_default();
                 Answer {
                     payload: maps::cluster_map_response(
-                        &self.maps.osdmap_reply(&snap, &gom),
-                        &self.maps.pgmap_reply(&snap, &gpm),
+                        self.maps.osdmap_reply(&snap, &gom),
+                        self.maps.pgmap_reply(&snap, &gpm),
                     ),
                     outcome,
                 }

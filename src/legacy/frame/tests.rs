@@ -100,6 +100,104 @@ fn the_header_is_a_little_endian_length_of_the_payload_alone() {
     assert_eq!(out.len(), HEADER_LEN + 0x0102);
 }
 
+/// A writer that takes at most `chunk` bytes per write (vectored or not, as `vectored` says)
+/// and counts its writes.
+struct ChunkedWriter {
+    out: Vec<u8>,
+    chunk: usize,
+    vectored: bool,
+    writes: usize,
+}
+
+impl ChunkedWriter {
+    fn new(chunk: usize, vectored: bool) -> Self {
+        ChunkedWriter {
+            out: Vec::new(),
+            chunk,
+            vectored,
+            writes: 0,
+        }
+    }
+}
+
+impl AsyncWrite for ChunkedWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let n = buf.len().min(self.chunk);
+        self.out.extend_from_slice(&buf[..n]);
+        self.writes += 1;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(self.chunk - n);
+            self.out.extend_from_slice(&b[..take]);
+            n += take;
+            if n == self.chunk {
+                break;
+            }
+        }
+        self.writes += 1;
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_payload_of_pieces_is_written_as_the_frame_of_their_concatenation() {
+    let pieces: [&'static [u8]; 4] = [b"ab", &[9u8; 300], b"", b"xyz"];
+    let mut payload = Payload::default();
+    let mut whole = Vec::new();
+    for p in pieces {
+        payload.push(Bytes::from_static(p));
+        whole.extend_from_slice(p);
+    }
+    assert_eq!(payload.len(), whole.len());
+    assert_eq!(payload.pieces().len(), 3, "empty pieces are not kept");
+    assert_eq!(payload.to_bytes()[..], whole[..]);
+    let expected = frame(&whole);
+    // Every split of the writes, across the header and the pieces' boundaries.
+    for chunk in [1, 2, 3, 7, 8, 9, 10, 301, 4096] {
+        for vectored in [false, true] {
+            let mut w = ChunkedWriter::new(chunk, vectored);
+            block_on(write_payload(&mut w, &payload)).unwrap();
+            assert_eq!(w.out, expected, "chunk {chunk}, vectored {vectored}");
+        }
+    }
+    // Header and every piece in one vectored write when the writer takes it all.
+    let mut w = ChunkedWriter::new(usize::MAX, true);
+    block_on(write_payload(&mut w, &payload)).unwrap();
+    assert_eq!((w.out, w.writes), (expected, 1));
+    // And a plain frame likewise (header and payload are no longer two writes).
+    let mut w = ChunkedWriter::new(usize::MAX, true);
+    block_on(write_frame(&mut w, b"abc")).unwrap();
+    assert_eq!((w.out, w.writes), (frame(b"abc"), 1));
+    // An empty payload is a header alone.
+    let mut w = ChunkedWriter::new(3, true);
+    block_on(write_payload(&mut w, &Payload::default())).unwrap();
+    assert_eq!(w.out, frame(b""));
+}
+
 #[test]
 fn encode_frame_writes_what_write_frame_writes() {
     let request = msg::Request {
