@@ -87,6 +87,7 @@ bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench failover
 	$(CARGO) bench --bench connections
 	$(CARGO) bench --bench heartbeat_flood
+	$(CARGO) bench --bench legacy_polls
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
