@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::api::boot_osds;
-use common::{ClusterOptions, TestCluster, die_with_parent, run_bin};
+use common::spawned::Spawned;
+use common::{ClusterOptions, TestCluster, run_bin};
 use fastblock_monitor::client::MonitorClient;
 use fastblock_monitor::proto::monitor as api;
 use serde_json::{Value, json};
@@ -178,97 +176,6 @@ fn start_monitor(extra_config: &str) -> TestCluster {
     c.start_all();
     c.wait_leader(&[0], LONG);
     c
-}
-
-/// A child fbclient that dies with the test (and is killed when dropped), its stdout lines
-/// arriving on a channel.
-struct Spawned {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Spawned {
-    fn start(args: &str) -> Spawned {
-        let mut cmd = Command::new(FBCLIENT);
-        cmd.args(args.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn fbclient");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Spawned {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a line matching `pred`; returns it.
-    #[track_caller]
-    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {what}; got:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal fbclient");
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to fbclient");
-        stdin.flush().expect("flush");
-    }
-
-    /// Waits for the exit and returns the code and every stdout line.
-    #[track_caller]
-    fn wait_exit(mut self) -> (i32, Vec<String>) {
-        let deadline = Instant::now() + LONG;
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "fbclient did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        // The reader thread ends with the pipe.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        (code, std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn uuid(n: u32) -> String {
@@ -508,11 +415,15 @@ async fn watch_ops_print_each_change_in_order() {
     let mon = c.monitors[0].grpc.clone();
     boot_osds(&c.client(0), 1, 3, 3).await;
     let fb = Fb::go(&mon);
-    let mut osdmap = Spawned::start(&format!("-op=watchosdmap -duration=15s -mon={mon}"));
-    let mut pgmap = Spawned::start(&format!("-op=watchpgmap -mon={mon}"));
-    let mut all = Spawned::start(&format!(
-        "--op watchclustermap --duration 15s --json --mon {mon}"
-    ));
+    let mut osdmap = Spawned::start(
+        FBCLIENT,
+        &format!("-op=watchosdmap -duration=15s -mon={mon}"),
+    );
+    let mut pgmap = Spawned::start(FBCLIENT, &format!("-op=watchpgmap -mon={mon}"));
+    let mut all = Spawned::start(
+        FBCLIENT,
+        &format!("--op watchclustermap --duration 15s --json --mon {mon}"),
+    );
     osdmap.wait_line("the full osdmap", |l| {
         l.contains("full map, 3 osds, 3 up, 3 in")
     });
@@ -613,9 +524,12 @@ async fn fakestartcluster_heals_after_a_fake_osd_is_killed() {
     let c = start_monitor("osd_down_after = \"2s\"\nosd_out_after = \"3s\"");
     let mon = c.monitors[0].grpc.clone();
     let m = c.client(0);
-    let mut fleet = Spawned::start(&format!(
-        "-op=fakestartcluster -osdcount=30 -hostcount=10 -heartbeat=500ms -interval=1s -mon={mon}"
-    ));
+    let mut fleet = Spawned::start(
+        FBCLIENT,
+        &format!(
+            "-op=fakestartcluster -osdcount=30 -hostcount=10 -heartbeat=500ms -interval=1s -mon={mon}"
+        ),
+    );
     let line = fleet.wait_line("the fleet started", |l| l.contains("started 30 fake OSDs"));
     has(&line, &["on 10 hosts"]);
     fleet.wait_line("a summary", |l| {

@@ -22,6 +22,7 @@ use common::legacy::messages::{
     PgMemberChangeFinishRequest, Request, Response, boot_result, kind,
 };
 use common::legacy::protobuf::Encoder;
+use common::legacy::{self, call, ok, osd_ip, osd_uuid};
 use common::{ClusterOptions, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,29 +35,6 @@ const INVALID_REFUSED: &str =
     "fastblock_legacy_requests_total{kind=\"invalid\",protocol=\"framed\",result=\"refused\"}";
 const FRAMED_OPEN: &str = "fastblock_connections_open{protocol=\"framed\"}";
 
-fn uuid(n: u32) -> String {
-    format!("3b8e0f17-0000-4000-8000-{n:012}")
-}
-
-/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
-/// the OSD's connection comes from.
-fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
-    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
-    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
-    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
-}
-
-async fn call(c: &mut LegacyClient, r: Request) -> Response {
-    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
-}
-
-async fn ok(c: &mut LegacyClient, r: Request) -> bool {
-    match call(c, r).await {
-        Response::Ok { ok, .. } => ok,
-        other => panic!("not an ok reply: {other:?}"),
-    }
-}
-
 async fn boot(c: &mut LegacyClient, r: BootRequest) -> i32 {
     match call(c, Request::Boot(r)).await {
         Response::Boot { result } => result,
@@ -65,10 +43,7 @@ async fn boot(c: &mut LegacyClient, r: BootRequest) -> i32 {
 }
 
 async fn poll(c: &mut LegacyClient, osdid: i32) -> ClusterMapReply {
-    match call(c, Request::cpp_poll(osdid, BTreeMap::new())).await {
-        Response::GetClusterMap(m) => m,
-        other => panic!("not a cluster map: {other:?}"),
-    }
+    legacy::poll(c, osdid, BTreeMap::new()).await
 }
 
 /// One legacy OSD: its id, address and the connection it booted on.
@@ -103,7 +78,7 @@ impl Setup {
         let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
         let mut osds = Vec::new();
         for i in 1..=4 {
-            let id = match call(&mut admin, Request::ApplyId { uuid: uuid(i) }).await {
+            let id = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
                 Response::ApplyId(r) => r.id,
                 other => panic!("{other:?}"),
             };
@@ -117,7 +92,7 @@ impl Setup {
                 .unwrap();
             let r = BootRequest::like_cpp_osd(
                 id,
-                &uuid(i),
+                &osd_uuid(i),
                 &ip.to_string(),
                 &format!("h{i}"),
                 2,
@@ -362,7 +337,7 @@ async fn bad_requests_get_their_documented_answers_and_change_nothing() {
             !ok(&mut s.admin, Request::OsdStop { id }).await,
             "stop {id}"
         );
-        let r = BootRequest::like_cpp_osd(id, &uuid(1), "10.0.0.1", "h1", 2, 7000, 0);
+        let r = BootRequest::like_cpp_osd(id, &osd_uuid(1), "10.0.0.1", "h1", 2, 7000, 0);
         assert_eq!(
             boot(&mut s.admin, r).await,
             boot_result::NOT_APPLY,
@@ -438,7 +413,8 @@ async fn bad_requests_get_their_documented_answers_and_change_nothing() {
     let elsewhere = osd_ip(&s.c.ip, 40);
     for from in [elsewhere, up_ip] {
         let mut conn = LegacyClient::connect_from(&addr, from).await.unwrap();
-        let r = BootRequest::like_cpp_osd(up, &uuid(1), &elsewhere.to_string(), "h9", 2, 8000, 0);
+        let r =
+            BootRequest::like_cpp_osd(up, &osd_uuid(1), &elsewhere.to_string(), "h9", 2, 8000, 0);
         assert_eq!(
             boot(&mut conn, r).await,
             boot_result::ID_CONFLICT,
@@ -460,7 +436,7 @@ async fn bad_requests_get_their_documented_answers_and_change_nothing() {
     let ip = osd_ip(&s.c.ip, 4);
     let mut conn = LegacyClient::connect_from(&addr, ip).await.unwrap();
     for address in ["not-an-ip", "", "10.0.0.256", "host.example"] {
-        let r = BootRequest::like_cpp_osd(pending, &uuid(4), address, "h4", 2, 7000, 0);
+        let r = BootRequest::like_cpp_osd(pending, &osd_uuid(4), address, "h4", 2, 7000, 0);
         assert_eq!(
             boot(&mut conn, r).await,
             boot_result::ADDRESS_INVALID,
@@ -468,14 +444,15 @@ async fn bad_requests_get_their_documented_answers_and_change_nothing() {
         );
     }
     for cores in [1, 4] {
-        let r = BootRequest::like_cpp_osd(pending, &uuid(4), &ip.to_string(), "h4", cores, 7000, 0);
+        let r =
+            BootRequest::like_cpp_osd(pending, &osd_uuid(4), &ip.to_string(), "h4", cores, 7000, 0);
         assert_eq!(
             boot(&mut conn, r).await,
             boot_result::CORE_NUM,
             "{cores} cores"
         );
     }
-    let r = BootRequest::like_cpp_osd(99, &uuid(99), &ip.to_string(), "h4", 2, 7000, 0);
+    let r = BootRequest::like_cpp_osd(99, &osd_uuid(99), &ip.to_string(), "h4", 2, 7000, 0);
     assert_eq!(boot(&mut conn, r).await, boot_result::NOT_APPLY);
     let om = s.osdmap().await;
     let o = om.osds.iter().find(|o| o.osdid == pending).unwrap();
@@ -500,9 +477,9 @@ async fn boot_checks_run_in_the_documented_order() {
     let ip = osd_ip(&s.c.ip, 4);
     let mut conn = LegacyClient::connect_from(s.addr(), ip).await.unwrap();
     // §7.2: 1. the address, 2. the ports, 3. the core count, 4. an unknown id, 5. already up.
-    let r = BootRequest::like_cpp_osd(s.pending, &uuid(4), "not-an-ip", "h4", 4, 7000, 0);
+    let r = BootRequest::like_cpp_osd(s.pending, &osd_uuid(4), "not-an-ip", "h4", 4, 7000, 0);
     assert_eq!(boot(&mut conn, r).await, boot_result::ADDRESS_INVALID);
-    let r = BootRequest::like_cpp_osd(99, &uuid(99), &ip.to_string(), "h4", 4, 7000, 0);
+    let r = BootRequest::like_cpp_osd(99, &osd_uuid(99), &ip.to_string(), "h4", 4, 7000, 0);
     assert_eq!(boot(&mut conn, r).await, boot_result::CORE_NUM);
     s.assert_serving_unchanged(&before).await;
 }

@@ -15,21 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::legacy::framed::LegacyClient;
 use common::legacy::messages::{BootRequest, Request, Response, boot_result};
+use common::legacy::{osd_ip, osd_uuid};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
 use parking_lot::Mutex;
 
 const LONG: Duration = Duration::from_secs(90);
-
-fn uuid(n: u32) -> String {
-    format!("7a2d4c1e-0000-4000-8000-{n:012}")
-}
-
-fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
-    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
-    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
-    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
-}
 
 /// The C++ client's way in: the first monitor of `list` that accepts TCP.
 async fn connect_first(list: &[String], from: Option<IpAddr>) -> LegacyClient {
@@ -112,7 +103,7 @@ async fn legacy_clients_on_every_monitor_keep_working_across_a_leader_kill() {
             &mut admin,
             &admin_list,
             None,
-            &Request::ApplyId { uuid: uuid(i) },
+            &Request::ApplyId { uuid: osd_uuid(i) },
         )
         .await;
         let Response::ApplyId(r) = reply else {
@@ -124,7 +115,7 @@ async fn legacy_clients_on_every_monitor_keep_working_across_a_leader_kill() {
         let mut conn = connect_first(&list, Some(ip)).await;
         let boot = BootRequest::like_cpp_osd(
             r.id,
-            &uuid(i),
+            &osd_uuid(i),
             &ip.to_string(),
             &format!("h{i}"),
             1,
@@ -198,14 +189,14 @@ async fn legacy_clients_on_every_monitor_keep_working_across_a_leader_kill() {
                     &mut admin,
                     &admin_list,
                     None,
-                    &Request::ApplyId { uuid: uuid(n) },
+                    &Request::ApplyId { uuid: osd_uuid(n) },
                 )
                 .await;
                 let Response::ApplyId(r) = reply else {
                     panic!("{reply:?}")
                 };
                 assert_eq!(r.errorcode, 0, "{r:?}");
-                acked.lock().push((uuid(n), r.id));
+                acked.lock().push((osd_uuid(n), r.id));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ClusterOptions, TestCluster, die_with_parent};
+use common::spawned::Spawned;
+use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::MonitorClient;
 use fastblock_monitor::proto::monitor as api;
 use fastblock_monitor::sim::{Fleet, FleetSpec, legacy};
@@ -37,89 +35,6 @@ fn start_monitor() -> TestCluster {
     c.start_all();
     c.wait_leader(&[0], LONG);
     c
-}
-
-/// A child fbclient that dies with the test (and is killed when dropped), its stdout lines
-/// arriving on a channel.
-struct Spawned {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Spawned {
-    fn start(args: &str) -> Spawned {
-        let mut cmd = Command::new(FBCLIENT);
-        cmd.args(args.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn fbclient");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Spawned {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    #[track_caller]
-    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LONG;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {what}; got:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to fbclient");
-        stdin.flush().expect("flush");
-    }
-
-    #[track_caller]
-    fn wait_exit(mut self) -> (i32, Vec<String>) {
-        let deadline = Instant::now() + LONG;
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "fbclient did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        (code, std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn osdmap(m: &MonitorClient) -> Vec<api::OsdInfo> {
@@ -178,10 +93,13 @@ async fn fakestartcluster_over_legacy_activates_pgs_and_heals_after_a_kill() {
     let c = start_monitor();
     let mon = c.monitors[0].grpc.clone();
     let m = c.client(0);
-    let mut fleet = Spawned::start(&format!(
-        "-op=fakestartcluster -protocol=legacy -osdcount=9 -hostcount=3 -heartbeat=500ms \
+    let mut fleet = Spawned::start(
+        FBCLIENT,
+        &format!(
+            "-op=fakestartcluster -protocol=legacy -osdcount=9 -hostcount=3 -heartbeat=500ms \
          -interval=1s -mon={mon}"
-    ));
+        ),
+    );
     let line = fleet.wait_line("the fleet started", |l| l.contains("started 9 fake OSDs"));
     assert!(
         line.contains("on 3 hosts") && line.contains("legacy protocol"),

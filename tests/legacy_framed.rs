@@ -7,15 +7,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use common::api::fingerprint;
 use common::legacy::framed::LegacyClient;
 use common::legacy::messages::{
-    BootRequest, ClusterMapReply, GetOsdMapRequest, LeaderBeElectedRequest,
-    PgMemberChangeFinishRequest, Request, Response, boot_result,
+    BootRequest, GetOsdMapRequest, LeaderBeElectedRequest, PgMemberChangeFinishRequest, Request,
+    Response, boot_result,
 };
+use common::legacy::{call, ok, osd_ip, osd_uuid, poll};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
 
@@ -25,36 +25,6 @@ const LONG: Duration = Duration::from_secs(60);
 const CREATING: i32 = 1;
 const ACTIVE: i32 = 2;
 const REMAPPED: i32 = 16;
-
-fn uuid(n: u32) -> String {
-    format!("6f1c5a2e-0000-4000-8000-{n:012}")
-}
-
-/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
-/// the OSD's connection comes from.
-fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
-    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
-    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
-    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
-}
-
-async fn call(c: &mut LegacyClient, r: Request) -> Response {
-    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
-}
-
-async fn ok(c: &mut LegacyClient, r: Request) -> bool {
-    match call(c, r).await {
-        Response::Ok { ok, .. } => ok,
-        other => panic!("not an ok reply: {other:?}"),
-    }
-}
-
-async fn poll(c: &mut LegacyClient, osdid: i32, pools: BTreeMap<i32, i64>) -> ClusterMapReply {
-    match call(c, Request::cpp_poll(osdid, pools)).await {
-        Response::GetClusterMap(m) => m,
-        other => panic!("not a cluster map: {other:?}"),
-    }
-}
 
 /// One legacy OSD: its id and the connection it booted on.
 struct Osd {
@@ -67,9 +37,9 @@ struct Osd {
 async fn boot_legacy_osds(c: &TestCluster, admin: &mut LegacyClient, n: u32) -> Vec<Osd> {
     let mut osds = Vec::new();
     for i in 1..=n {
-        let id = match call(admin, Request::ApplyId { uuid: uuid(i) }).await {
+        let id = match call(admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
             Response::ApplyId(r) => {
-                assert_eq!((r.errorcode, r.uuid.as_str()), (0, uuid(i).as_str()));
+                assert_eq!((r.errorcode, r.uuid.as_str()), (0, osd_uuid(i).as_str()));
                 r.id
             }
             other => panic!("{other:?}"),
@@ -78,8 +48,15 @@ async fn boot_legacy_osds(c: &TestCluster, admin: &mut LegacyClient, n: u32) -> 
         let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
             .await
             .unwrap();
-        let boot =
-            BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &format!("h{i}"), 2, 7000, 0);
+        let boot = BootRequest::like_cpp_osd(
+            id,
+            &osd_uuid(i),
+            &ip.to_string(),
+            &format!("h{i}"),
+            2,
+            7000,
+            0,
+        );
         match call(&mut conn, Request::Boot(boot)).await {
             Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
             other => panic!("{other:?}"),
@@ -129,7 +106,7 @@ async fn a_legacy_cluster_boots_creates_a_pool_activates_and_remaps_on_the_grpc_
 
     let mut osds = boot_legacy_osds(&c, &mut admin, 4).await;
     // ApplyID is idempotent: the same uuid gets the same id (a retry after a lost reply).
-    match call(&mut admin, Request::ApplyId { uuid: uuid(2) }).await {
+    match call(&mut admin, Request::ApplyId { uuid: osd_uuid(2) }).await {
         Response::ApplyId(r) => assert_eq!((r.id, r.errorcode), (2, 0)),
         other => panic!("{other:?}"),
     }
@@ -275,7 +252,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let requests: Vec<Request> = (1..=20)
         .flat_map(|i| {
             [
-                Request::ApplyId { uuid: uuid(i) },
+                Request::ApplyId { uuid: osd_uuid(i) },
                 Request::GetClusterStatus,
                 Request::cpp_poll(-1, BTreeMap::new()),
             ]
@@ -311,7 +288,7 @@ async fn with_legacy_off_the_port_serves_grpc_only() {
     let mut legacy = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     legacy.set_reply_timeout(Duration::from_secs(10));
     legacy
-        .send(&Request::ApplyId { uuid: uuid(1) })
+        .send(&Request::ApplyId { uuid: osd_uuid(1) })
         .await
         .unwrap();
     assert!(legacy.recv().await.is_err(), "no legacy answer");
@@ -337,7 +314,7 @@ async fn legacy_and_grpc_osds_share_one_cluster_one_set_of_maps_and_one_epoch_se
     let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     let mut legacy = Vec::new();
     for i in 11..=13u32 {
-        let id = match call(&mut admin, Request::ApplyId { uuid: uuid(i) }).await {
+        let id = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
             Response::ApplyId(r) => r.id,
             other => panic!("{other:?}"),
         };
@@ -345,8 +322,15 @@ async fn legacy_and_grpc_osds_share_one_cluster_one_set_of_maps_and_one_epoch_se
         let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
             .await
             .unwrap();
-        let boot =
-            BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &format!("h{i}"), 4, 7000, 0);
+        let boot = BootRequest::like_cpp_osd(
+            id,
+            &osd_uuid(i),
+            &ip.to_string(),
+            &format!("h{i}"),
+            4,
+            7000,
+            0,
+        );
         match call(&mut conn, Request::Boot(boot)).await {
             Response::Boot { result } => assert_eq!(result, boot_result::OK),
             other => panic!("{other:?}"),

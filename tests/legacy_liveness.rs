@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use common::legacy::framed::LegacyClient;
 use common::legacy::messages::{
     BootRequest, ClusterMapReply, GetOsdMapRequest, Request, Response, boot_result,
 };
+use common::legacy::{self, call, osd_ip, osd_uuid};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::MonitorClient;
 use fastblock_monitor::proto::monitor as api;
@@ -34,27 +34,8 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const WATCH: Duration = Duration::from_secs(12);
 const _: () = assert!(WATCH.as_secs() > 3 * DOWN_AFTER.as_secs());
 
-fn uuid(n: u32) -> String {
-    format!("c41f2b77-0000-4000-8000-{n:012}")
-}
-
-/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
-/// the OSD's connection comes from.
-fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
-    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
-    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
-    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
-}
-
-async fn call(c: &mut LegacyClient, r: Request) -> Response {
-    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
-}
-
 async fn poll(c: &mut LegacyClient, osdid: i32) -> ClusterMapReply {
-    match call(c, Request::cpp_poll(osdid, BTreeMap::new())).await {
-        Response::GetClusterMap(m) => m,
-        other => panic!("not a cluster map: {other:?}"),
-    }
+    legacy::poll(c, osdid, BTreeMap::new()).await
 }
 
 /// A monitor that marks an OSD down after 3 s without a heartbeat and out 5 s later (with no
@@ -79,7 +60,7 @@ async fn boot_legacy_osds(c: &TestCluster, n: u32) -> Vec<LegacyClient> {
     let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     let mut conns = Vec::new();
     for i in 1..=n {
-        let id = match call(&mut admin, Request::ApplyId { uuid: uuid(i) }).await {
+        let id = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
             Response::ApplyId(r) => r.id,
             other => panic!("{other:?}"),
         };
@@ -88,8 +69,15 @@ async fn boot_legacy_osds(c: &TestCluster, n: u32) -> Vec<LegacyClient> {
         let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
             .await
             .unwrap();
-        let boot =
-            BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &format!("h{i}"), 2, 7000, 0);
+        let boot = BootRequest::like_cpp_osd(
+            id,
+            &osd_uuid(i),
+            &ip.to_string(),
+            &format!("h{i}"),
+            2,
+            7000,
+            0,
+        );
         match call(&mut conn, Request::Boot(boot)).await {
             Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
             other => panic!("{other:?}"),

@@ -16,10 +16,11 @@ use std::time::Duration;
 use common::api::fingerprint;
 use common::legacy::framed::LegacyClient;
 use common::legacy::messages::{
-    BootRequest, ClusterMapReply, CreatePoolReply, DataStatistics, ImageInfo, ImageReply,
-    PgOsdInfo, PoolInfo, Request, Response, boot_result, create_image_code, create_pool_code,
-    get_image_code, pgmap_code, remove_image_code, resize_image_code,
+    BootRequest, CreatePoolReply, DataStatistics, ImageInfo, ImageReply, PgOsdInfo, PoolInfo,
+    Request, Response, boot_result, create_image_code, create_pool_code, get_image_code,
+    pgmap_code, remove_image_code, resize_image_code,
 };
+use common::legacy::{call, ok, osd_ip, osd_uuid, poll};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
 
@@ -27,42 +28,12 @@ const LONG: Duration = Duration::from_secs(60);
 const GIB: i64 = 1 << 30;
 const MIB: i64 = 1 << 20;
 
-fn uuid(n: u32) -> String {
-    format!("7a2d9c41-0000-4000-8000-{n:012}")
-}
-
-/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
-/// the OSD's connection comes from.
-fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
-    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
-    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
-    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
-}
-
 /// The config text OSD `id` boots with (the C++ OSD sends a dump of its RDMA options).
 fn config_text(id: i32) -> String {
     format!(
         "rdma_server_port = {}\nrdma_mtu = 4096\n# osd {id}\n",
         7000 + id
     )
-}
-
-async fn call(c: &mut LegacyClient, r: Request) -> Response {
-    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
-}
-
-async fn ok(c: &mut LegacyClient, r: Request) -> bool {
-    match call(c, r).await {
-        Response::Ok { ok, .. } => ok,
-        other => panic!("not an ok reply: {other:?}"),
-    }
-}
-
-async fn poll(c: &mut LegacyClient, osdid: i32, pools: BTreeMap<i32, i64>) -> ClusterMapReply {
-    match call(c, Request::cpp_poll(osdid, pools)).await {
-        Response::GetClusterMap(m) => m,
-        other => panic!("not a cluster map: {other:?}"),
-    }
 }
 
 async fn create_pool(
@@ -157,7 +128,7 @@ async fn boot_legacy_osds(
 ) -> Vec<Osd> {
     let mut osds = Vec::new();
     for i in 1..=n {
-        let id = match call(admin, Request::ApplyId { uuid: uuid(i) }).await {
+        let id = match call(admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
             Response::ApplyId(r) => {
                 assert_eq!(r.errorcode, 0, "{r:?}");
                 r.id
@@ -169,7 +140,8 @@ async fn boot_legacy_osds(
             .await
             .unwrap();
         let host = format!("h{}", (i - 1) % hosts + 1);
-        let mut boot = BootRequest::like_cpp_osd(id, &uuid(i), &ip.to_string(), &host, 2, 7000, 0);
+        let mut boot =
+            BootRequest::like_cpp_osd(id, &osd_uuid(i), &ip.to_string(), &host, 2, 7000, 0);
         boot.config = config_text(id);
         match call(&mut conn, Request::Boot(boot)).await {
             Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
@@ -564,7 +536,7 @@ async fn osd_config_returns_the_text_sent_at_boot() {
         }
     }
     // An id that applied but never booted, an unknown id, a negative one: "".
-    let pending = match call(&mut admin, Request::ApplyId { uuid: uuid(50) }).await {
+    let pending = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(50) }).await {
         Response::ApplyId(r) => r.id,
         other => panic!("{other:?}"),
     };
@@ -576,7 +548,8 @@ async fn osd_config_returns_the_text_sent_at_boot() {
     }
     // A second boot of the same run with another text: the new text.
     let mut o = osds.into_iter().next().unwrap();
-    let mut boot = BootRequest::like_cpp_osd(o.id, &uuid(1), &o.ip.to_string(), "h1", 2, 7000, 0);
+    let mut boot =
+        BootRequest::like_cpp_osd(o.id, &osd_uuid(1), &o.ip.to_string(), "h1", 2, 7000, 0);
     boot.config = "rdma_mtu = 1024\n".to_string();
     match call(&mut o.conn, Request::Boot(boot)).await {
         Response::Boot { result } => assert_eq!(result, boot_result::OK),
@@ -753,7 +726,7 @@ async fn heartbeat_is_answered_and_osd_stop_marks_the_osd_down_in_the_next_map()
 
     // The stopped OSD boots again on its connection: up.
     let o = &mut osds[2];
-    let boot = BootRequest::like_cpp_osd(o.id, &uuid(3), &o.ip.to_string(), "h3", 2, 7000, 0);
+    let boot = BootRequest::like_cpp_osd(o.id, &osd_uuid(3), &o.ip.to_string(), "h3", 2, 7000, 0);
     match call(&mut o.conn, Request::Boot(boot)).await {
         Response::Boot { result } => assert_eq!(result, boot_result::OK),
         other => panic!("{other:?}"),

@@ -11,3 +11,43 @@ pub mod framed;
 pub mod messages;
 pub mod protobuf;
 pub mod raw;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use framed::LegacyClient;
+use messages::{ClusterMapReply, Request, Response};
+
+/// OSD `n`'s uuid in the legacy tests.
+pub fn osd_uuid(n: u32) -> String {
+    format!("6f1c5a2e-0000-4000-8000-{n:012}")
+}
+
+/// An address in the test's loopback range that the monitor records as OSD `n`'s, and that
+/// the OSD's connection comes from (`LegacyClient::connect_from`).
+pub fn osd_ip(cluster_ip: &str, n: u32) -> IpAddr {
+    let mut parts: Vec<u8> = cluster_ip.split('.').map(|p| p.parse().unwrap()).collect();
+    parts[3] = parts[3].wrapping_add(100 + n as u8).max(1);
+    IpAddr::from([parts[0], parts[1], parts[2], parts[3]])
+}
+
+/// One request and its reply; a transport or framing failure fails the test.
+pub async fn call(c: &mut LegacyClient, r: Request) -> Response {
+    c.call(&r).await.unwrap_or_else(|e| panic!("{r:?}: {e}"))
+}
+
+/// The `ok` of a request answered with the plain ok reply.
+pub async fn ok(c: &mut LegacyClient, r: Request) -> bool {
+    match call(c, r).await {
+        Response::Ok { ok, .. } => ok,
+        other => panic!("not an ok reply: {other:?}"),
+    }
+}
+
+/// The C++ OSD's poll: GetClusterMap with its id, the full osdmap, and the pools it holds.
+pub async fn poll(c: &mut LegacyClient, osdid: i32, pools: BTreeMap<i32, i64>) -> ClusterMapReply {
+    match call(c, Request::cpp_poll(osdid, pools)).await {
+        Response::GetClusterMap(m) => m,
+        other => panic!("not a cluster map: {other:?}"),
+    }
+}

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod legacy;
 pub mod netns;
+pub mod spawned;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
