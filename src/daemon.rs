@@ -218,6 +218,32 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     Ok(())
 }
 
+/// `--maintenance`: runs this monitor's embedded etcd member alone (no election, no serving)
+/// until SIGTERM/SIGINT, so that an import or a restore run on another host has the etcd
+/// cluster's quorum while no monitor serves.
+pub async fn run_maintenance(config: Config) -> anyhow::Result<()> {
+    let Some(cfg) = config.etcd.embedded.clone() else {
+        anyhow::bail!(
+            "--maintenance runs this monitor's embedded etcd member, and embedded_etcd = false: with an external etcd there is nothing to run"
+        );
+    };
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone(), None);
+    let member = match EmbeddedEtcd::start(cfg, Metrics::new(), shutdown.clone()).await {
+        Ok(m) => m,
+        Err(EmbeddedEtcdError::Cancelled) => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context("embedded etcd")),
+    };
+    tracing::info!(
+        "maintenance: only the embedded etcd member runs (no election, no serving); stop with SIGTERM"
+    );
+    notify_systemd(sd_notify::NotifyState::Ready);
+    shutdown.cancelled().await;
+    member.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 /// Connections the HTTP port accepts at once (scrapes and health checks).
 const HTTP_MAX_CONNECTIONS: usize = 128;
 /// Descriptors kept free for everything but client connections: etcd clients, the log, the

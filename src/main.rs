@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use fastblock_monitor::config::{Config, Overrides};
-use fastblock_monitor::{VERSION, cli, daemon, logging};
+use fastblock_monitor::{VERSION, cli, daemon, logging, migrate};
 
 /// The fastblock monitor: cluster metadata, placement and failure detection, with an embedded
 /// etcd member. Go-style flags (`-conf=FILE`) are accepted too.
@@ -28,6 +28,28 @@ struct Args {
     /// Override `log_path` from the file.
     #[arg(long, value_name = "FILE")]
     log_path: Option<PathBuf>,
+    /// Run only this monitor's embedded etcd member: no election, no serving. For an import or
+    /// a restore on a cluster of several monitors (docs/backup-restore.md).
+    #[arg(long)]
+    maintenance: bool,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Write a backup file (`fbclient -op=backup`) into an empty etcd, every epoch raised.
+    /// Stop the monitors first (or run them with --maintenance); start them again after.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Delete the cluster state the target holds first.
+        #[arg(long)]
+        force: bool,
+        /// How far every epoch is raised above the backup's.
+        #[arg(long, value_name = "N", default_value_t = fastblock_monitor::migrate::restore::DEFAULT_EPOCH_JUMP)]
+        epoch_jump: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,9 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("{}: configuration OK", args.conf.display());
         return ExitCode::SUCCESS;
+    }
+    if let Some(command) = args.command {
+        return run_command(config, command);
     }
     let log_file = match logging::init(config.log_level, config.log_path.as_deref()) {
         Ok(f) => f,
@@ -71,10 +96,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(config, log_file)) {
+    let run = async {
+        if args.maintenance {
+            daemon::run_maintenance(config).await
+        } else {
+            daemon::run(config, log_file).await
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("fastblock-mon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A one-shot command: runs, prints what it did, exits 0 on success and 1 with one line on
+/// stderr otherwise. Logs (the embedded etcd's start, warnings) go to stderr at WARN.
+fn run_command(config: Config, command: Sub) -> ExitCode {
+    let _ = logging::init(fastblock_monitor::config::LogLevel::Warn, None);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fastblock-mon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Sub::Restore {
+                file,
+                force,
+                epoch_jump,
+            } => {
+                let options = migrate::run::RestoreOptions { force, epoch_jump };
+                migrate::run::restore(&config, &file, &options).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("fastblock-mon: {e:#}");
             ExitCode::FAILURE
         }

@@ -51,6 +51,7 @@ macro_rules! for_each_rpc {
             }
             stream {
                 WatchClusterMap watch_cluster_map(WatchClusterMapRequest) -> WatchClusterMapResponse, MEDIUM;
+                Backup backup(BackupRequest) -> BackupChunk, SMALL;
             }
         }
     };

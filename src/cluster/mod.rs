@@ -19,7 +19,7 @@ mod queries;
 mod rebalance_ops;
 mod records;
 pub mod reply;
-mod state;
+pub(crate) mod state;
 pub mod topology;
 mod types;
 

@@ -102,6 +102,11 @@ impl ClusterState {
         self.tombstones.get(&id)
     }
 
+    /// How many deleted pools have a tombstone.
+    pub fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
     /// The image `name` of pool `pool`.
     pub fn image(&self, pool: PoolId, name: &str) -> Option<&Arc<Image>> {
         self.image_by_name

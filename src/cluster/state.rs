@@ -187,6 +187,23 @@ impl ClusterState {
         self.pools_bumped.clear();
     }
 
+    /// The key of every record the state consists of (what a full write of it stores), in the
+    /// order a writer makes them visible: OSDs, PG chunks before their pools, images,
+    /// tombstones and purges, then the counters and the osdmap meta last.
+    pub fn record_keys(&self) -> Vec<RecordKey> {
+        let mut keys: Vec<RecordKey> = self.osds.keys().map(|id| RecordKey::Osd(*id)).collect();
+        for p in self.pools.values() {
+            keys.extend((0..p.pgs.chunk_count()).map(|i| RecordKey::PgChunk(p.id, i)));
+            keys.push(RecordKey::Pool(p.id));
+        }
+        keys.extend(self.images.keys().map(|(p, i)| RecordKey::Image(*p, *i)));
+        keys.extend(self.tombstones.keys().map(|id| RecordKey::Tombstone(*id)));
+        keys.extend(self.purged.keys().map(|id| RecordKey::PurgedOsd(*id)));
+        keys.push(RecordKey::Counters);
+        keys.push(RecordKey::OsdMapMeta);
+        keys
+    }
+
     /// The current value of a record (None: it does not exist and must be deleted).
     pub fn record(&self, key: &RecordKey) -> Option<Record> {
         match key {
@@ -293,7 +310,7 @@ impl ClusterState {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cluster::ClusterError;
     use crate::cluster::command::{self, BootArgs, ShardArg};
@@ -373,13 +390,9 @@ pub(super) mod tests {
             object_size: 0,
         })
         .unwrap();
-        let mut keys = vec![RecordKey::OsdMapMeta, RecordKey::Counters];
-        keys.extend(s.osds().map(|o| RecordKey::Osd(o.id)));
-        for p in s.pools() {
-            keys.push(RecordKey::Pool(p.id));
-            keys.extend((0..p.pgs.chunk_count()).map(|i| RecordKey::PgChunk(p.id, i)));
-        }
-        keys.extend(s.images().map(|i| RecordKey::Image(i.pool, i.id)));
+        let keys = s.record_keys();
+        assert_eq!(keys.last(), Some(&RecordKey::OsdMapMeta));
+        assert_eq!(keys.len(), 2 + 6 + 1 + 2 + 1, "{keys:?}");
         // An orphan chunk (an interrupted create of pool 9) is reported as garbage.
         let orphan = (
             RecordKey::PgChunk(PoolId(9), 0),

@@ -4,7 +4,7 @@
 use crate::cluster::{BlobKey, ImageId, OsdId, PoolId, RecordKey};
 
 /// Sub-trees under the prefix that an election name must not shadow.
-pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors"];
+pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors", "osdconfig", "maintenance"];
 
 /// Builds keys under one `etcd_prefix`.
 #[derive(Debug, Clone)]
@@ -101,8 +101,42 @@ impl KeyLayout {
     /// The etcd key of a value kept outside the cluster state (not loaded by a new leader).
     pub fn blob(&self, key: &BlobKey) -> String {
         match key {
-            BlobKey::OsdConfig(id) => format!("{}/osdconfig/{:010}", self.prefix, id.0),
+            BlobKey::OsdConfig(id) => format!("{}{:010}", self.blob_prefix(), id.0),
         }
+    }
+
+    /// `<prefix>/osdconfig/`: the values kept outside the cluster state.
+    pub fn blob_prefix(&self) -> String {
+        format!("{}/osdconfig/", self.prefix)
+    }
+
+    /// Parses a key under [`KeyLayout::blob_prefix`] back into a blob key (canonical only).
+    pub fn parse_blob(&self, key: &str) -> Option<BlobKey> {
+        let rest = key.strip_prefix(&self.blob_prefix())?;
+        let id = rest.parse::<u32>().ok()?;
+        let parsed = BlobKey::OsdConfig(OsdId(id));
+        (self.blob(&parsed) == key).then_some(parsed)
+    }
+
+    /// `<prefix>/maintenance`: present while an import or a restore writes the cluster state;
+    /// no monitor loads the state (so none serves) while it exists.
+    pub fn maintenance(&self) -> String {
+        format!("{}/maintenance", self.prefix)
+    }
+
+    /// The prefix itself, with a trailing slash: everything the monitors store.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    /// `key` relative to the prefix (None for a key outside it).
+    pub fn relative<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(&self.root())
+    }
+
+    /// The absolute key of a key relative to the prefix.
+    pub fn absolute(&self, relative: &str) -> String {
+        format!("{}{relative}", self.root())
     }
 }
 
@@ -173,6 +207,22 @@ mod tests {
             k.blob(&BlobKey::OsdConfig(OsdId(5))),
             "/fastblock/osdconfig/0000000005"
         );
+        assert_eq!(
+            k.parse_blob("/fastblock/osdconfig/0000000005"),
+            Some(BlobKey::OsdConfig(OsdId(5)))
+        );
+        for bad in [
+            "/fastblock/osdconfig/5",
+            "/fastblock/osdconfig/+000000005",
+            "/fastblock/osdconfig/",
+            "/fastblock/cluster/osd/0000000005",
+        ] {
+            assert_eq!(k.parse_blob(bad), None, "{bad}");
+        }
+        assert_eq!(k.maintenance(), "/fastblock/maintenance");
+        assert_eq!(k.relative("/fastblock/cluster/osdmap"), Some("cluster/osdmap"));
+        assert_eq!(k.relative("/fastblockx/cluster/osdmap"), None);
+        assert_eq!(k.absolute("cluster/osdmap"), "/fastblock/cluster/osdmap");
     }
 
     mod fuzz {

@@ -61,6 +61,25 @@ pub enum StoreError {
     /// Stored data does not decode.
     #[error("stored cluster data is invalid: {0}")]
     Corrupt(String),
+    /// An import or restore is writing the state (or was interrupted): nothing to load yet.
+    #[error(
+        "{0} is writing the cluster state (the key <prefix>/maintenance exists); this monitor leads once it completes. If it was interrupted, run it again with --force"
+    )]
+    Maintenance(String),
+}
+
+/// Who holds the maintenance key, for the log.
+fn describe_maintenance(value: &[u8]) -> String {
+    use prost::Message;
+    match crate::proto::store::MaintenanceRecord::decode(value) {
+        Ok(m) => format!(
+            "{} on {} (fastblock-mon {})",
+            crate::text::shown(&m.operation),
+            crate::text::shown(&m.host),
+            crate::text::shown(&m.version)
+        ),
+        Err(_) => "an import or restore".to_string(),
+    }
 }
 
 /// Reads and writes the cluster state under the leader fence.
@@ -94,14 +113,17 @@ impl Store {
     pub async fn load(&self, fence: &Fence) -> Result<Vec<(RecordKey, Record)>, StoreError> {
         let prefix = self.keys.cluster_prefix();
         let end = prefix_end(&prefix);
-        let first = Txn::new().when([fence.compare()]).and_then([TxnOp::get(
-            prefix.clone(),
-            Some(
-                GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(LOAD_PAGE),
+        let first = Txn::new().when([fence.compare()]).and_then([
+            TxnOp::get(
+                prefix.clone(),
+                Some(
+                    GetOptions::new()
+                        .with_range(end.clone())
+                        .with_limit(LOAD_PAGE),
+                ),
             ),
-        )]);
+            TxnOp::get(self.keys.maintenance(), None),
+        ]);
         let resp = self
             .etcd
             .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
@@ -114,11 +136,17 @@ impl Store {
             return Err(StoreError::Fenced);
         }
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let Some(TxnOpResponse::Get(mut page)) = resp.op_responses().into_iter().next() else {
+        let mut responses = resp.op_responses().into_iter();
+        let (Some(TxnOpResponse::Get(mut page)), Some(TxnOpResponse::Get(maintenance))) =
+            (responses.next(), responses.next())
+        else {
             return Err(StoreError::Corrupt(
                 "fenced read returned no range".to_string(),
             ));
         };
+        if let Some(kv) = maintenance.kvs().first() {
+            return Err(StoreError::Maintenance(describe_maintenance(kv.value())));
+        }
         let mut records = Vec::new();
         loop {
             let more = page.more();
@@ -182,6 +210,70 @@ impl Store {
         }
     }
 
+    /// Starts a consistent read of every key under `prefixes` (a backup): one fenced
+    /// transaction fixes the revision, counts the keys and reads `also` (a single key, e.g. the
+    /// osdmap meta); [`SnapshotReader::next_page`] then reads the keys page by page at that
+    /// revision, prefixes in the order given.
+    pub async fn snapshot_reader(
+        &self,
+        fence: &Fence,
+        prefixes: Vec<String>,
+        also: String,
+    ) -> Result<(SnapshotReader, Option<Vec<u8>>), StoreError> {
+        let mut ops: Vec<TxnOp> = prefixes
+            .iter()
+            .map(|p| {
+                TxnOp::get(
+                    p.clone(),
+                    Some(
+                        GetOptions::new()
+                            .with_range(prefix_end(p))
+                            .with_count_only(),
+                    ),
+                )
+            })
+            .collect();
+        ops.push(TxnOp::get(also, None));
+        let txn = Txn::new().when([fence.compare()]).and_then(ops);
+        let resp = self
+            .etcd
+            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+                let txn = txn.clone();
+                let mut kv = c.kv_client();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
+        if !resp.succeeded() {
+            return Err(StoreError::Fenced);
+        }
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut total = 0u64;
+        let mut also_value = None;
+        let n = prefixes.len();
+        for (i, op) in resp.op_responses().into_iter().enumerate() {
+            if let TxnOpResponse::Get(g) = op {
+                if i < n {
+                    total += g.count().max(0) as u64;
+                } else {
+                    also_value = g.kvs().first().map(|kv| kv.value().to_vec());
+                }
+            }
+        }
+        let reader = SnapshotReader {
+            store: self.clone(),
+            revision,
+            total,
+            ranges: prefixes
+                .into_iter()
+                .map(|p| {
+                    let end = prefix_end(&p);
+                    (p.into_bytes(), end)
+                })
+                .collect(),
+        };
+        Ok((reader, also_value))
+    }
+
     /// The config text an OSD reported at boot (kept outside the cluster state).
     pub async fn osd_config(&self, id: OsdId) -> Result<Option<String>, StoreError> {
         let key = self.keys.blob(&BlobKey::OsdConfig(id));
@@ -240,5 +332,59 @@ impl Store {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// A consistent read of several key ranges at one revision, page by page (see
+/// [`Store::snapshot_reader`]).
+pub struct SnapshotReader {
+    store: Store,
+    revision: i64,
+    total: u64,
+    /// Ranges still to read: (next key, end); the first is the one being read.
+    ranges: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SnapshotReader {
+    /// The etcd revision every page is read at.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// How many keys the ranges hold at that revision.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The next page of (key, value) pairs in key order; None when every range is read.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<(String, Vec<u8>)>>, StoreError> {
+        while let Some((from, end)) = self.ranges.front().cloned() {
+            let mut page = self.store.load_page(from, &end, self.revision).await?;
+            let more = page.more();
+            let kvs = page.take_kvs();
+            match (more, kvs.last()) {
+                (true, Some(last)) => {
+                    let mut next = last.key().to_vec();
+                    next.push(0);
+                    self.ranges[0].0 = next;
+                }
+                _ => {
+                    self.ranges.pop_front();
+                }
+            }
+            if kvs.is_empty() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(kvs.len());
+            for kv in kvs {
+                let (key, value) = kv.into_key_value();
+                let key = String::from_utf8(key).map_err(|e| {
+                    StoreError::Corrupt(format!("a key that is not UTF-8: {e}"))
+                })?;
+                out.push((key, value));
+            }
+            return Ok(Some(out));
+        }
+        Ok(None)
     }
 }

@@ -145,6 +145,12 @@ pub struct Args {
           hide_default_value = true, hide_possible_values = true,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allowshrink: bool,
+    /// backup: the file to write (replaced only once the new backup is complete).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// backup-verify: the backup file to check.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: Option<PathBuf>,
     /// getosdmap: also print every shard's core, port and raw port.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_name = "BOOL",
@@ -225,6 +231,8 @@ impl Args {
             "objectsize" => self.objectsize.is_some(),
             "allowshrink" => self.allowshrink,
             "detail" => self.detail,
+            "out" => self.out.is_some(),
+            "in" => self.input.is_some(),
             _ => return None,
         })
     }

@@ -11,6 +11,7 @@
 //! OSD fleet).
 
 mod args;
+mod backup;
 mod cluster;
 mod fake;
 mod images;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::output::Output;
-use super::{Ctx, Failure, cluster, fake, images, maps, osds, pools, watch};
+use super::{Ctx, Failure, backup, cluster, fake, images, maps, osds, pools, watch};
 use crate::client::Scope;
 
 /// What an op's run returns: the output to print, or None when it printed as it went.
@@ -67,6 +67,11 @@ pub const OPS: &[OpSpec] = &[
        &[], &[], "health status and every check with its details (exit 0 even when WARN/ERR)"),
     op("osdtree", |c| shown(cluster::osd_tree(c)),
        &[], &[], "the topology root → rack → host → osd with weights and up/in, like `ceph osd tree`"),
+    op("backup", |c| shown(backup::backup(c)),
+       &["out"], &[], "write every stored record, read at one etcd revision, to a backup file \
+        (restore: fastblock-mon restore FILE)"),
+    op("backup-verify", |c| shown(backup::verify(c)),
+       &["in"], &[], "check a backup file (format, checksum, records) and summarise what it holds"),
     op("fakeapplyid", |c| shown(osds::apply_id(c)),
        &[], &["uuid"], "get the OSD id of a uuid (a random uuid when none is given)"),
     op("fakebootosd", |c| shown(osds::boot(c)),

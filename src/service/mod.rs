@@ -5,6 +5,7 @@
 //! held the request to its call's size limit and `codec.rs` has decoded it; handlers check the
 //! lengths of string fields (`fields.rs`) before building commands from them.
 
+mod backup;
 mod cluster;
 pub mod codec;
 mod convert;
@@ -89,8 +90,8 @@ impl MonitorService {
 }
 
 /// Implements the service trait from the list of calls (`crate::rpcs`): each unary call is
-/// counted by method and code and handed to the handler of the same name. The one streaming
-/// call is spelled out, since its stream type is named after it; a new stream in the list
+/// counted by method and code and handed to the handler of the same name. The streaming calls
+/// are spelled out, since their stream types are named after them; a new stream in the list
 /// fails to match here until it is added the same way.
 macro_rules! monitor_service {
     (
@@ -99,6 +100,7 @@ macro_rules! monitor_service {
         stream {
             WatchClusterMap watch_cluster_map(WatchClusterMapRequest)
                 -> WatchClusterMapResponse, $limit:ident;
+            Backup backup(BackupRequest) -> BackupChunk, $blimit:ident;
         }
     ) => {
         monitor_service!(@unary $($any)* $($leader)*);
@@ -129,6 +131,19 @@ macro_rules! monitor_service {
                 let started = std::time::Instant::now();
                 let result = self.watch_cluster_map(request.into_inner()).await;
                 self.record("watch_cluster_map", &result, started);
+                result.map(Response::new)
+            }
+
+            type BackupStream =
+                tokio_stream::wrappers::ReceiverStream<Result<api::BackupChunk, Status>>;
+
+            async fn backup(
+                &self,
+                request: Request<api::BackupRequest>,
+            ) -> Result<Response<Self::BackupStream>, Status> {
+                let started = std::time::Instant::now();
+                let result = self.backup(request.into_inner()).await;
+                self.record("backup", &result, started);
                 result.map(Response::new)
             }
         }
