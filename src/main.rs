@@ -114,9 +114,9 @@ fn main() -> ExitCode {
 }
 
 /// A one-shot command: runs, prints what it did, exits 0 on success and 1 with one line on
-/// stderr otherwise. Logs (the embedded etcd's start, warnings) go to stderr at WARN.
+/// stderr otherwise. Only errors are logged (to stderr).
 fn run_command(config: Config, command: Sub) -> ExitCode {
-    let _ = logging::init(fastblock_monitor::config::LogLevel::Warn, None);
+    let _ = logging::init(fastblock_monitor::config::LogLevel::Error, None);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -220,7 +220,10 @@ mod tests {
             assert_eq!(k.parse_blob(bad), None, "{bad}");
         }
         assert_eq!(k.maintenance(), "/fastblock/maintenance");
-        assert_eq!(k.relative("/fastblock/cluster/osdmap"), Some("cluster/osdmap"));
+        assert_eq!(
+            k.relative("/fastblock/cluster/osdmap"),
+            Some("cluster/osdmap")
+        );
         assert_eq!(k.relative("/fastblockx/cluster/osdmap"), None);
         assert_eq!(k.absolute("cluster/osdmap"), "/fastblock/cluster/osdmap");
     }

@@ -378,9 +378,8 @@ impl SnapshotReader {
             let mut out = Vec::with_capacity(kvs.len());
             for kv in kvs {
                 let (key, value) = kv.into_key_value();
-                let key = String::from_utf8(key).map_err(|e| {
-                    StoreError::Corrupt(format!("a key that is not UTF-8: {e}"))
-                })?;
+                let key = String::from_utf8(key)
+                    .map_err(|e| StoreError::Corrupt(format!("a key that is not UTF-8: {e}")))?;
                 out.push((key, value));
             }
             return Ok(Some(out));

@@ -36,9 +36,8 @@ pub async fn backup(c: &Ctx) -> Result<Output, Failure> {
         .header
         .clone()
         .ok_or_else(|| Failure::Failed("backup: the first message has no header".to_string()))?;
-    let file = File::create(&partial).map_err(|e| {
-        Failure::Failed(format!("cannot create {}: {e}", partial.display()))
-    })?;
+    let file = File::create(&partial)
+        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", partial.display())))?;
     let result = async {
         let mut w = BackupWriter::new(BufWriter::new(file), &header)?;
         let bar = progress(header.entry_count);
@@ -104,7 +103,7 @@ pub async fn backup(c: &Ctx) -> Result<Output, Failure> {
                 bytes as f64 / (1 << 20) as f64,
                 header.revision,
                 header.osdmap_epoch
-            )
+            ) + "\n"
         },
     ))
 }
@@ -151,13 +150,16 @@ pub async fn verify(c: &Ctx) -> Result<Output, Failure> {
                 crate::text::shown(&h.monitor),
                 crate::text::shown(&h.monitor_version),
                 backup.digest_hex()
-            )
+            ) + "\n"
         },
     ))
 }
 
 fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".partial");
     out.with_file_name(name)
 }

@@ -92,7 +92,10 @@ impl<W: Write> BackupWriter<W> {
         if bytes.len() > MAX_ENTRY_BYTES as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("an entry of {} bytes is over the format's limit", bytes.len()),
+                format!(
+                    "an entry of {} bytes is over the format's limit",
+                    bytes.len()
+                ),
             ));
         }
         self.put(&(bytes.len() as u32).to_le_bytes())?;
@@ -219,12 +222,13 @@ fn parse(data: &[u8]) -> Result<Backup, BackupError> {
             });
         }
         let entry_at = at;
-        let entry = api::BackupEntry::decode(take(&mut at, len as usize, "an entry")?).map_err(
-            |e| BackupError::Malformed {
-                offset: entry_at,
-                why: format!("entry {} does not decode: {e}", entries.len() + 1),
-            },
-        )?;
+        let entry =
+            api::BackupEntry::decode(take(&mut at, len as usize, "an entry")?).map_err(|e| {
+                BackupError::Malformed {
+                    offset: entry_at,
+                    why: format!("entry {} does not decode: {e}", entries.len() + 1),
+                }
+            })?;
         if entry.key.is_empty() {
             return Err(BackupError::Malformed {
                 offset: entry_at,
@@ -332,10 +336,7 @@ mod tests {
                     0..8 => matches!(err, BackupError::NotABackup),
                     8..12 => matches!(err, BackupError::UnsupportedVersion(_)),
                     // A flip in a length can make the layout end early: truncated is also true.
-                    _ => matches!(
-                        err,
-                        BackupError::Checksum | BackupError::Truncated { .. }
-                    ),
+                    _ => matches!(err, BackupError::Checksum | BackupError::Truncated { .. }),
                 };
                 assert!(expected, "byte {i} bit {bit}: {err}");
             }

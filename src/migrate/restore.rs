@@ -116,12 +116,10 @@ pub fn raise_epochs(records: &mut [(RecordKey, Record)], jump: u64) -> Raised {
                 let mut osd = (**o).clone();
                 osd.last_change = osdmap_to;
                 osd.liveness = match osd.liveness {
-                    Liveness::Up { instance, since } => {
-                        Liveness::Up {
-                            instance,
-                            since: raise(since),
-                        }
-                    }
+                    Liveness::Up { instance, since } => Liveness::Up {
+                        instance,
+                        since: raise(since),
+                    },
                     Liveness::Down {
                         instance,
                         since,
@@ -134,17 +132,13 @@ pub fn raise_epochs(records: &mut [(RecordKey, Record)], jump: u64) -> Raised {
                     other => other,
                 };
                 osd.membership = match osd.membership {
-                    Membership::In { since } => {
-                        Membership::In {
-                            since: raise(since),
-                        }
-                    }
-                    Membership::Out { reason, since } => {
-                        Membership::Out {
-                            reason,
-                            since: raise(since),
-                        }
-                    }
+                    Membership::In { since } => Membership::In {
+                        since: raise(since),
+                    },
+                    Membership::Out { reason, since } => Membership::Out {
+                        reason,
+                        since: raise(since),
+                    },
                 };
                 *o = Arc::new(osd);
             }
@@ -281,7 +275,13 @@ mod tests {
         // Restored under another prefix: keys are relative.
         let other = KeyLayout::new("/elsewhere", "fastblock_master");
         let d = decode_entries(&entries, &other).unwrap();
-        assert_eq!(d.blobs, vec![(BlobKey::OsdConfig(crate::cluster::OsdId(1)), b"rdma".to_vec())]);
+        assert_eq!(
+            d.blobs,
+            vec![(
+                BlobKey::OsdConfig(crate::cluster::OsdId(1)),
+                b"rdma".to_vec()
+            )]
+        );
         let (loaded, garbage) = build_state(d.records).unwrap();
         assert!(garbage.is_empty());
         assert_eq!(StateSummary::of(&loaded), StateSummary::of(&s));
@@ -296,13 +296,19 @@ mod tests {
             value: vec![],
         }];
         let e = decode_entries(&bad_key, &keys).unwrap_err();
-        assert!(matches!(e, ContentError::UnknownKey { index: 1, .. }), "{e}");
+        assert!(
+            matches!(e, ContentError::UnknownKey { index: 1, .. }),
+            "{e}"
+        );
         let bad_value = [api::BackupEntry {
             key: "cluster/osd/0000000001".to_string(),
             value: vec![0xff; 9],
         }];
         let e = decode_entries(&bad_value, &keys).unwrap_err();
-        assert!(matches!(e, ContentError::Undecodable { index: 1, .. }), "{e}");
+        assert!(
+            matches!(e, ContentError::Undecodable { index: 1, .. }),
+            "{e}"
+        );
         assert!(matches!(
             build_state(Vec::new()).unwrap_err(),
             ContentError::NoOsdMap
@@ -328,9 +334,17 @@ mod tests {
         assert!(pool.pgs.iter().all(|(_, pg)| pg.version == pool.epoch));
         // Nothing else changed: same members, same OSDs' addresses and states.
         for (a, b) in s.osds().zip(raised.osds()) {
-            assert_eq!((a.id, a.address, a.is_up(), a.is_in()), (b.id, b.address, b.is_up(), b.is_in()));
+            assert_eq!(
+                (a.id, a.address, a.is_up(), a.is_in()),
+                (b.id, b.address, b.is_up(), b.is_in())
+            );
         }
         let old = s.pools().next().unwrap();
-        assert!(old.pgs.iter().zip(pool.pgs.iter()).all(|((_, x), (_, y))| x.members == y.members && x.core == y.core));
+        assert!(
+            old.pgs
+                .iter()
+                .zip(pool.pgs.iter())
+                .all(|((_, x), (_, y))| x.members == y.members && x.core == y.core)
+        );
     }
 }

@@ -201,15 +201,12 @@ impl MaintenanceWriter {
         let mut stats = WriteStats::default();
         let mut batch: Vec<EncodedOp> = Vec::new();
         let mut batch_bytes = 0;
-        let ops = body
-            .iter()
-            .map(op_of)
-            .chain(blobs.iter().map(|(k, v)| {
-                Ok(EncodedOp {
-                    key: self.keys.blob(k),
-                    value: Some(v.clone()),
-                })
-            }));
+        let ops = body.iter().map(op_of).chain(blobs.iter().map(|(k, v)| {
+            Ok(EncodedOp {
+                key: self.keys.blob(k),
+                value: Some(v.clone()),
+            })
+        }));
         for op in ops {
             let op = op?;
             let size = op.size();
