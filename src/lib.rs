@@ -28,6 +28,7 @@ pub mod legacy;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod node;
 pub mod observer;
 pub mod proto;
