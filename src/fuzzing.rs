@@ -381,6 +381,238 @@ pub fn field_edited(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A value put into a JSON document: the edges of every range a stored field has, and types
+/// its reader does not expect.
+#[derive(Debug, Clone)]
+pub enum JsonLeaf {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Beyond `i64`.
+    Huge,
+    Float(f64),
+    Text(String),
+    Ints(Vec<i64>),
+    EmptyObject,
+}
+
+impl JsonLeaf {
+    fn value(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            JsonLeaf::Null => Value::Null,
+            JsonLeaf::Bool(b) => Value::Bool(*b),
+            JsonLeaf::Int(i) => Value::from(*i),
+            JsonLeaf::Huge => Value::from(u64::MAX),
+            JsonLeaf::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
+            JsonLeaf::Text(t) => Value::String(t.clone()),
+            JsonLeaf::Ints(v) => Value::from(v.clone()),
+            JsonLeaf::EmptyObject => Value::Object(Default::default()),
+        }
+    }
+}
+
+/// One edit of a JSON document, at its n-th node in document order (wrapping).
+#[derive(Debug, Clone)]
+pub enum JsonEdit {
+    /// The node replaced by a value.
+    Replace(usize, JsonLeaf),
+    /// The node removed from its object or array.
+    Remove(usize),
+    /// The node copied into its object under another key.
+    CopyAs(usize, String),
+    /// The node replaced by a value of its own type: a number by the number, a string by the
+    /// text, a list by the list, a bool by its negation (what a reader that checks types
+    /// accepts, and must then judge).
+    Alike(usize, i64, String, Vec<i64>),
+}
+
+/// A step from a JSON node to one of its children.
+#[derive(Debug, Clone)]
+enum JsonStep {
+    Key(String),
+    Index(usize),
+}
+
+/// The paths of every node below the root, in document order.
+fn json_paths(v: &serde_json::Value, at: &mut Vec<JsonStep>, out: &mut Vec<Vec<JsonStep>>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, child) in m {
+                at.push(JsonStep::Key(k.clone()));
+                out.push(at.clone());
+                json_paths(child, at, out);
+                at.pop();
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                at.push(JsonStep::Index(i));
+                out.push(at.clone());
+                json_paths(child, at, out);
+                at.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+impl JsonEdit {
+    fn apply(&self, root: &mut serde_json::Value) {
+        let mut paths = Vec::new();
+        json_paths(root, &mut Vec::new(), &mut paths);
+        let n = match self {
+            JsonEdit::Replace(n, _)
+            | JsonEdit::Remove(n)
+            | JsonEdit::CopyAs(n, _)
+            | JsonEdit::Alike(n, ..) => *n,
+        };
+        if paths.is_empty() {
+            return;
+        }
+        let path = &paths[n % paths.len()];
+        let (last, parents) = path.split_last().expect("a path below the root");
+        let mut parent = &mut *root;
+        for step in parents {
+            parent = match (step, parent) {
+                (JsonStep::Key(k), serde_json::Value::Object(m)) => m.get_mut(k).expect("a path"),
+                (JsonStep::Index(i), serde_json::Value::Array(a)) => &mut a[*i],
+                _ => return,
+            };
+        }
+        let alike = |node: &serde_json::Value, int: i64, text: &str, ints: &[i64]| match node {
+            serde_json::Value::Number(_) => serde_json::Value::from(int),
+            serde_json::Value::String(_) => serde_json::Value::from(text),
+            serde_json::Value::Array(_) => serde_json::Value::from(ints.to_vec()),
+            serde_json::Value::Bool(b) => serde_json::Value::Bool(!b),
+            other => other.clone(),
+        };
+        match (self, last, parent) {
+            (
+                JsonEdit::Alike(_, int, text, ints),
+                JsonStep::Key(k),
+                serde_json::Value::Object(m),
+            ) => {
+                if let Some(node) = m.get_mut(k) {
+                    *node = alike(node, *int, text, ints);
+                }
+            }
+            (
+                JsonEdit::Alike(_, int, text, ints),
+                JsonStep::Index(i),
+                serde_json::Value::Array(a),
+            ) => {
+                a[*i] = alike(&a[*i], *int, text, ints);
+            }
+            (JsonEdit::Replace(_, leaf), JsonStep::Key(k), serde_json::Value::Object(m)) => {
+                m.insert(k.clone(), leaf.value());
+            }
+            (JsonEdit::Replace(_, leaf), JsonStep::Index(i), serde_json::Value::Array(a)) => {
+                a[*i] = leaf.value();
+            }
+            (JsonEdit::Remove(_), JsonStep::Key(k), serde_json::Value::Object(m)) => {
+                m.remove(k);
+            }
+            (JsonEdit::Remove(_), JsonStep::Index(i), serde_json::Value::Array(a)) => {
+                a.remove(*i);
+            }
+            (JsonEdit::CopyAs(_, name), JsonStep::Key(k), serde_json::Value::Object(m)) => {
+                if let Some(v) = m.get(k).cloned() {
+                    m.insert(name.clone(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn json_leaf() -> impl Strategy<Value = JsonLeaf> {
+    prop_oneof![
+        1 => Just(JsonLeaf::Null),
+        1 => any::<bool>().prop_map(JsonLeaf::Bool),
+        6 => prop_oneof![
+            prop::sample::select(vec![
+                0i64,
+                1,
+                2,
+                3,
+                -1,
+                -3,
+                16,
+                17,
+                31,
+                65535,
+                65536,
+                131_072,
+                131_073,
+                i64::from(i32::MAX),
+                i64::from(i32::MAX) + 1,
+                i64::from(u32::MAX),
+                i64::from(u32::MAX) + 1,
+                i64::MAX,
+                i64::MIN,
+            ]),
+            any::<i64>(),
+        ]
+        .prop_map(JsonLeaf::Int),
+        1 => Just(JsonLeaf::Huge),
+        1 => any::<f64>().prop_map(JsonLeaf::Float),
+        4 => hostile_bytes().prop_map(|b| JsonLeaf::Text(String::from_utf8_lossy(&b).into_owned())),
+        3 => prop::collection::vec(
+            prop_oneof![0i64..12, Just(-1i64), Just(i64::from(u32::MAX)), any::<i64>()],
+            0..24
+        )
+        .prop_map(JsonLeaf::Ints),
+        1 => Just(JsonLeaf::EmptyObject),
+    ]
+}
+
+fn json_edit() -> impl Strategy<Value = JsonEdit> {
+    let int = || {
+        json_leaf().prop_map(|l| match l {
+            JsonLeaf::Int(i) => i,
+            _ => -1,
+        })
+    };
+    let ints = || {
+        json_leaf().prop_map(|l| match l {
+            JsonLeaf::Ints(v) => v,
+            JsonLeaf::Int(i) => vec![i, i],
+            _ => Vec::new(),
+        })
+    };
+    prop_oneof![
+        6 => (any::<usize>(), int(), hostile_bytes(), ints()).prop_map(|(n, i, t, v)| {
+            JsonEdit::Alike(n, i, String::from_utf8_lossy(&t).into_owned(), v)
+        }),
+        3 => (any::<usize>(), json_leaf()).prop_map(|(n, l)| JsonEdit::Replace(n, l)),
+        2 => any::<usize>().prop_map(JsonEdit::Remove),
+        1 => (any::<usize>(), prop::sample::select(vec!["07", "x", "RwMutex", "-1", "99999999999", "version"]))
+            .prop_map(|(n, k)| JsonEdit::CopyAs(n, k.to_string())),
+    ]
+}
+
+/// One of `seeds` (JSON documents) with one to four of its nodes replaced, removed or copied:
+/// well-formed JSON with hostile contents, which reaches a reader's checks rather than its
+/// parser. A seed that is not JSON is returned as it is.
+pub fn json_edited(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(seeds),
+        prop::collection::vec(json_edit(), 1..5),
+    )
+        .prop_map(|(seed, edits)| {
+            let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&seed) else {
+                return seed;
+            };
+            for e in &edits {
+                e.apply(&mut doc);
+            }
+            serde_json::to_vec(&doc).unwrap_or(seed)
+        })
+}
+
 /// Bytes for a decoder: well-formed messages with hostile values (the handlers' work),
 /// byte-mutated valid inputs (the decoder's work), and some entirely random.
 pub fn bytes(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
@@ -412,6 +644,31 @@ mod tests {
         Mutation::SetByte(0, 1).apply(&mut b);
         Mutation::FlipBit(0, 1).apply(&mut b);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn json_edits_reach_every_node_and_keep_the_document_json() {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"b":[1,2]},"c":"x"}"#).unwrap();
+        // Nodes in order: a, a.b, a.b[0], a.b[1], c.
+        JsonEdit::Replace(2, JsonLeaf::Int(-1)).apply(&mut doc);
+        assert_eq!(doc["a"]["b"][0], -1);
+        JsonEdit::Remove(4).apply(&mut doc);
+        assert!(doc.get("c").is_none());
+        JsonEdit::CopyAs(1, "d".to_string()).apply(&mut doc);
+        assert_eq!(doc["a"]["d"], doc["a"]["b"]);
+        // Nodes now: a, a.b, a.b[0], a.b[1], a.d, a.d[0], a.d[1]; 13 wraps to a.d[1].
+        JsonEdit::Replace(13, JsonLeaf::Null).apply(&mut doc);
+        JsonEdit::Alike(1, 5, "t".to_string(), vec![9]).apply(&mut doc);
+        JsonEdit::Alike(0, 5, "t".to_string(), vec![9]).apply(&mut doc);
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": {"b": [9], "d": [-1, null]}}),
+            "an object stays"
+        );
+        let mut empty = serde_json::json!(3);
+        JsonEdit::Remove(0).apply(&mut empty);
+        assert_eq!(empty, 3, "nothing below the root: unchanged");
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
 pub use osd::{
     DEFAULT_ROOT, DownReason, Liveness, Location, MAX_ADDRESS_TEXT, MAX_CONFIG_TEXT, MAX_LABEL,
-    MAX_UUID_TEXT, Membership, Osd, OutReason, Shard, label_too_long, parse_uuid,
+    MAX_UUID_TEXT, Membership, Osd, OutReason, Shard, check_label, config_hash, label_too_long,
+    parse_uuid,
 };
 pub use out_guards::{OutGuards, OutRefusal, SubtreeLimit};
 pub use placement::PlannedMove;

@@ -162,6 +162,12 @@ impl Osd {
     }
 }
 
+/// The `config_hash` of an OSD that reported `text` at boot (the text itself is stored apart, as
+/// a blob). 0 means "never reported", so a real hash of 0 is remapped.
+pub fn config_hash(text: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes()).max(1)
+}
+
 /// Parses every uuid form etcd operators meet: hyphenated, braced, urn, 32 hex digits.
 pub fn parse_uuid(s: &str) -> Result<Uuid, ClusterError> {
     match Uuid::parse_str(s) {

@@ -8,7 +8,7 @@ use super::error::{ClusterError, echo};
 use super::flags::ClusterFlag;
 use super::osd::{
     DownReason, Liveness, MAX_CONFIG_TEXT, Membership, Osd, OutReason, Shard, check_label,
-    parse_uuid,
+    config_hash, parse_uuid,
 };
 use super::out_guards::{OutGuards, OutRefusal, subtree};
 use super::queries::released_by;
@@ -16,11 +16,6 @@ use super::records::RecordKey;
 use super::reply;
 use super::state::{Applied, BlobKey, ClusterState};
 use super::types::{BootInstance, OsdId, Weight};
-
-fn config_hash(text: &str) -> u64 {
-    // 0 means "never reported"; a real hash of 0 is remapped.
-    xxhash_rust::xxh3::xxh3_64(text.as_bytes()).max(1)
-}
 
 impl ClusterState {
     fn existing_osd(&self, id: OsdId) -> Result<Osd, ClusterError> {
