@@ -38,6 +38,32 @@ struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Sub {
+    /// Import a Go fastblock monitor's state from its etcd (docs/migration.md): prints a
+    /// report; unless --dry-run, writes the state into this monitor's etcd, every id, member
+    /// and version kept. Stop the Go monitors and ours first.
+    #[command(name = "import-go")]
+    ImportGo {
+        /// The Go monitor's etcd client endpoints, comma-separated (left read-only).
+        #[arg(
+            long = "from-etcd",
+            value_name = "ENDPOINTS",
+            value_delimiter = ',',
+            required = true
+        )]
+        from_etcd: Vec<String>,
+        /// Read, check and report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Delete the cluster state our etcd holds first.
+        #[arg(long)]
+        force: bool,
+        /// Import although the report lists blocking anomalies (each with its fallback).
+        #[arg(long)]
+        accept_anomalies: bool,
+    },
     /// Write a backup file (`fbclient -op=backup`) into an empty etcd, every epoch raised.
     /// Stop the monitors first (or run them with --maintenance); start them again after.
     Restore {
@@ -129,6 +155,22 @@ fn run_command(config: Config, command: Sub) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match command {
+            Sub::ImportGo {
+                from_etcd,
+                dry_run,
+                json,
+                force,
+                accept_anomalies,
+            } => {
+                let options = migrate::run::ImportOptions {
+                    from: from_etcd,
+                    dry_run,
+                    json,
+                    force,
+                    accept_anomalies,
+                };
+                migrate::run::import_go(&config, &options).await
+            }
             Sub::Restore {
                 file,
                 force,

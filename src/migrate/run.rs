@@ -204,3 +204,134 @@ fn progress_bar() -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// The key prefixes the Go monitor writes (it uses no common prefix).
+const GO_PREFIXES: &[&str] = &["/osd/", "/config/", "/cluster/"];
+/// Keys per page read from the Go monitor's etcd (a pool value can be 1.5 MiB).
+const GO_PAGE: i64 = 64;
+
+/// Options of `fastblock-mon import-go`.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The Go monitor's etcd client endpoints.
+    pub from: Vec<String>,
+    pub dry_run: bool,
+    pub json: bool,
+    pub force: bool,
+    pub accept_anomalies: bool,
+}
+
+/// `fastblock-mon import-go`: reads the Go monitor's etcd at one revision, converts and
+/// reports; unless `dry_run`, writes the state into our etcd like a restore (no epoch raised:
+/// every version is kept as the Go monitor stored it, so no OSD sees one go back).
+pub async fn import_go(config: &Config, o: &ImportOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let source = read_go_source(&o.from).await?;
+    let read_in = started.elapsed();
+    let converted =
+        super::go::convert(&source).context("the Go monitor's state cannot be imported")?;
+    drop(source);
+    let report = &converted.report;
+    if o.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    if o.dry_run {
+        eprintln!(
+            "dry run: nothing written (read in {:.1}s, converted in {:.1}s)",
+            read_in.as_secs_f64(),
+            (started.elapsed() - read_in).as_secs_f64()
+        );
+        return Ok(());
+    }
+    if report.has_blocking() && !o.accept_anomalies {
+        bail!(
+            "{} blocking anomalies (listed above): correct the source, or pass --accept-anomalies to import with the fallback each one names",
+            report.blocking().count()
+        );
+    }
+    let (state, garbage) = ClusterState::from_records(converted.records)
+        .map_err(|e| anyhow::anyhow!("the converted state is not valid (a converter bug): {e}"))?;
+    if !garbage.is_empty() {
+        bail!(
+            "the converted state has {} records that belong to nothing (a converter bug)",
+            garbage.len()
+        );
+    }
+    let target = Target::open(config).await?;
+    let result = write(
+        config,
+        &target,
+        "import-go",
+        &state,
+        &converted.blobs,
+        o.force,
+    )
+    .await;
+    target.close().await;
+    result?;
+    eprintln!(
+        "imported: {} in {:.1}s; start the monitors now",
+        StateSummary::of(&state),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Every key the Go monitor writes, read at one revision of its etcd.
+async fn read_go_source(endpoints: &[String]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use etcd_client::{ConnectOptions, GetOptions};
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(30));
+    let client = etcd_client::Client::connect(endpoints, Some(options))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the Go monitor's etcd at {}",
+                endpoints.join(",")
+            )
+        })?;
+    let mut kv = client.kv_client().max_decoding_message_size(256 << 20);
+    let mut revision = 0;
+    let mut out = Vec::new();
+    for prefix in GO_PREFIXES {
+        let end = crate::etcd::keys::prefix_end(prefix);
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(GO_PAGE);
+            if revision != 0 {
+                opts = opts.with_revision(revision);
+            }
+            let mut resp = kv
+                .get(from.clone(), Some(opts))
+                .await
+                .with_context(|| format!("reading {prefix} from the Go monitor's etcd"))?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            let more = resp.more();
+            let kvs = resp.take_kvs();
+            let last = kvs.last().map(|kv| kv.key().to_vec());
+            for kv in kvs {
+                let (k, v) = kv.into_key_value();
+                out.push((String::from_utf8_lossy(&k).into_owned(), v));
+            }
+            match (more, last) {
+                (true, Some(mut next)) => {
+                    next.push(0);
+                    from = next;
+                }
+                _ => break,
+            }
+        }
+    }
+    eprintln!(
+        "read {} keys from the Go monitor's etcd at revision {revision}",
+        out.len()
+    );
+    Ok(out)
+}
