@@ -37,6 +37,8 @@ pub use osd::{
 };
 pub use out_guards::{OutGuards, OutRefusal, SubtreeLimit};
 pub use placement::PlannedMove;
+/// The state a PG's members give it (the Go import counts the PGs our reconciler will refresh).
+pub(crate) use pool::state_for;
 pub use pool::{
     FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, PG_CHUNK, Pg, PgState, PgTable, Pool,
     REFRESH_BATCH, Target, chunk_of,

@@ -284,7 +284,7 @@ pub struct Pool {
 
 /// The state a PG should have: creating until its first leader report, then active unless down;
 /// undersize/down from the up count; remapped while a target is set.
-pub(super) fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
+pub(crate) fn state_for(pg: &Pg, up: &HashSet<OsdId>, size: u32) -> PgState {
     let up_count = pg.members.iter().filter(|m| up.contains(m)).count();
     let health = PgState::health(up_count, size as usize);
     let mut state = if pg.state.contains(PgState::CREATING) {

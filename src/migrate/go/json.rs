@@ -69,19 +69,18 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for OrZero<T> {
 /// Names of the fields of one object that no reader here knows (at most [`UNKNOWN_KEPT`], each
 /// cut short). Nothing is allocated for an object without any.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct Unknown(Option<Box<Vec<String>>>);
+pub(super) struct Unknown(Vec<String>);
 
 impl Unknown {
     fn note(&mut self, name: &str) {
-        let names = self.0.get_or_insert_with(Default::default);
-        if names.len() < UNKNOWN_KEPT {
-            names.push(crate::text::one_line(name, FIELD_NAME_SHOWN));
+        if self.0.len() < UNKNOWN_KEPT {
+            self.0.push(crate::text::one_line(name, FIELD_NAME_SHOWN));
         }
     }
 
     /// The unknown field names.
     pub(super) fn names(&self) -> &[String] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        &self.0
     }
 }
 

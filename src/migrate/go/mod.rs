@@ -199,6 +199,7 @@ pub fn convert(source: &[(String, Vec<u8>)]) -> Result<Converted, GoImportError>
             PoolId(id),
             go,
             &osdmap.facts,
+            &osdmap.up,
             &mut findings,
         ));
     }
@@ -221,6 +222,7 @@ pub fn convert(source: &[(String, Vec<u8>)]) -> Result<Converted, GoImportError>
     }
     pools::place_missing(&mut drafts, &osdmap.osds, &osdmap.facts);
     let to_remap: u64 = drafts.iter().map(|d| d.to_remap).sum();
+    let to_refresh: u64 = drafts.iter().map(|d| d.to_refresh).sum();
 
     // Images.
     let mut images: BTreeMap<(PoolId, ImageId), Image> = BTreeMap::new();
@@ -369,6 +371,7 @@ pub fn convert(source: &[(String, Vec<u8>)]) -> Result<Converted, GoImportError>
             .count() as u64,
         pools: drafts.len() as u64,
         pgs_to_remap: to_remap,
+        pgs_to_refresh: to_refresh,
         images: images.len() as u64,
         flags_set: flags.iter().count() as u64,
         topology_keys_ignored: topology_keys,
@@ -473,6 +476,14 @@ fn notes(flags: Flags, out_to_in: bool, counts: &Counts, down_in: usize) -> Vec<
             "up to {} PGs are remapped by our reconciler at once: a member is out, gone or \
              shares a failure domain, or members are missing, and no change is in flight",
             counts.pgs_to_remap
+        ));
+    }
+    if counts.pgs_to_refresh > 0 {
+        notes.push(format!(
+            "{} PGs get new state bits (and versions) from our reconciler at once: their \
+             health does not match which members are up (the Go monitor, for one, marked a \
+             PG undersize where our rule says down)",
+            counts.pgs_to_refresh
         ));
     }
     if down_in > 0 {

@@ -27,7 +27,7 @@
 //! - `Config` → the OSD's config blob and `config_hash`, as a boot stores them.
 //! - Every `since` and `last_change` is the imported osdmap epoch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -73,6 +73,8 @@ pub(super) struct OsdMapDraft {
     pub(super) osds: Vec<Osd>,
     pub(super) blobs: Vec<(BlobKey, Vec<u8>)>,
     pub(super) facts: HashMap<OsdId, Facts>,
+    /// The up OSDs.
+    pub(super) up: HashSet<OsdId>,
     /// The osdmap's core count: the most common among booted OSDs.
     pub(super) core_num: Option<u32>,
     /// The source's `version` (0 when absent).
@@ -215,10 +217,12 @@ pub(super) fn convert(key: &str, go: GoOsdMap, findings: &mut Findings) -> OsdMa
         osds.push(osd);
     }
     tallies.flush(findings, key, "OSDs");
+    let up = osds.iter().filter(|o| o.is_up()).map(|o| o.id).collect();
     OsdMapDraft {
         osds,
         blobs,
         facts,
+        up,
         core_num,
         source_version,
         changed,

@@ -19,7 +19,7 @@
 //! - PGs missing from the pgmap, or left without members, are placed anew by our placement
 //!   (Blocking): the pool keeps its PG count, since objects map to PGs by it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::json::{GoPg, GoPgMap, GoPool, IdKey};
 use super::osds::Facts;
@@ -28,7 +28,7 @@ use crate::cluster::placement::{self, Loads, Placement, PoolSpec};
 use crate::cluster::topology::Topology;
 use crate::cluster::{
     DEFAULT_ROOT, Epoch, FailureDomain, MAX_PG_COUNT, MAX_PG_SIZE, MAX_POOL_NAME, Osd, OsdId,
-    PG_CHUNK, Pg, PgState, PoolId, PoolSettings, Target,
+    PG_CHUNK, Pg, PgState, PoolId, PoolSettings, Target, state_for,
 };
 use crate::legacy::maps::{NO_CORE, legacy_state};
 use crate::legacy::translate::GO_DEFAULT_ROOT;
@@ -47,6 +47,8 @@ pub(super) struct PoolDraft {
     pub(super) source_max_pg: i64,
     /// PGs without a change in flight our reconciler will remap at once.
     pub(super) to_remap: u64,
+    /// PGs whose state our reconciler will bring in line with the up set at once.
+    pub(super) to_refresh: u64,
 }
 
 /// What converting one PG needs to know.
@@ -54,6 +56,7 @@ struct Ctx<'a> {
     size: u32,
     domain: FailureDomain,
     facts: &'a HashMap<OsdId, Facts>,
+    up: &'a HashSet<OsdId>,
 }
 
 /// Converts the pool value under `key` (pool `id`, from the key).
@@ -62,6 +65,7 @@ pub(super) fn convert(
     id: PoolId,
     go: GoPool,
     facts: &HashMap<OsdId, Facts>,
+    up: &HashSet<OsdId>,
     findings: &mut Findings,
 ) -> PoolDraft {
     findings.unknown_fields(GoPool::WHAT, go.unknown.names(), key);
@@ -186,13 +190,14 @@ pub(super) fn convert(
         size,
         domain: failure_domain,
         facts,
+        up,
     };
     let mut tallies = Tallies::default();
     let mut pgs: Vec<Option<Pg>> = vec![None; pg_count as usize];
     let mut seen = vec![false; pg_count as usize];
     let mut stamped = Vec::new();
     let mut source_max_pg = 0i64;
-    let mut to_remap = 0;
+    let (mut to_remap, mut to_refresh) = (0, 0);
     for (pg_key, go_pg) in entries {
         findings.unknown_fields(GoPg::WHAT, go_pg.unknown.names(), key);
         let pg_id = match pg_key {
@@ -217,6 +222,11 @@ pub(super) fn convert(
             stamped.push(pg_id);
         }
         to_remap += u64::from(one.to_remap);
+        to_refresh += u64::from(
+            one.pg
+                .as_ref()
+                .is_some_and(|pg| state_for(pg, ctx.up, size) != pg.state),
+        );
         pgs[pg_id as usize] = one.pg;
     }
     for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
@@ -239,6 +249,7 @@ pub(super) fn convert(
         source_version,
         source_max_pg,
         to_remap,
+        to_refresh,
     }
 }
 

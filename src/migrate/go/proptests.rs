@@ -14,8 +14,11 @@ use super::*;
 use crate::cluster::{ClusterState, Record, RecordKey};
 use crate::fuzzing;
 
-fn fixtures() -> &'static Vec<Vec<(String, Vec<u8>)>> {
-    static FIXTURES: OnceLock<Vec<Vec<(String, Vec<u8>)>>> = OnceLock::new();
+/// A source: keys and values.
+type Source = Vec<(String, Vec<u8>)>;
+
+fn fixtures() -> &'static Vec<Source> {
+    static FIXTURES: OnceLock<Vec<Source>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
         [
             &include_bytes!("../../../tests/fixtures/go/small.json")[..],

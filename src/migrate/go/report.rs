@@ -166,6 +166,9 @@ pub struct Counts {
     /// gone or sharing a failure domain, or too few members), as the Go monitor would have
     /// once it could. An upper bound: it does not remap what cannot be placed.
     pub pgs_to_remap: u64,
+    /// PGs whose state bits our reconciler updates at once, because they do not match which
+    /// members are up (before any remap). Their versions move; their members do not.
+    pub pgs_to_refresh: u64,
     pub images: u64,
     pub flags_set: u64,
     /// `/config/topology/*` keys: never used by the Go monitor, ignored.
@@ -259,8 +262,9 @@ impl fmt::Display for ImportReport {
         )?;
         writeln!(
             f,
-            "  pools: {}, PGs: {} ({} remapped in flight; up to {} to be remapped by our reconciler)",
-            c.pools, c.pgs, c.pgs_remapped, c.pgs_to_remap
+            "  pools: {}, PGs: {} ({} remapped in flight; up to {} to be remapped and {} to get \
+             new state bits from our reconciler)",
+            c.pools, c.pgs, c.pgs_remapped, c.pgs_to_remap, c.pgs_to_refresh
         )?;
         writeln!(f, "  images: {}", c.images)?;
         if self.flags.is_empty() {
