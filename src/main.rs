@@ -112,15 +112,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("fastblock-mon: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let run = async {
         if args.maintenance {
@@ -143,15 +136,8 @@ fn main() -> ExitCode {
 /// stderr otherwise. Only errors are logged (to stderr).
 fn run_command(config: Config, command: Sub) -> ExitCode {
     let _ = logging::init(fastblock_monitor::config::LogLevel::Error, None);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("fastblock-mon: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         match command {
@@ -186,6 +172,20 @@ fn run_command(config: Config, command: Sub) -> ExitCode {
         Err(e) => {
             eprintln!("fastblock-mon: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The multi-threaded runtime; None (after saying why) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("fastblock-mon: cannot start the async runtime: {e}");
+            None
         }
     }
 }
