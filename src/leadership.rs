@@ -271,10 +271,14 @@ async fn lead_in_session(
     // Campaigning with the same lease is idempotent (the candidacy key is the lease's), so a
     // campaign whose endpoint turns unhealthy is started again on a healthy one at once instead
     // of waiting, maybe past the moment it wins, for its connection to time out.
+    // A transient failure (an etcd leader change, a lost connection) is retried with the same
+    // lease too: ending the session would revoke the lease and drop this monitor's
+    // registration, and every other monitor would see it down for a moment.
+    let mut retry = timing::ETCD_RETRY_MIN;
     let won = loop {
         let (endpoint, campaigner) = client.pick();
         let mut election = campaigner.election_client();
-        tokio::select! {
+        let failure = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = keepalive.lost.cancelled() => {
                 tracing::warn!("lease lost while campaigning; starting a new session");
@@ -284,14 +288,25 @@ async fn lead_in_session(
                 tracing::info!("campaigning again through a healthy etcd endpoint");
                 continue;
             }
-            r = election.campaign(s.keys.election_name(), value.clone(), lease_id) => {
-                break r.map_err(|e| {
-                    let failure = EtcdFailure::from_client(&e);
-                    client.failed(endpoint, &failure);
-                    SessionError::Campaign(failure)
-                })?;
+            r = election.campaign(s.keys.election_name(), value.clone(), lease_id) => match r {
+                Ok(won) => break won,
+                Err(e) => EtcdFailure::from_client(&e),
             }
+        };
+        client.failed(endpoint, &failure);
+        if !failure.endpoint_at_fault() {
+            return Err(SessionError::Campaign(failure));
         }
+        tracing::warn!(error = %failure, retry_in_ms = retry.as_millis() as u64, "campaign failed; campaigning again with the same lease");
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = keepalive.lost.cancelled() => {
+                tracing::warn!("lease lost while campaigning; starting a new session");
+                return Ok(());
+            }
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(timing::ETCD_RETRY_MAX);
     };
     let won_at = Instant::now();
     let leader_key = won.leader().cloned().ok_or(SessionError::NoLeaderKey)?;
