@@ -85,32 +85,6 @@ async fn populate(c: &TestCluster) {
         .expect("flag");
 }
 
-/// The fingerprint without the epochs and versions (a restore raises them all).
-fn without_epochs(mut f: Fingerprint) -> Fingerprint {
-    f.osdmap.epoch = 0;
-    if let Some(m) = f.osdmap.osdmap.as_mut() {
-        m.epoch = 0;
-        for o in &mut m.osds {
-            o.last_change = 0;
-        }
-    }
-    for p in f.pgmap.pools.iter_mut() {
-        let p = p.fields_mut();
-        p.epoch = 0;
-        if let Some(info) = p.pool.as_mut() {
-            info.epoch = 0;
-        }
-        for pg in &mut p.pgs {
-            pg.version = 0;
-        }
-    }
-    for p in &mut f.pools {
-        p.epoch = 0;
-    }
-    f.status.0 = 0;
-    f
-}
-
 /// Stops the monitor and deletes its data (etcd member included): the disaster.
 fn lose_everything(c: &mut TestCluster) {
     c.signal(0, nix::sys::signal::Signal::SIGTERM);
@@ -184,13 +158,13 @@ async fn backup_then_disaster_then_restore_gives_the_same_cluster_with_higher_ep
     c.start(0);
     c.wait_leader(&[0], LONG);
     let client = c.client(0);
-    let after = without_epochs(fingerprint(&client, &[("rbd", "vm1")]).await);
+    let after = Fingerprint::without_epochs(fingerprint(&client, &[("rbd", "vm1")]).await);
     // The flag set after the backup is gone: the cluster is the backup's.
     assert_eq!(
         after.osdmap.osdmap.as_ref().unwrap().flags,
         vec![api::ClusterFlag::Noout as i32]
     );
-    assert_eq!(after, without_epochs(before));
+    assert_eq!(after, Fingerprint::without_epochs(before));
     // Every epoch is above what any client saw, so the old client resynchronises: asked with
     // its epochs, the monitor answers with whole maps at higher epochs.
     let osdmap = client
@@ -312,7 +286,10 @@ async fn damaged_files_are_refused_and_a_full_target_needs_force() {
     let client = c.client(0);
     let after = fingerprint(&client, &[("rbd", "vm1")]).await;
     assert_eq!(after.osdmap.epoch, before.osdmap.epoch + 500);
-    assert_eq!(without_epochs(after), without_epochs(before));
+    assert_eq!(
+        Fingerprint::without_epochs(after),
+        Fingerprint::without_epochs(before)
+    );
 }
 
 /// A quoted value of the monitor's config file (`key = "v"` or `key = ["v"]`).
@@ -374,4 +351,71 @@ async fn an_etcd_snapshot_restore_brings_the_same_cluster_back() {
     c.wait_leader(&[0], LONG);
     let client = c.client(0);
     assert_eq!(fingerprint(&client, &[("rbd", "vm1")]).await, before);
+}
+
+/// The three-monitor form of the first runbook: every member's data lost; the other two hosts
+/// run `fastblock-mon --maintenance` (their etcd members only), the first host restores, the
+/// maintenance runs are stopped and the three monitors come back serving the backup's cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_monitors_come_back_from_a_backup_with_the_maintenance_runbook() {
+    let mut c = TestCluster::new(
+        3,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"60s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    let leader = c.wait_leader(&[0, 1, 2], LONG);
+    let client = c.client(leader);
+    boot_osds(&client, 1, 6, 3).await;
+    client
+        .create_pool(api::CreatePoolRequest {
+            name: "rbd".to_string(),
+            pg_count: 128,
+            pg_size: 3,
+            failure_domain: "host".to_string(),
+            root: String::new(),
+        })
+        .await
+        .expect("create pool");
+    let before = fingerprint(&client, &[]).await;
+    let file = backup_file(&c, "three.fbb");
+    let (code, out, err) = run_bin(
+        FBCLIENT,
+        &[
+            &format!("-mon={}", c.monitors[leader].grpc),
+            "-op=backup",
+            &format!("-out={}", file.display()),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The disaster: every monitor and every member's data.
+    for i in 0..3 {
+        c.signal(i, nix::sys::signal::Signal::SIGTERM);
+        c.wait_exit(i, LONG);
+        std::fs::remove_dir_all(&c.monitors[i].data_dir).expect("delete the data dir");
+    }
+    // Hosts 2 and 3: only their etcd members.
+    for i in 1..3 {
+        c.start_with(i, &["--maintenance"]);
+    }
+    let (code, out, err) = restore(&c, &file, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    for i in 1..3 {
+        // While in maintenance, a monitor neither campaigns nor serves.
+        assert!(!c.is_serving_leader(i), "m{} serves in maintenance", i + 1);
+        c.signal(i, nix::sys::signal::Signal::SIGTERM);
+        assert!(
+            c.wait_exit(i, LONG).success(),
+            "maintenance run stops cleanly"
+        );
+    }
+    c.start_all();
+    let leader = c.wait_leader(&[0, 1, 2], LONG);
+    let after = fingerprint(&c.client(leader), &[]).await;
+    assert!(after.osdmap.epoch > before.osdmap.epoch);
+    assert_eq!(after.without_epochs(), before.without_epochs());
 }

@@ -49,6 +49,11 @@ impl Drop for GoEtcd {
 }
 
 async fn go_etcd(fixture_name: &str) -> GoEtcd {
+    go_etcd_with(&fixture(fixture_name)).await
+}
+
+/// A plain etcd holding `pairs` (none: an etcd without any Go monitor state).
+async fn go_etcd_with(pairs: &[(String, String)]) -> GoEtcd {
     let claim = claim_loopback_ip();
     let dir = tempfile::tempdir().expect("dir");
     let (child, url) = common::start_external_etcd(dir.path(), &claim.ip);
@@ -71,8 +76,8 @@ async fn go_etcd(fixture_name: &str) -> GoEtcd {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    for (k, v) in fixture(fixture_name) {
-        client.put(k, v, None).await.expect("put");
+    for (k, v) in pairs {
+        client.put(k.as_str(), v.as_str(), None).await.expect("put");
     }
     go
 }
@@ -262,4 +267,100 @@ async fn blocking_anomalies_are_refused_unless_accepted() {
         .await
         .expect("status");
     assert!(status.osds_total > 0);
+}
+
+/// The remap fixture: changes in flight (PGs with new members), norebalance set and a pending
+/// out→in rebalance. After the import the monitor serves every PG with the members, target
+/// members, cores and states the Go monitor had, norebalance still set, so nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_in_flight_and_norebalance_survive_the_import() {
+    let go = go_etcd("remap").await;
+    let mut c = monitor();
+    let (code, out, err) = import(&c, &go, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("pending out→in rebalance"),
+        "the report says what happens to the rebalance: {out}"
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+
+    let source: BTreeMap<String, String> = fixture("remap").into_iter().collect();
+    let mut conn = LegacyClient::connect(&c.monitors[0].grpc)
+        .await
+        .expect("connect");
+    let reply = poll(&mut conn, -1, BTreeMap::new()).await;
+    let pm = reply.pgmap.expect("pgmap");
+    let mut in_flight = 0;
+    for pool_id in [1, 2] {
+        let pool = json(&source[&format!("/config/pools/{pool_id}")]);
+        let go_pgs = pool["poolpgmap"]["pgmap"].as_object().unwrap();
+        let pgs = &pm.pgs[&pool_id];
+        assert_eq!(pgs.len(), go_pgs.len(), "pool {pool_id}");
+        let ids = |v: &Value| -> Vec<i32> {
+            v.as_array()
+                .map(|a| a.iter().map(|m| m.as_i64().unwrap() as i32).collect())
+                .unwrap_or_default()
+        };
+        for pg in pgs {
+            let g = &go_pgs[&pg.pgid.to_string()];
+            let name = format!("pg {pool_id}.{}", pg.pgid);
+            assert_eq!(pg.osdid, ids(&g["osdlist"]), "{name}: members");
+            assert_eq!(pg.newosdid, ids(&g["newosdlist"]), "{name}: new members");
+            assert_eq!(
+                i64::from(pg.state),
+                g["pgstate"].as_i64().unwrap_or(0),
+                "{name}: state"
+            );
+            assert_eq!(
+                i64::from(pg.coreindex),
+                g["coreindex"].as_i64().unwrap_or(0),
+                "{name}: core"
+            );
+            if !pg.newosdid.is_empty() {
+                in_flight += 1;
+                assert_eq!(
+                    i64::from(pg.newcoreindex),
+                    g["newcoreindex"].as_i64().unwrap_or(0),
+                    "{name}: new core"
+                );
+            }
+        }
+    }
+    assert!(in_flight > 0, "the fixture has changes in flight");
+    let status = c
+        .client(0)
+        .get_osd_map(fastblock_monitor::proto::monitor::GetOsdMapRequest::default())
+        .await
+        .expect("osdmap");
+    let flags = status.osdmap.expect("osdmap").flags.clone();
+    assert!(
+        flags.contains(&(fastblock_monitor::proto::monitor::ClusterFlag::Norebalance as i32)),
+        "norebalance kept: {flags:?}"
+    );
+}
+
+/// Sources no import can be made of: nothing listening, and an etcd with no Go monitor state.
+/// Each is one clear error and nothing is written to our etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_empty_source_is_a_clear_error() {
+    let c = monitor();
+    let conf = c.monitors[0].config.display().to_string();
+    // A loopback address of our own where nothing listens.
+    let nobody = claim_loopback_ip();
+    let from = format!("--from-etcd=http://{}:2379", nobody.ip);
+    let (code, out, err) = run_bin(MON, &["--conf", &conf, "import-go", &from], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the Go monitor's etcd"), "{err}");
+    assert!(err.lines().count() <= 3, "short: {err}");
+
+    let empty = go_etcd_with(&[]).await;
+    let (code, out, err) = import(&c, &empty, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("not a Go fastblock monitor's etcd"), "{err}");
+
+    // Our etcd was never written: the small fixture imports without --force.
+    let go = go_etcd("small").await;
+    let (code, out, err) = import(&c, &go, &[]);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -1,7 +1,8 @@
 //! The scale target of SPEC §11 within etcd's default limits: 10,000 OSDs with 64 shards each
 //! and a 100,000-PG pool. The embedded member runs with etcd's stock limits (128 ops and
 //! 1.5 MiB per request), so a transaction over them would be refused by etcd itself; the test
-//! also checks every stored value is under 1 MiB and that a restarted monitor loads it all.
+//! also checks every stored value is under 1 MiB, that a restarted monitor loads it all, and
+//! that a backup of it, restored after the monitor's data is deleted, is the same cluster.
 //!
 //! Slow (about a minute): ignored by `make test`; run it with `make scale-test`
 //! (`cargo test --release --test scale -- --ignored --nocapture`).
@@ -11,8 +12,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::api::{boot_request, uuid};
-use common::{ClusterOptions, TestCluster};
+use common::api::{boot_request, fingerprint, uuid};
+use common::{ClusterOptions, TestCluster, run_bin};
 use fastblock_monitor::proto::monitor as api;
 use nix::sys::signal::Signal;
 
@@ -21,6 +22,8 @@ const HOSTS: u32 = 1_000;
 const SHARDS: u32 = 64;
 const PGS: u32 = 100_000;
 const LONG: Duration = Duration::from_secs(600);
+const FBCLIENT: &str = env!("CARGO_BIN_EXE_fbclient");
+const MON: &str = env!("CARGO_BIN_EXE_fastblock-mon");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: run with `make scale-test`"]
@@ -165,10 +168,54 @@ async fn ten_thousand_osds_and_a_hundred_thousand_pgs_fit_etcd_defaults() {
     let pools = m.list_pools(api::ListPoolsRequest {}).await.unwrap().pools;
     assert_eq!(pools[0].id, pool.pool_id);
 
+    // Backup, the disaster (the monitor and its etcd data gone), restore: the same cluster.
+    let before = fingerprint(&m, &[]).await;
+    let file = c.dir.path().join("scale.fbbackup");
+    let started = Instant::now();
+    let (code, out, err) = run_bin(
+        FBCLIENT,
+        &[
+            &format!("-mon={}", c.monitors[0].grpc),
+            "-op=backup",
+            &format!("-out={}", file.display()),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let backed_up = started.elapsed();
+    let backup_bytes = std::fs::metadata(&file).unwrap().len();
+    c.signal(0, Signal::SIGTERM);
+    assert!(c.wait_exit(0, LONG).success());
+    std::fs::remove_dir_all(&c.monitors[0].data_dir).expect("delete the data dir");
+    let started = Instant::now();
+    let (code, out, err) = run_bin(
+        MON,
+        &[
+            "--conf",
+            &c.monitors[0].config.display().to_string(),
+            "restore",
+            &file.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let restored = started.elapsed();
+    c.start(0);
+    c.wait_leader(&[0], LONG);
+    let m = c.cluster_client();
+    let after = fingerprint(&m, &[]).await;
+    assert!(
+        after.status.0 > before.status.0,
+        "the osdmap epoch was raised"
+    );
+    assert_eq!(after.without_epochs(), before.without_epochs());
+
     println!(
         "scale: {OSDS} OSDs x {SHARDS} shards booted in {booted:?}; {PGS}-PG pool created in \
          {created:?}; full cluster map ({} MiB) fetched in {fetched:?}; largest etcd value \
-         {largest} bytes; restart to serving leader in {reloaded:?}",
-        map_bytes >> 20
+         {largest} bytes; restart to serving leader in {reloaded:?}; backup ({} MiB) in \
+         {backed_up:?}; restore in {restored:?}",
+        map_bytes >> 20,
+        backup_bytes >> 20
     );
 }

@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
 
 use super::endpoints::{Etcd, EtcdFailure};
 use super::keys::{KeyLayout, prefix_end};
@@ -47,6 +49,17 @@ impl EncodedOp {
     pub fn size(&self) -> usize {
         self.key.len() + self.value.as_ref().map_or(0, Vec::len) + 16
     }
+}
+
+/// What [`Store::count`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// The etcd revision of the read.
+    pub revision: i64,
+    /// Keys under the prefixes.
+    pub keys: u64,
+    /// The value of the single key asked for, if it exists.
+    pub also: Option<Vec<u8>>,
 }
 
 /// Why a store request failed.
@@ -220,6 +233,30 @@ impl Store {
         prefixes: Vec<String>,
         also: String,
     ) -> Result<(SnapshotReader, Option<Vec<u8>>), StoreError> {
+        let counted = self.count(fence, &prefixes, also).await?;
+        let reader = SnapshotReader {
+            store: self.clone(),
+            revision: counted.revision,
+            total: counted.keys,
+            ranges: prefixes
+                .into_iter()
+                .map(|p| {
+                    let end = prefix_end(&p);
+                    (p.into_bytes(), end)
+                })
+                .collect(),
+        };
+        Ok((reader, counted.also))
+    }
+
+    /// Under the fence, at one revision: how many keys are under `prefixes`, and the value of
+    /// the single key `also`.
+    pub async fn count(
+        &self,
+        fence: &Fence,
+        prefixes: &[String],
+        also: String,
+    ) -> Result<Counted, StoreError> {
         let mut ops: Vec<TxnOp> = prefixes
             .iter()
             .map(|p| {
@@ -234,6 +271,44 @@ impl Store {
             })
             .collect();
         ops.push(TxnOp::get(also, None));
+        let resp = self.fenced_txn(fence, ops).await?;
+        let mut counted = Counted {
+            revision: resp.header().map(|h| h.revision()).unwrap_or(0),
+            keys: 0,
+            also: None,
+        };
+        for (i, op) in resp.op_responses().into_iter().enumerate() {
+            if let TxnOpResponse::Get(g) = op {
+                if i < prefixes.len() {
+                    counted.keys += g.count().max(0) as u64;
+                } else {
+                    counted.also = g.kvs().first().map(|kv| kv.value().to_vec());
+                }
+            }
+        }
+        Ok(counted)
+    }
+
+    /// Deletes every key under `prefixes` in one fenced transaction.
+    pub async fn delete_prefixes(
+        &self,
+        fence: &Fence,
+        prefixes: &[String],
+    ) -> Result<(), StoreError> {
+        let ops = prefixes
+            .iter()
+            .map(|p| {
+                TxnOp::delete(
+                    p.clone(),
+                    Some(DeleteOptions::new().with_range(prefix_end(p))),
+                )
+            })
+            .collect();
+        self.fenced_txn(fence, ops).await.map(|_| ())
+    }
+
+    /// Sends `ops` in one transaction under the fence.
+    async fn fenced_txn(&self, fence: &Fence, ops: Vec<TxnOp>) -> Result<TxnResponse, StoreError> {
         let txn = Txn::new().when([fence.compare()]).and_then(ops);
         let resp = self
             .etcd
@@ -246,32 +321,7 @@ impl Store {
         if !resp.succeeded() {
             return Err(StoreError::Fenced);
         }
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let mut total = 0u64;
-        let mut also_value = None;
-        let n = prefixes.len();
-        for (i, op) in resp.op_responses().into_iter().enumerate() {
-            if let TxnOpResponse::Get(g) = op {
-                if i < n {
-                    total += g.count().max(0) as u64;
-                } else {
-                    also_value = g.kvs().first().map(|kv| kv.value().to_vec());
-                }
-            }
-        }
-        let reader = SnapshotReader {
-            store: self.clone(),
-            revision,
-            total,
-            ranges: prefixes
-                .into_iter()
-                .map(|p| {
-                    let end = prefix_end(&p);
-                    (p.into_bytes(), end)
-                })
-                .collect(),
-        };
-        Ok((reader, also_value))
+        Ok(resp)
     }
 
     /// The config text an OSD reported at boot (kept outside the cluster state).
@@ -300,24 +350,16 @@ impl Store {
                 None => TxnOp::delete(op.key.clone(), None),
             })
             .collect();
-        let txn = Txn::new().when([fence.compare()]).and_then(txn_ops);
         let started = Instant::now();
         // Safe to send to another endpoint after a failure: a transaction of absolute values
         // under the fence applies the same way twice.
-        let result = self
-            .etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let txn = txn.clone();
-                let mut kv = c.kv_client();
-                async move { kv.txn(txn).await }
-            })
-            .await;
+        let result = self.fenced_txn(fence, txn_ops).await;
         self.metrics
             .etcd_txn_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(resp) if resp.succeeded() => Ok(()),
-            Ok(_) => {
+            Ok(_) => Ok(()),
+            Err(StoreError::Fenced) => {
                 self.metrics
                     .etcd_txn_failures
                     .with_label_values(&["fenced"])
@@ -329,7 +371,7 @@ impl Store {
                     .etcd_txn_failures
                     .with_label_values(&["error"])
                     .inc();
-                Err(e.into())
+                Err(e)
             }
         }
     }

@@ -13,7 +13,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::GetOptions;
 use prost::Message;
 
 use crate::cluster::{BlobKey, ClusterState, RecordKey, encode_record};
@@ -39,7 +39,6 @@ pub struct TargetContents {
 
 /// A writer that leads the election of one etcd prefix.
 pub struct MaintenanceWriter {
-    etcd: Etcd,
     keys: KeyLayout,
     store: Store,
     fence: Fence,
@@ -107,7 +106,6 @@ impl MaintenanceWriter {
         };
         let store = Store::new(etcd.clone(), keys.clone(), Metrics::new());
         Ok(MaintenanceWriter {
-            etcd,
             keys,
             store,
             fence: term.fence.clone(),
@@ -119,60 +117,32 @@ impl MaintenanceWriter {
 
     /// What the target holds now.
     pub async fn contents(&self) -> anyhow::Result<TargetContents> {
-        let count = |prefix: String| {
-            TxnOp::get(
-                prefix.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_range(prefix_end(&prefix))
-                        .with_count_only(),
-                ),
+        let counted = self
+            .store
+            .count(
+                &self.fence,
+                &[self.keys.cluster_prefix(), self.keys.blob_prefix()],
+                self.keys.maintenance(),
             )
-        };
-        let txn = Txn::new().and_then([
-            count(self.keys.cluster_prefix()),
-            count(self.keys.blob_prefix()),
-            TxnOp::get(self.keys.maintenance(), None),
-        ]);
-        let resp = self
-            .etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let txn = txn.clone();
-                let mut kv = c.kv_client();
-                async move { kv.txn(txn).await }
-            })
             .await
             .context("reading the target etcd")?;
-        let mut keys = 0;
-        let mut interrupted = false;
-        for (i, op) in resp.op_responses().into_iter().enumerate() {
-            if let TxnOpResponse::Get(g) = op {
-                if i < 2 {
-                    keys += g.count().max(0) as u64;
-                } else {
-                    interrupted = !g.kvs().is_empty();
-                }
-            }
-        }
-        Ok(TargetContents { keys, interrupted })
+        Ok(TargetContents {
+            keys: counted.keys,
+            interrupted: counted.also.is_some(),
+        })
     }
 
     /// Deletes all cluster state and OSD config texts (fenced; the maintenance key is written
     /// first so no monitor loads the empty state meanwhile).
     pub async fn wipe(&self) -> anyhow::Result<()> {
         self.mark().await?;
-        let range = |prefix: String| {
-            TxnOp::delete(
-                prefix.clone(),
-                Some(DeleteOptions::new().with_range(prefix_end(&prefix))),
+        self.store
+            .delete_prefixes(
+                &self.fence,
+                &[self.keys.cluster_prefix(), self.keys.blob_prefix()],
             )
-        };
-        self.fenced(vec![
-            range(self.keys.cluster_prefix()),
-            range(self.keys.blob_prefix()),
-        ])
-        .await
-        .context("deleting the target's state")
+            .await
+            .context("deleting the target's state")
     }
 
     /// Writes `state` and `blobs` (see the module comment for the order). `progress` hears
@@ -293,27 +263,6 @@ impl MaintenanceWriter {
             )
             .await
             .context("writing the maintenance key")
-    }
-
-    async fn fenced(&self, ops: Vec<TxnOp>) -> anyhow::Result<()> {
-        let compare = Compare::create_revision(
-            self.fence.election_key.clone(),
-            CompareOp::Equal,
-            self.fence.epoch.0 as i64,
-        );
-        let txn = Txn::new().when([compare]).and_then(ops);
-        let resp = self
-            .etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let txn = txn.clone();
-                let mut kv = c.kv_client();
-                async move { kv.txn(txn).await }
-            })
-            .await?;
-        if !resp.succeeded() {
-            bail!("another process took the lead of the election meanwhile");
-        }
-        Ok(())
     }
 }
 

@@ -123,6 +123,34 @@ pub struct Fingerprint {
     pub status: (u64, u32, u32, u32, u32, u64, u64),
 }
 
+impl Fingerprint {
+    /// The fingerprint without the epochs and versions (a restore raises them all).
+    pub fn without_epochs(mut self) -> Fingerprint {
+        self.osdmap.epoch = 0;
+        if let Some(m) = self.osdmap.osdmap.as_mut() {
+            m.epoch = 0;
+            for o in &mut m.osds {
+                o.last_change = 0;
+            }
+        }
+        for p in self.pgmap.pools.iter_mut() {
+            let p = p.fields_mut();
+            p.epoch = 0;
+            if let Some(info) = p.pool.as_mut() {
+                info.epoch = 0;
+            }
+            for pg in &mut p.pgs {
+                pg.version = 0;
+            }
+        }
+        for p in &mut self.pools {
+            p.epoch = 0;
+        }
+        self.status.0 = 0;
+        self
+    }
+}
+
 /// Reads the fingerprint; `images` names the (pool, image) pairs to read back.
 pub async fn fingerprint(c: &MonitorClient, images: &[(&str, &str)]) -> Fingerprint {
     let mut osdmap = c

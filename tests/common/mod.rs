@@ -240,6 +240,11 @@ election_lease_ttl = "{ttl}s"
 
     /// Starts monitor `i` (0-based).
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// Starts monitor `i` with extra command-line arguments (e.g. `--maintenance`).
+    pub fn start_with(&mut self, i: usize, args: &[&str]) {
         let env = self.options.env.clone();
         let m = &mut self.monitors[i];
         assert!(m.child.is_none(), "{} already running", m.name);
@@ -255,6 +260,7 @@ election_lease_ttl = "{ttl}s"
         };
         cmd.arg("--conf")
             .arg(&m.config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
