@@ -99,17 +99,20 @@ async fn repair(
         }
         return pass;
     }
-    for pool in snap.pools() {
+    let todo = off_runtime(move || {
+        let scan = snap.refresh_scan();
+        snap.pools()
+            .map(|p| (p.id, scan.pgs(p.id, REFRESH_BATCH)))
+            .filter(|(_, pgs)| !pgs.is_empty())
+            .collect::<Vec<_>>()
+    })
+    .await;
+    for (id, pgs) in todo {
         if stop.is_cancelled() {
             return pass;
         }
-        let pgs = snap.pgs_needing_refresh(pool.id, REFRESH_BATCH);
-        if pgs.is_empty() {
-            continue;
-        }
         pass.repaired = true;
         let full = pgs.len() == REFRESH_BATCH;
-        let id = pool.id;
         let propose = |c| serving.propose(c);
         let parts = propose_in_parts(propose, pgs, REFRESH_BATCH, |pgs| command::RefreshPgs {
             pool: id,
@@ -125,6 +128,19 @@ async fn repair(
         pass.more |= full && changed > 0;
     }
     pass
+}
+
+/// Runs a pure computation over a snapshot on the blocking pool: at a million PGs a scan or a
+/// rebalance plan takes seconds, which on a runtime worker would hold up the calls the monitor
+/// serves. A panic in it is the task's panic (it ends the term).
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("a reconciler computation was cancelled: {e}"),
+        },
+    }
 }
 
 /// PGs changed by the committed parts; `failed` is called for every part that failed.
@@ -172,7 +188,7 @@ async fn rebalance_round(
         // The previous round is still moving data: wait for it.
         return None;
     }
-    let plan = snap.plan_rebalance(budget);
+    let plan = off_runtime(move || snap.plan_rebalance(budget)).await;
     if plan.is_empty() {
         return Some(marker);
     }

@@ -189,26 +189,20 @@ impl ClusterState {
             .sum()
     }
 
-    /// PGs of `pool` whose health bits or pending remap are out of date, at most `limit`.
-    /// When the pool cannot be placed at all right now (too few usable OSDs or domains), no
-    /// remap is possible and only health bits are listed: the reconciler must not spin on PGs
-    /// it cannot fix. (With at least `size` usable domains a replacement always exists.)
+    /// PGs of `pool` whose health bits or pending remap are out of date, at most `limit` (see
+    /// [`RefreshScan::pgs`]; a scan of many pools builds the cluster-wide views once).
     pub fn pgs_needing_refresh(&self, pool: PoolId, limit: usize) -> Vec<PgId> {
-        let Some(p) = self.pools.get(&pool) else {
-            return Vec::new();
-        };
-        let up = self.up_set();
-        let usable = Usable::new(self, p);
-        let can_remap = placement::check(&self.topology(), &spec_of(p)).is_ok();
-        p.pgs
-            .iter()
-            .filter(|(_, pg)| {
-                state_for(pg, &up, p.size) != pg.state
-                    || (can_remap && usable.needs_remap(pg, p.size))
-            })
-            .map(|(id, _)| id)
-            .take(limit)
-            .collect()
+        self.refresh_scan().pgs(pool, limit)
+    }
+
+    /// What finding out-of-date PGs needs of the whole cluster (the up set, the topology),
+    /// computed once for any number of pools.
+    pub fn refresh_scan(&self) -> RefreshScan<'_> {
+        RefreshScan {
+            state: self,
+            up: self.up_set(),
+            topology: self.topology(),
+        }
     }
 
     /// At most `budget` moves towards weight-proportional PG counts, by pool. PGs with a change
@@ -282,6 +276,37 @@ impl ClusterState {
     }
 }
 
+/// Finds the PGs whose health bits or pending remap are out of date (see
+/// [`ClusterState::refresh_scan`]).
+pub struct RefreshScan<'a> {
+    state: &'a ClusterState,
+    up: HashSet<OsdId>,
+    topology: Topology,
+}
+
+impl RefreshScan<'_> {
+    /// PGs of `pool` out of date, at most `limit`. When the pool cannot be placed at all right
+    /// now (too few usable OSDs or domains), no remap is possible and only health bits are
+    /// listed: the reconciler must not spin on PGs it cannot fix. (With at least `size` usable
+    /// domains a replacement always exists.)
+    pub fn pgs(&self, pool: PoolId, limit: usize) -> Vec<PgId> {
+        let Some(p) = self.state.pools.get(&pool) else {
+            return Vec::new();
+        };
+        let usable = Usable::of(&self.topology, p);
+        let can_remap = placement::check(&self.topology, &spec_of(p)).is_ok();
+        p.pgs
+            .iter()
+            .filter(|(_, pg)| {
+                state_for(pg, &self.up, p.size) != pg.state
+                    || (can_remap && usable.needs_remap(pg, p.size))
+            })
+            .map(|(id, _)| id)
+            .take(limit)
+            .collect()
+    }
+}
+
 /// Which OSDs a pool's PGs may keep, and in which failure domain each sits.
 pub(super) struct Usable {
     /// Usable OSDs for the pool (in, weight > 0, under its root) → their failure domain.
@@ -291,7 +316,11 @@ pub(super) struct Usable {
 impl Usable {
     /// The view of every OSD for `pool`.
     pub(super) fn new(state: &ClusterState, pool: &Pool) -> Usable {
-        let topo = state.topology();
+        Usable::of(&state.topology(), pool)
+    }
+
+    /// The view of every OSD of `topo` for `pool`.
+    fn of(topo: &Topology, pool: &Pool) -> Usable {
         let domains = topo
             .under_root(&pool.root)
             .map(|o| (o.id, o.domain(pool.failure_domain)))

@@ -91,8 +91,11 @@ pub async fn restore(config: &Config, file: &Path, o: &RestoreOptions) -> anyhow
     let backup = read_backup(&data).with_context(|| format!("{} is refused", file.display()))?;
     drop(data);
     let keys = config.keys();
+    let mut backup = backup;
     let decoded = decode_entries(&backup.entries, &keys)
         .with_context(|| format!("{} is refused", file.display()))?;
+    // The raw entries are decoded: only the state is held from here on.
+    backup.entries = Vec::new();
     let blobs = decoded.blobs;
     let mut records = decoded.records;
     let raised = raise_epochs(&mut records, o.epoch_jump);
