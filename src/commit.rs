@@ -74,6 +74,19 @@ trait Queued: Send {
     fn fail(self: Box<Self>, error: ProposeError);
 }
 
+/// Runs `f` on this thread after telling a multi-thread runtime to move its other tasks (the
+/// lease keep-alive, the calls being served) to another worker; inline elsewhere. For commands
+/// that take seconds of CPU: placing a 100,000-PG pool inline starved the lease keep-alive
+/// until the leader lost its lease.
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// An applied command waiting for its group's commit.
 trait Waiting: Send {
     /// The group committed: the caller hears the command's reply.
@@ -99,7 +112,12 @@ impl<C: Command> Queued for Proposal<C> {
         state: &mut ClusterState,
         keys: &KeyLayout,
     ) -> Option<(Staged, Box<dyn Waiting>)> {
-        match state.apply(&self.command) {
+        let applied = if self.command.heavy() {
+            off_worker(|| state.apply(&self.command))
+        } else {
+            state.apply(&self.command)
+        };
+        match applied {
             Ok(applied) => {
                 let staged = Staged::encode(state, &applied, keys);
                 let waiting = Replied {

@@ -22,7 +22,16 @@ pub trait Command: Debug + Send + 'static {
     /// Applies the command to `state` through its handler. Call [`ClusterState::apply`], which
     /// also undoes whatever a refused command changed.
     fn handle(&self, state: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError>;
+
+    /// Whether applying it may take long enough (seconds of CPU, e.g. placing a large pool)
+    /// that the commit pipeline should first move the runtime's other tasks off its thread.
+    fn heavy(&self) -> bool {
+        false
+    }
 }
+
+/// PGs above which creating a pool counts as [`Command::heavy`].
+pub const HEAVY_POOL_PGS: u32 = 4096;
 
 impl ClusterState {
     /// Applies one command. On error nothing changed.
@@ -333,6 +342,9 @@ impl Command for CreatePool {
     type Reply = reply::PoolCreated;
     fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
         s.create_pool(&self.0)
+    }
+    fn heavy(&self) -> bool {
+        self.0.pg_count > HEAVY_POOL_PGS
     }
 }
 
