@@ -12,10 +12,9 @@ use std::time::Duration;
 use common::api::fingerprint;
 use common::legacy::framed::LegacyClient;
 use common::legacy::messages::{
-    BootRequest, GetOsdMapRequest, LeaderBeElectedRequest, PgMemberChangeFinishRequest, Request,
-    Response, boot_result,
+    GetOsdMapRequest, LeaderBeElectedRequest, PgMemberChangeFinishRequest, Request, Response,
 };
-use common::legacy::{call, ok, osd_ip, osd_uuid, poll};
+use common::legacy::{apply_and_boot, call, ok, osd_uuid, poll};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::proto::monitor as api;
 
@@ -37,30 +36,7 @@ struct Osd {
 async fn boot_legacy_osds(c: &TestCluster, admin: &mut LegacyClient, n: u32) -> Vec<Osd> {
     let mut osds = Vec::new();
     for i in 1..=n {
-        let id = match call(admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
-            Response::ApplyId(r) => {
-                assert_eq!((r.errorcode, r.uuid.as_str()), (0, osd_uuid(i).as_str()));
-                r.id
-            }
-            other => panic!("{other:?}"),
-        };
-        let ip = osd_ip(&c.ip, i);
-        let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
-            .await
-            .unwrap();
-        let boot = BootRequest::like_cpp_osd(
-            id,
-            &osd_uuid(i),
-            &ip.to_string(),
-            &format!("h{i}"),
-            2,
-            7000,
-            0,
-        );
-        match call(&mut conn, Request::Boot(boot)).await {
-            Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
-            other => panic!("{other:?}"),
-        }
+        let (id, conn) = apply_and_boot(admin, &c.monitors[0].grpc, &c.ip, i, 2).await;
         osds.push(Osd { id, conn });
     }
     osds
@@ -314,27 +290,7 @@ async fn legacy_and_grpc_osds_share_one_cluster_one_set_of_maps_and_one_epoch_se
     let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     let mut legacy = Vec::new();
     for i in 11..=13u32 {
-        let id = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
-            Response::ApplyId(r) => r.id,
-            other => panic!("{other:?}"),
-        };
-        let ip = osd_ip(&c.ip, i);
-        let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
-            .await
-            .unwrap();
-        let boot = BootRequest::like_cpp_osd(
-            id,
-            &osd_uuid(i),
-            &ip.to_string(),
-            &format!("h{i}"),
-            4,
-            7000,
-            0,
-        );
-        match call(&mut conn, Request::Boot(boot)).await {
-            Response::Boot { result } => assert_eq!(result, boot_result::OK),
-            other => panic!("{other:?}"),
-        }
+        let (id, conn) = apply_and_boot(&mut admin, &c.monitors[0].grpc, &c.ip, i, 4).await;
         legacy.push(Osd { id, conn });
     }
     assert_eq!(

@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::legacy::framed::LegacyClient;
-use common::legacy::messages::{
-    BootRequest, ClusterMapReply, GetOsdMapRequest, Request, Response, boot_result,
-};
-use common::legacy::{self, call, osd_ip, osd_uuid};
+use common::legacy::messages::{ClusterMapReply, GetOsdMapRequest, Request, Response};
+use common::legacy::{self, call, osd_ip};
 use common::{ClusterOptions, TestCluster};
 use fastblock_monitor::client::MonitorClient;
 use fastblock_monitor::proto::monitor as api;
@@ -60,28 +58,8 @@ async fn boot_legacy_osds(c: &TestCluster, n: u32) -> Vec<LegacyClient> {
     let mut admin = LegacyClient::connect(&c.monitors[0].grpc).await.unwrap();
     let mut conns = Vec::new();
     for i in 1..=n {
-        let id = match call(&mut admin, Request::ApplyId { uuid: osd_uuid(i) }).await {
-            Response::ApplyId(r) => r.id,
-            other => panic!("{other:?}"),
-        };
+        let (id, conn) = legacy::apply_and_boot(&mut admin, &c.monitors[0].grpc, &c.ip, i, 2).await;
         assert_eq!(id, i as i32);
-        let ip = osd_ip(&c.ip, i);
-        let mut conn = LegacyClient::connect_from(&c.monitors[0].grpc, ip)
-            .await
-            .unwrap();
-        let boot = BootRequest::like_cpp_osd(
-            id,
-            &osd_uuid(i),
-            &ip.to_string(),
-            &format!("h{i}"),
-            2,
-            7000,
-            0,
-        );
-        match call(&mut conn, Request::Boot(boot)).await {
-            Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
-            other => panic!("{other:?}"),
-        }
         conns.push(conn);
     }
     conns

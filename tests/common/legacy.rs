@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use framed::LegacyClient;
-use messages::{ClusterMapReply, Request, Response};
+use messages::{BootRequest, ClusterMapReply, Request, Response, boot_result};
 
 /// OSD `n`'s uuid in the legacy tests.
 pub fn osd_uuid(n: u32) -> String {
@@ -50,4 +50,39 @@ pub async fn poll(c: &mut LegacyClient, osdid: i32, pools: BTreeMap<i32, i64>) -
         Response::GetClusterMap(m) => m,
         other => panic!("not a cluster map: {other:?}"),
     }
+}
+
+/// Applies over `admin` for OSD `n`'s id (uuid [`osd_uuid`]), then boots it as the C++ OSD
+/// does: on a connection of its own to `monitor` from its own address ([`osd_ip`]), host
+/// `h<n>`, `cores` shards from port 7000. The id and the OSD's connection.
+pub async fn apply_and_boot(
+    admin: &mut LegacyClient,
+    monitor: &str,
+    cluster_ip: &str,
+    n: u32,
+    cores: u32,
+) -> (i32, LegacyClient) {
+    let id = match call(admin, Request::ApplyId { uuid: osd_uuid(n) }).await {
+        Response::ApplyId(r) => {
+            assert_eq!((r.errorcode, r.uuid.as_str()), (0, osd_uuid(n).as_str()));
+            r.id
+        }
+        other => panic!("{other:?}"),
+    };
+    let ip = osd_ip(cluster_ip, n);
+    let mut conn = LegacyClient::connect_from(monitor, ip).await.unwrap();
+    let boot = BootRequest::like_cpp_osd(
+        id,
+        &osd_uuid(n),
+        &ip.to_string(),
+        &format!("h{n}"),
+        cores,
+        7000,
+        0,
+    );
+    match call(&mut conn, Request::Boot(boot)).await {
+        Response::Boot { result } => assert_eq!(result, boot_result::OK, "boot of {id}"),
+        other => panic!("{other:?}"),
+    }
+    (id, conn)
 }
