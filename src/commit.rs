@@ -20,7 +20,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::{Applied, ClusterError, ClusterState, Command, RecordKey, encode_record};
+use crate::cluster::{
+    Applied, ClusterError, ClusterState, Command, Event, EventBody, RecordKey, encode_event_batch,
+    encode_record, event_size, events,
+};
 use crate::etcd::{EncodedOp, Fence, KeyLayout, Store, StoreError};
 use crate::leadership::LeaderTerm;
 use crate::metrics::Metrics;
@@ -33,6 +36,15 @@ const HISTORY: usize = 256;
 const MAX_BATCH: usize = 4096;
 /// Proposals that may wait in the queue before callers are slowed down.
 pub const QUEUE_DEPTH: usize = 16_384;
+/// What an event batch adds to a transaction besides its events: its key, the counter record.
+const EVENT_BATCH_OVERHEAD: usize = 256;
+
+/// The time events are stamped with: Unix milliseconds (the core reads no clock).
+fn event_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Why a proposal did not take effect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -364,18 +376,22 @@ impl Writer {
             let mut retried = false;
             loop {
                 let before = state.clone();
-                let Some((staged, waiting)) = p.apply(&mut state, keys) else {
+                let Some((mut staged, waiting)) = p.apply(&mut state, keys) else {
                     break;
                 };
-                if group.fits(&staged.all(), limits) {
-                    group.add(staged.all(), staged.cleanup, waiting);
+                if group.fits(&staged.all(), staged.event_bytes, limits) {
+                    let all = staged.all();
+                    group.add(all, staged, waiting);
                     break;
                 }
                 if !group.is_empty() && !retried {
                     // Seal the group without this command, then apply it again in a new one.
                     state = before;
                     let sealed = std::mem::take(&mut group);
-                    if let Err(f) = self.commit(sealed, &state, store, limits, metrics).await {
+                    if let Err(f) = self
+                        .commit(sealed, &mut state, store, limits, metrics)
+                        .await
+                    {
                         fail_all(waiting.requeue(), pending);
                         return Err(f);
                     }
@@ -384,7 +400,7 @@ impl Writer {
                     p = waiting.requeue();
                     continue;
                 }
-                if !group.fits(&staged.ops, limits) {
+                if !group.fits(&staged.ops, staged.event_bytes, limits) {
                     state = before;
                     waiting.fail(ProposeError::TooLarge {
                         ops: staged.ops.len(),
@@ -400,26 +416,29 @@ impl Writer {
                     }
                     return Err(f.exit);
                 }
-                group.add(staged.ops, staged.cleanup, waiting);
+                let ops = std::mem::take(&mut staged.ops);
+                group.add(ops, staged, waiting);
                 break;
             }
         }
         if !group.is_empty() {
-            self.commit(group, &state, store, limits, metrics).await?;
+            self.commit(group, &mut state, store, limits, metrics)
+                .await?;
         }
         Ok(())
     }
 
-    /// Commits one group, then publishes `state`, answers its callers, and deletes its cleanup.
+    /// Commits one group with its events, then publishes `state`, answers its callers, and
+    /// deletes its cleanup.
     async fn commit(
         &self,
         group: Group,
-        state: &ClusterState,
+        state: &mut ClusterState,
         store: &impl CommitStore,
         limits: TxnLimits,
         metrics: &Metrics,
     ) -> Result<(), PipelineExit> {
-        let ops: Vec<EncodedOp> = group
+        let mut ops: Vec<EncodedOp> = group
             .ops
             .iter()
             .map(|(k, v)| EncodedOp {
@@ -427,6 +446,30 @@ impl Writer {
                 value: v.clone(),
             })
             .collect();
+        let events = events::merge(group.events);
+        if !events.is_empty() {
+            // The events get their ids here, in commit order, and travel in the same
+            // transaction as the records they describe (the counter with them).
+            let first = state.take_event_ids(events.len() as u64);
+            let now = event_time_ms();
+            let committed: Vec<Event> = events
+                .into_iter()
+                .zip(first..)
+                .map(|(body, id)| Event::committed(body, id, now))
+                .collect();
+            ops.retain(|op| op.key != store.keys().record(&RecordKey::Counters));
+            ops.push(EncodedOp {
+                key: store.keys().record(&RecordKey::Counters),
+                value: state
+                    .record(&RecordKey::Counters)
+                    .map(|r| encode_record(&r)),
+            });
+            ops.push(EncodedOp {
+                key: store.keys().event_batch(first),
+                value: Some(encode_event_batch(&committed)),
+            });
+            metrics.events_written.inc_by(committed.len() as u64);
+        }
         let written = if ops.is_empty() {
             // Only no-op commands: nothing to write, but answer as the leader only.
             if self.term.is_valid() {
@@ -538,6 +581,9 @@ impl Writer {
 struct Staged {
     /// The command's own records (its group transaction).
     ops: Vec<EncodedOp>,
+    /// Its events (given ids when its group commits) and their encoded size.
+    events: Vec<EventBody>,
+    event_bytes: usize,
     /// Records that may be written before (new, unreferenced).
     prelude: Vec<EncodedOp>,
     /// Records to delete after (unreferenced).
@@ -574,6 +620,8 @@ impl Staged {
         }
         Staged {
             ops: encode(&applied.touched),
+            events: applied.events.clone(),
+            event_bytes: applied.events.iter().map(event_size).sum(),
             prelude,
             cleanup,
         }
@@ -623,6 +671,9 @@ struct Group {
     /// Deleted after the transaction committed.
     cleanup: Vec<EncodedOp>,
     waiting: Vec<Box<dyn Waiting>>,
+    /// The events of its commands, in order, and their encoded size.
+    events: Vec<EventBody>,
+    event_bytes: usize,
 }
 
 impl Group {
@@ -630,8 +681,9 @@ impl Group {
         self.waiting.is_empty()
     }
 
-    /// Whether adding `ops` keeps the group within the limits.
-    fn fits(&self, ops: &[EncodedOp], limits: TxnLimits) -> bool {
+    /// Whether adding `ops` and events of `event_bytes` keeps the group within the limits.
+    /// Events take two more operations (their batch and the id counter).
+    fn fits(&self, ops: &[EncodedOp], event_bytes: usize, limits: TxnLimits) -> bool {
         let mut count = self.ops.len();
         let mut bytes = self.bytes;
         let mut seen = std::collections::HashSet::new();
@@ -645,10 +697,23 @@ impl Group {
                 None => bytes += op.size(),
             }
         }
+        let event_bytes = self.event_bytes + event_bytes;
+        if event_bytes > 0 {
+            count += 2;
+            bytes += event_bytes + EVENT_BATCH_OVERHEAD;
+        }
         count <= limits.max_ops && bytes <= limits.max_bytes
     }
 
-    fn add(&mut self, ops: Vec<EncodedOp>, cleanup: Vec<EncodedOp>, waiting: Box<dyn Waiting>) {
+    fn add(&mut self, ops: Vec<EncodedOp>, staged: Staged, waiting: Box<dyn Waiting>) {
+        let Staged {
+            cleanup,
+            events,
+            event_bytes,
+            ..
+        } = staged;
+        self.events.extend(events);
+        self.event_bytes += event_bytes;
         for op in ops {
             if let Some(old) = self.ops.get(&op.key) {
                 self.bytes -= old_size(&op.key, old);
@@ -691,7 +756,14 @@ mod tests {
         let (_, waiting) = proposal
             .apply(&mut state, &KeyLayout::new("/fb", "master"))
             .expect("SetFlag applies");
-        g.add(ops, Vec::new(), waiting);
+        let staged = Staged {
+            ops: Vec::new(),
+            events: Vec::new(),
+            event_bytes: 0,
+            prelude: Vec::new(),
+            cleanup: Vec::new(),
+        };
+        g.add(ops, staged, waiting);
     }
 
     #[test]
@@ -755,13 +827,13 @@ mod tests {
             max_bytes: 1 << 20,
         };
         let mut g = Group::default();
-        assert!(g.fits(&[op("a", 1), op("b", 1), op("c", 1)], limits));
-        assert!(!g.fits(&[op("a", 1), op("b", 1), op("c", 1), op("d", 1)], limits));
+        assert!(g.fits(&[op("a", 1), op("b", 1), op("c", 1)], 0, limits));
+        assert!(!g.fits(&[op("a", 1), op("b", 1), op("c", 1), op("d", 1)], 0, limits));
         add(&mut g, vec![op("a", 1), op("b", 1)]);
-        assert!(g.fits(&[op("c", 1)], limits));
-        assert!(!g.fits(&[op("c", 1), op("d", 1)], limits));
+        assert!(g.fits(&[op("c", 1)], 0, limits));
+        assert!(!g.fits(&[op("c", 1), op("d", 1)], 0, limits));
         // Rewriting a key already in the group costs no extra op.
-        assert!(g.fits(&[op("a", 5), op("c", 1)], limits));
+        assert!(g.fits(&[op("a", 5), op("c", 1)], 0, limits));
     }
 
     #[test]
@@ -773,12 +845,12 @@ mod tests {
         let mut g = Group::default();
         add(&mut g, vec![op("a", 500)]);
         assert_eq!(g.bytes, op("a", 500).size());
-        assert!(!g.fits(&[op("b", 500)], limits));
+        assert!(!g.fits(&[op("b", 500)], 0, limits));
         // Replacing "a" by a smaller value frees room.
         add(&mut g, vec![op("a", 100)]);
         assert_eq!(g.bytes, op("a", 100).size());
         assert_eq!(g.ops.len(), 1);
-        assert!(g.fits(&[op("b", 500)], limits));
+        assert!(g.fits(&[op("b", 500)], 0, limits));
         assert_eq!(g.waiting.len(), 2);
     }
 
@@ -809,6 +881,7 @@ mod tests {
             prelude: vec![RecordKey::Counters, RecordKey::Counters],
             cleanup: vec![RecordKey::Tombstone(pool), RecordKey::Tombstone(pool)],
             blobs: Vec::new(),
+            events: Vec::new(),
         };
         let staged = Staged::encode(&ClusterState::default(), &applied, &keys);
         let names: Vec<&str> = staged.ops.iter().map(|o| o.key.as_str()).collect();
@@ -1019,8 +1092,10 @@ mod tests {
         async fn waiting_proposals_share_transactions_within_the_limits() {
             let (term, _ends) = LeaderTerm::detached(7);
             let store = FakeStore::new(Vec::new());
+            // Two records per new OSD (its record, the osdmap meta shared by the group) and two
+            // for the events (their batch, the id counter).
             let limits = TxnLimits {
-                max_ops: 4,
+                max_ops: 6,
                 max_bytes: 1 << 20,
             };
             let (pipeline, writer) = start(term.clone(), ClusterState::default());
@@ -1059,6 +1134,43 @@ mod tests {
                 attempts.len()
             );
             assert_eq!(pipeline.snapshot().osd_count(), 12);
+            // Each transaction carries its own events (one osd.applied per new OSD) and the
+            // counter; the ids follow each other across transactions.
+            let keys = KeyLayout::new("/fb", "master");
+            let mut next = 1;
+            for txn in &attempts {
+                let batches: Vec<_> = txn
+                    .iter()
+                    .filter_map(|op| Some((keys.parse_event_batch(&op.key)?, op)))
+                    .collect();
+                assert_eq!(batches.len(), 1, "{txn:?}");
+                let (first, op) = batches[0];
+                assert_eq!(first, next);
+                let events =
+                    crate::cluster::decode_event_batch(first, op.value.as_ref().unwrap()).unwrap();
+                let osds = txn
+                    .iter()
+                    .filter(|op| {
+                        keys.parse_record(&op.key)
+                            .is_some_and(|k| matches!(k, RecordKey::Osd(_)))
+                    })
+                    .count();
+                assert_eq!(events.len(), osds, "one event per OSD applied");
+                assert!(events.iter().all(|e| e.kind == "osd.applied"), "{events:?}");
+                next += events.len() as u64;
+                let counters = txn
+                    .iter()
+                    .find(|op| op.key == keys.record(&RecordKey::Counters))
+                    .expect("the counter travels with the events");
+                let Ok(crate::cluster::Record::Counters(c)) = crate::cluster::decode_record(
+                    &RecordKey::Counters,
+                    counters.value.as_ref().unwrap(),
+                ) else {
+                    panic!("counters decode");
+                };
+                assert_eq!(c.next_event_id, next);
+            }
+            assert_eq!(next, 13);
             tokio::time::timeout(Duration::from_secs(5), async {
                 while pipeline.latest().0 < attempts.len() as u64 {
                     tokio::task::yield_now().await;

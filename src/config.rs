@@ -15,6 +15,7 @@ use crate::cluster::OutGuards;
 use crate::cluster::failure::FailurePolicy;
 use crate::commit::TxnLimits;
 use crate::etcd::KeyLayout;
+use crate::event_log::Retention;
 use crate::legacy::LegacySettings;
 use crate::legacy::frame::MaxFrameLen;
 use crate::listener::ConnLimits;
@@ -122,8 +123,16 @@ pub const CONNECTION_IDLE_TIMEOUT: DurationKey = DurationKey {
     min: Duration::from_secs(1),
     max: Duration::from_secs(HOUR),
 };
+/// Long enough for a watcher down over a long weekend to resume; the count bound
+/// (`events_max_count`) usually cuts first on a busy cluster.
+pub const EVENTS_MAX_AGE: DurationKey = DurationKey {
+    name: "events_max_age",
+    default: "7d",
+    min: Duration::from_secs(HOUR),
+    max: Duration::from_secs(365 * DAY),
+};
 /// Every duration key.
-pub const DURATION_KEYS: [DurationKey; 8] = [
+pub const DURATION_KEYS: [DurationKey; 9] = [
     ELECTION_LEASE_TTL,
     ETCD_START_TIMEOUT,
     ETCD_AUTO_COMPACTION_RETENTION,
@@ -132,6 +141,7 @@ pub const DURATION_KEYS: [DurationKey; 8] = [
     OSD_FLAP_WINDOW,
     WATCH_PROGRESS_EVERY,
     CONNECTION_IDLE_TIMEOUT,
+    EVENTS_MAX_AGE,
 ];
 
 /// A configuration error: one line, naming where and what.
@@ -225,6 +235,8 @@ struct RawConfig {
     osd_down_after: Option<String>,
     osd_out_after: Option<String>,
     rebalance_max_fraction: Option<f64>,
+    events_max_count: Option<i64>,
+    events_max_age: Option<String>,
     osd_min_in_ratio: Option<f64>,
     osd_min_up_ratio: Option<f64>,
     auto_out_subtree_limit: Option<String>,
@@ -672,6 +684,16 @@ impl RawConfig {
         };
 
         let osd_down_after = duration(src, OSD_DOWN_AFTER, self.osd_down_after.as_deref())?;
+        let events = Retention {
+            max_count: integer(
+                src,
+                "events_max_count",
+                self.events_max_count,
+                100_000,
+                1_000..=100_000_000,
+            )? as u64,
+            max_age: duration(src, EVENTS_MAX_AGE, self.events_max_age.as_deref())?,
+        };
         let osd_out_after = duration(src, OSD_OUT_AFTER, self.osd_out_after.as_deref())?;
         let rebalance_max_fraction = match self.rebalance_max_fraction {
             None => 0.05,
@@ -819,6 +841,7 @@ impl RawConfig {
                 },
                 raft_leader_url,
                 rebalance_fraction: rebalance_max_fraction,
+                events,
             },
             watch: WatchSettings {
                 history_epochs: watch_history_epochs,
@@ -1111,6 +1134,8 @@ const KNOWN_KEYS: &[&str] = &[
     "osd_down_after",
     "osd_out_after",
     "rebalance_max_fraction",
+    "events_max_count",
+    "events_max_age",
     "osd_min_in_ratio",
     "osd_min_up_ratio",
     "auto_out_subtree_limit",
@@ -1408,6 +1433,7 @@ mod tests {
             "osd_flap_window" => c.term.failure.flap_window,
             "watch_progress_every" => c.watch.progress_every,
             "connection_idle_timeout" => c.listener.idle_timeout,
+            "events_max_age" => c.term.events.max_age,
             other => panic!("no duration key {other}"),
         }
     }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
 use crate::etcd::{Etcd, Store};
+use crate::event_log::EventLog;
 use crate::leadership::{ElectionSettings, Leadership};
 use crate::listener::{self, ConnLimits, Listener};
 use crate::logging::LogFile;
@@ -74,12 +75,15 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     let background = CancellationToken::new();
     let view = observer::spawn(client.clone(), keys.clone(), background.clone());
     let store = Store::new(client.clone(), keys.clone(), metrics.clone());
+    let events = EventLog::new(store.events());
+    events.spawn(background.clone());
     let node = Arc::new(Node::new(
         me.clone(),
         metrics.clone(),
         store.clone(),
         config.etcd.expected_monitors(),
         config.watch,
+        events,
         view,
     ));
     let (health, health_service) = tonic_health::server::health_reporter();

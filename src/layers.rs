@@ -30,6 +30,10 @@ const CLUSTER_LAYERS: &[(&str, &[&str])] = &[
         &["osd", "image"],
     ),
     (
+        "events: what a change to OSDs, pools, PGs, images and flags means",
+        &["events"],
+    ),
+    (
         "views over OSDs: the placement topology, the auto-out guards",
         &["topology", "out_guards"],
     ),

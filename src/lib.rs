@@ -13,6 +13,7 @@ pub mod commit;
 pub mod config;
 pub mod daemon;
 pub mod etcd;
+pub mod event_log;
 pub mod failpoint;
 pub mod failure_check;
 pub mod fbclient;

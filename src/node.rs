@@ -8,6 +8,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 
 use crate::etcd::Store;
+use crate::event_log::EventLog;
 use crate::metrics::Metrics;
 use crate::observer::MonitorView;
 use crate::proto::store::MonitorRecord;
@@ -36,6 +37,8 @@ pub struct Node {
     pub expected_monitors: usize,
     /// How map watches behave.
     pub watch: WatchSettings,
+    /// The event log as this monitor follows it (every monitor serves it).
+    pub events: Arc<EventLog>,
     view: watch::Receiver<MonitorView>,
     serving: ArcSwapOption<TermContext>,
 }
@@ -47,6 +50,7 @@ impl Node {
         store: Store,
         expected_monitors: usize,
         watch: WatchSettings,
+        events: Arc<EventLog>,
         view: watch::Receiver<MonitorView>,
     ) -> Node {
         Node {
@@ -55,6 +59,7 @@ impl Node {
             store,
             expected_monitors,
             watch,
+            events,
             view,
             serving: ArcSwapOption::empty(),
         }

@@ -8,7 +8,8 @@
 ///
 /// - `any`: every monitor answers (the client asks any reachable one);
 /// - `leader`: the leader answers, others say NOT_LEADER with a hint (the client follows it);
-/// - `stream`: server streams, answered by the leader.
+/// - `stream`: server streams: the map watch and the backup answered by the leader, the event
+///   watch by every monitor.
 ///
 /// Each row is `ProtoName rust_name(Request) -> Response, LIMIT;`: the method's name in the
 /// proto and in Rust, its message types (in `crate::proto::monitor`; a stream's response in
@@ -19,6 +20,7 @@ macro_rules! for_each_rpc {
         $callback! {
             any {
                 GetLeader get_leader(GetLeaderRequest) -> GetLeaderResponse, SMALL;
+                ListEvents list_events(ListEventsRequest) -> ListEventsResponse, SMALL;
             }
             leader {
                 ApplyId apply_id(ApplyIdRequest) -> ApplyIdResponse, SMALL;
@@ -52,6 +54,7 @@ macro_rules! for_each_rpc {
             stream {
                 WatchClusterMap watch_cluster_map(WatchClusterMapRequest) -> WatchClusterMapResponse, MEDIUM;
                 Backup backup(BackupRequest) -> BackupChunk, SMALL;
+                WatchEvents watch_events(WatchEventsRequest) -> WatchEventsResponse, SMALL;
             }
         }
     };
@@ -122,8 +125,8 @@ mod tests {
                 .filter(|r| r.0 == "any")
                 .map(|r| r.1)
                 .collect::<Vec<_>>(),
-            ["GetLeader"],
-            "only GetLeader is answered by every monitor"
+            ["GetLeader", "ListEvents"],
+            "only GetLeader and ListEvents are answered by every monitor"
         );
     }
 }

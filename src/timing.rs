@@ -42,6 +42,10 @@ pub const KEEPALIVES_PER_TTL: u32 = 3;
 /// Timeout of one etcd request that is not a long-lived stream (reads, txns, grants).
 pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the leader applies the event log's retention (`events_max_count`,
+/// `events_max_age`): the log may exceed its bounds by what is written in between.
+pub const EVENT_RETENTION_EVERY: Duration = Duration::from_secs(30);
+
 /// Pause between attempts when etcd cannot be reached.
 pub const ETCD_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between attempts when etcd cannot be reached.

@@ -579,3 +579,87 @@ async fn fakestartcluster_heals_after_a_fake_osd_is_killed() {
         lines.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ops_list_and_follow_the_log() {
+    let c = start_monitor("osd_down_after = \"600s\"");
+    let mon = c.monitors[0].grpc.clone();
+    let fb = Fb::go(&mon);
+    // Following from now: started before the changes, stopped by -duration.
+    let follow = Spawned::start(
+        FBCLIENT,
+        &format!("-op=watchevents -type=flag. -duration=20s -json -mon={mon}"),
+    );
+    let mut text = Spawned::start(FBCLIENT, &format!("-op=watchevents -mon={mon}"));
+    // The text watcher says on stderr where it watches; give both a moment to connect.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fb.ok("-set=noout");
+    fb.ok(&format!("-op=fakeapplyid -uuid={}", uuid(1)));
+    fb.ok("-unset=noout");
+
+    // History: the election, then the three changes, oldest first.
+    let out = fb.ok("-op=events -last=3");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("#2 ") && lines[0].contains(" flag.set flag.noout osdmap e"),
+        "{out}"
+    );
+    assert!(lines[1].contains(" osd.applied osd.1 osdmap e"), "{out}");
+    assert!(
+        lines[2].starts_with("#4 ") && lines[2].contains(" flag.unset flag.noout "),
+        "{out}"
+    );
+    assert_eq!(lines[3], "(log holds events 1..=4)");
+    let v = fb.json("-op=events -type=osd.,monitor.");
+    assert_eq!(v["latest_id"], 4);
+    let types: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["monitor.leader_elected", "osd.applied"]);
+    assert_eq!(v["events"][1]["data"]["uuid"], uuid(1).as_str());
+    let v = fb.json("-op=events -from=3 -last=10");
+    assert_eq!(v["events"][0]["id"], 3);
+    assert_eq!(len(&v["events"]), 2);
+    // Bad input: one line, the reason named.
+    let err = fb.fails("-op=events -type=OSD.", 1);
+    assert!(err.contains("event type prefix"), "{err}");
+
+    let (code, lines) = follow.wait_exit();
+    assert_eq!(code, 0, "-duration ends the watch successfully");
+    let got: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (
+                v["type"].as_str().unwrap().to_string(),
+                v["data"]["flag"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("flag.set".to_string(), "noout".to_string()),
+            ("flag.unset".to_string(), "noout".to_string())
+        ]
+    );
+    // Resuming from an id prints from that id on.
+    let mut resumed = Spawned::start(
+        FBCLIENT,
+        &format!("-op=watchevents -from=3 -duration=3s -mon={mon}"),
+    );
+    resumed.wait_line("event 3", |l| {
+        l.starts_with("#3 ") && l.contains(" osd.applied osd.1 ")
+    });
+    resumed.wait_line("event 4", |l| {
+        l.starts_with("#4 ") && l.contains(" flag.unset ")
+    });
+    text.wait_line("event 4 as it came", |l| l.starts_with("#4 "));
+    text.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, _) = text.wait_exit();
+    assert_eq!(code, 0);
+}

@@ -15,8 +15,10 @@ use crate::proto::monitor::monitor_client::MonitorClient as RawClient;
 use crate::service::reasons;
 use crate::service::status::{LEADER_HEADER, reason};
 
+mod events;
 mod watch;
 
+pub use events::{EventItem, EventWatcher, Start as EventStart};
 pub use watch::{ClusterMaps, MapEvent, MapWatcher, PoolMap, Scope};
 
 /// Tunables of a [`MonitorClient`].
@@ -181,6 +183,27 @@ impl MonitorClient {
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         self.retry(call, false).await.map(|(v, _)| v)
+    }
+
+    /// Like [`MonitorClient::call_any`], also returning the address that answered.
+    pub async fn call_any_at<T, F, Fut>(&self, call: F) -> Result<(T, String), ClientError>
+    where
+        F: Fn(RawClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        self.retry(call, false).await
+    }
+
+    /// Past events (any monitor answers).
+    pub async fn list_events(
+        &self,
+        request: api::ListEventsRequest,
+    ) -> Result<api::ListEventsResponse, ClientError> {
+        self.call_any(move |mut c| {
+            let request = request.clone();
+            async move { c.list_events(request).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
     /// Calls the leader, following NOT_LEADER hints.

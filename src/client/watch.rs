@@ -87,7 +87,7 @@ pub struct MapWatcher {
     scope: Scope,
     maps: ClusterMaps,
     stream: Option<Streaming<WatchClusterMapResponse>>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl MapWatcher {
@@ -98,7 +98,7 @@ impl MapWatcher {
             scope,
             maps: ClusterMaps::default(),
             stream: None,
-            backoff: Duration::from_millis(50),
+            backoff: Backoff::default(),
         }
     }
 
@@ -123,7 +123,7 @@ impl MapWatcher {
             };
             match stream.message().await {
                 Ok(Some(msg)) => {
-                    self.backoff = Duration::from_millis(50);
+                    self.backoff = Backoff::default();
                     if let Some(event) = self.apply(msg.into_fields()) {
                         return Ok(event);
                     }
@@ -145,8 +145,7 @@ impl MapWatcher {
     }
 
     async fn pause(&mut self) {
-        tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+        self.backoff.pause().await;
     }
 
     /// Opens the stream on the leader from the epochs held; returns the monitor it is on.
@@ -250,7 +249,25 @@ impl MapWatcher {
 
 /// Errors worth another attempt: the monitor is unreachable, is not the leader, or the leader
 /// just changed.
-fn retryable(e: &ClientError) -> bool {
+/// The pause before a watch stream is opened again: from 50 ms, doubling to 1 s; back to the
+/// start once a message arrives.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    pub(super) async fn pause(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+    }
+}
+
+pub(super) fn retryable(e: &ClientError) -> bool {
     match e {
         ClientError::Deadline { .. } => true,
         ClientError::Status(s) => matches!(

@@ -7,6 +7,7 @@
 use std::fmt::Debug;
 
 use super::error::ClusterError;
+use super::events::EventBody;
 use super::flags::ClusterFlag;
 use super::out_guards::OutGuards;
 use super::placement::PlannedMove;
@@ -37,11 +38,17 @@ impl ClusterState {
     /// Applies one command. On error nothing changed.
     pub fn apply<C: Command>(&mut self, command: &C) -> Result<Applied<C::Reply>, ClusterError> {
         let before = self.clone();
-        let result = command.handle(self);
-        if result.is_err() {
-            *self = before;
+        match command.handle(self) {
+            Ok(mut applied) => {
+                let derived = self.events_since(&before, &applied.touched);
+                applied.events.splice(0..0, derived);
+                Ok(applied)
+            }
+            Err(e) => {
+                *self = before;
+                Err(e)
+            }
         }
-        result
     }
 }
 
@@ -158,6 +165,11 @@ pub struct SetFlag(pub ClusterFlag);
 /// Clears a cluster flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsetFlag(pub ClusterFlag);
+
+/// Records events that describe no change of the state (a leader elected, a health check
+/// raised): they are written like any change's events, with ids in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordEvents(pub Vec<EventBody>);
 
 /// Reconciler: replay what a cleared `noup`/`noin` deferred for these OSDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,6 +340,15 @@ impl Command for UnsetFlag {
     type Reply = reply::Flags;
     fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
         Ok(s.unset_flag(self.0))
+    }
+}
+
+impl Command for RecordEvents {
+    type Reply = ();
+    fn handle(&self, _: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        let mut applied = Applied::new(());
+        applied.events = self.0.clone();
+        Ok(applied)
     }
 }
 

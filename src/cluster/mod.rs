@@ -4,6 +4,7 @@
 
 pub mod command;
 mod error;
+pub mod events;
 pub mod failure;
 mod flags;
 mod image;
@@ -28,6 +29,7 @@ mod tests;
 
 pub use command::{BootArgs, Command, PoolArgs, ShardArg};
 pub use error::{ClusterError, ECHO_BYTES, clip, echo};
+pub use events::{Event, EventBody, EventType};
 pub use flags::{ClusterFlag, Flags};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
 pub use osd::{
@@ -44,8 +46,8 @@ pub use pool::{
     REFRESH_BATCH, Target, chunk_of,
 };
 pub use records::{
-    Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone, decode_record,
-    encode_record,
+    Counters, DecodeError, OsdMapMeta, PoolSettings, Record, RecordKey, Tombstone,
+    decode_event_batch, decode_record, encode_event_batch, encode_record, event_size,
 };
 /// A state of `n` booted OSDs on `hosts` hosts, for unit tests outside the core.
 #[cfg(test)]

@@ -62,6 +62,16 @@ pub enum DownReason {
     NoHeartbeat,
 }
 
+impl DownReason {
+    /// The name events and tools show (`stopped`, `no_heartbeat`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DownReason::Stopped => "stopped",
+            DownReason::NoHeartbeat => "no_heartbeat",
+        }
+    }
+}
+
 /// Whether the OSD holds data (takes part in placement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
@@ -82,12 +92,35 @@ pub enum OutReason {
     DeferredByNoIn,
 }
 
+impl OutReason {
+    /// The name events and tools show (`new`, `manual`, `auto`, `deferred_by_noin`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutReason::New => "new",
+            OutReason::Manual => "manual",
+            OutReason::Auto => "auto",
+            OutReason::DeferredByNoIn => "deferred_by_noin",
+        }
+    }
+}
+
 /// Where an OSD sits in the topology: root → (rack) → host → OSD.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
     pub host: String,
     pub rack: Option<String>,
     pub root: String,
+}
+
+impl std::fmt::Display for Location {
+    /// `root=default rack=r1 host=h1` (the rack only when set).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "root={}", self.root)?;
+        if let Some(rack) = &self.rack {
+            write!(f, " rack={rack}")?;
+        }
+        write!(f, " host={}", self.host)
+    }
 }
 
 impl Default for Location {

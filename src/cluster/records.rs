@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
+use super::events::{Event, EventBody};
 use super::flags::Flags;
 use super::image::Image;
 use super::osd::{DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
@@ -47,6 +48,8 @@ pub struct OsdMapMeta {
 pub struct Counters {
     pub next_pool_id: u32,
     pub next_image_id: u64,
+    /// The id the next event gets (ids start at 1, never reused, never skipped).
+    pub next_event_id: u64,
 }
 
 impl Default for Counters {
@@ -54,6 +57,7 @@ impl Default for Counters {
         Counters {
             next_pool_id: 1,
             next_image_id: 1,
+            next_event_id: 1,
         }
     }
 }
@@ -99,6 +103,62 @@ pub struct DecodeError {
     pub reason: String,
 }
 
+/// Encodes the events of one transaction (`<prefix>/events/<first id>`).
+pub fn encode_event_batch(events: &[Event]) -> Vec<u8> {
+    pb::EventBatch {
+        events: events.iter().map(event_to_pb).collect(),
+    }
+    .encode_to_vec()
+}
+
+fn event_to_pb(e: &Event) -> pb::EventRecord {
+    pb::EventRecord {
+        id: e.id,
+        r#type: e.kind.clone(),
+        subject: e.subject.clone(),
+        time_ms: e.time_ms,
+        osdmap_epoch: e.osdmap_epoch.map_or(0, |x| x.0),
+        pool_id: e.pool_epoch.map_or(0, |(p, _)| p.0),
+        pool_epoch: e.pool_epoch.map_or(0, |(_, x)| x.0),
+        data: e.data.clone(),
+    }
+}
+
+/// The encoded size of one event in a batch (what it adds to a transaction).
+pub fn event_size(body: &EventBody) -> usize {
+    // The id and time are not known yet: count them at their largest.
+    event_to_pb(&Event::committed(body.clone(), u64::MAX, u64::MAX)).encoded_len() + 4
+}
+
+/// Decodes the events of one transaction; `first` is the id its key names. The ids must
+/// follow each other from `first`.
+pub fn decode_event_batch(first: u64, value: &[u8]) -> Result<Vec<Event>, String> {
+    let batch = pb::EventBatch::decode(value).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(batch.events.len());
+    for (i, r) in batch.events.into_iter().enumerate() {
+        if r.id != first + i as u64 {
+            return Err(format!(
+                "event {} of the batch at {first} has id {}",
+                i + 1,
+                r.id
+            ));
+        }
+        out.push(Event {
+            id: r.id,
+            kind: r.r#type,
+            subject: r.subject,
+            time_ms: r.time_ms,
+            osdmap_epoch: (r.osdmap_epoch > 0).then_some(Epoch(r.osdmap_epoch)),
+            pool_epoch: (r.pool_epoch > 0).then_some((PoolId(r.pool_id), Epoch(r.pool_epoch))),
+            data: r.data,
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("the batch at {first} holds no event"));
+    }
+    Ok(out)
+}
+
 /// Encodes a record as its protobuf value.
 pub fn encode_record(record: &Record) -> Vec<u8> {
     match record {
@@ -111,6 +171,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
         Record::Counters(c) => pb::Counters {
             next_pool_id: c.next_pool_id,
             next_image_id: c.next_image_id,
+            next_event_id: c.next_event_id,
         }
         .encode_to_vec(),
         Record::Osd(o) => osd_to_pb(o).encode_to_vec(),
@@ -168,6 +229,7 @@ pub fn decode_record(key: &RecordKey, value: &[u8]) -> Result<Record, DecodeErro
             Record::Counters(Counters {
                 next_pool_id: c.next_pool_id.max(1),
                 next_image_id: c.next_image_id.max(1),
+                next_event_id: c.next_event_id.max(1),
             })
         }
         RecordKey::Osd(id) => {
@@ -445,6 +507,7 @@ mod tests {
             Record::Counters(Counters {
                 next_pool_id: 7,
                 next_image_id: 99,
+                next_event_id: 12345,
             }),
         );
         let mut osd = Osd::new(OsdId(3), uuid::Uuid::from_u128(0xabc), Epoch(2));

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use imbl::{HashMap as PHashMap, OrdMap};
 use uuid::Uuid;
 
+use super::events::{self, EventBody};
 use super::image::Image;
 use super::osd::Osd;
 use super::pool::{Pg, PgTable, Pool, chunk_of};
@@ -30,7 +31,7 @@ pub enum BlobKey {
 }
 
 /// A successfully applied command: its reply and what must be written for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Applied<R> {
     /// What the caller hears once the command's group committed.
     pub reply: R,
@@ -44,6 +45,9 @@ pub struct Applied<R> {
     pub cleanup: Vec<RecordKey>,
     /// Values outside the state: written with the prelude (None deletes, with the cleanup).
     pub blobs: Vec<(BlobKey, Option<Vec<u8>>)>,
+    /// What the change means (derived from the touched records by `apply`, plus any the
+    /// handler records itself): written in the group's transaction.
+    pub events: Vec<EventBody>,
 }
 
 impl<R> Applied<R> {
@@ -54,6 +58,7 @@ impl<R> Applied<R> {
             prelude: Vec::new(),
             cleanup: Vec::new(),
             blobs: Vec::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -232,6 +237,78 @@ impl ClusterState {
             RecordKey::Tombstone(id) => self.tombstones.get(id).cloned().map(Record::Tombstone),
             RecordKey::PurgedOsd(id) => self.purged.get(id).map(|e| Record::PurgedOsd(*id, *e)),
         }
+    }
+
+    /// The events of the change from `before` to this state, which changed the records in
+    /// `touched` (the records one command changed), in a stable order: OSDs, pools, PGs,
+    /// images, flags.
+    pub(super) fn events_since(
+        &self,
+        before: &ClusterState,
+        touched: &[RecordKey],
+    ) -> Vec<EventBody> {
+        let mut keys: Vec<RecordKey> = touched.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out = Vec::new();
+        let mut pg_changes: BTreeMap<
+            PoolId,
+            Vec<(PgId, super::pool::PgState, super::pool::PgState)>,
+        > = BTreeMap::new();
+        let epoch = self.meta.epoch;
+        for key in keys {
+            match key {
+                RecordKey::OsdMapMeta => {
+                    events::flag_events(before.meta.flags, self.meta.flags, epoch, &mut out)
+                }
+                RecordKey::Osd(id) => {
+                    events::osd_events(before.osds.get(&id), self.osds.get(&id), epoch, &mut out)
+                }
+                RecordKey::Pool(id) => {
+                    events::pool_events(before.pools.get(&id), self.pools.get(&id), epoch, &mut out)
+                }
+                RecordKey::PgChunk(pool, chunk) => {
+                    // PGs of a pool being created or deleted have no events of their own.
+                    if let (Some(b), Some(a)) = (before.pools.get(&pool), self.pools.get(&pool))
+                        && let (Some(old), Some(new)) = (b.pgs.chunk(chunk), a.pgs.chunk(chunk))
+                    {
+                        let list = pg_changes.entry(pool).or_default();
+                        events::pg_state_changes(chunk, old, new, list);
+                    }
+                }
+                RecordKey::Image(pool, id) => {
+                    let name = self
+                        .pools
+                        .get(&pool)
+                        .or_else(|| before.pools.get(&pool))
+                        .map(|p| p.name.as_str())
+                        .unwrap_or_default();
+                    events::image_events(
+                        before.images.get(&(pool, id)),
+                        self.images.get(&(pool, id)),
+                        name,
+                        &mut out,
+                    )
+                }
+                RecordKey::Counters | RecordKey::Tombstone(_) | RecordKey::PurgedOsd(_) => {}
+            }
+        }
+        for (pool, changed) in pg_changes {
+            if let Some(p) = self.pools.get(&pool)
+                && !changed.is_empty()
+            {
+                out.push(events::pg_states_event(p, &changed));
+            }
+        }
+        events::sort(&mut out);
+        out
+    }
+
+    /// Takes `n` event ids: the first is returned, the counter moves past the last.
+    pub fn take_event_ids(&mut self, n: u64) -> u64 {
+        let first = self.counters.next_event_id;
+        self.counters.next_event_id = first + n;
+        first
     }
 
     // ---- helpers for the handlers -----------------------------------------------------------

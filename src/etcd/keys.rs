@@ -4,7 +4,7 @@
 use crate::cluster::{BlobKey, ImageId, OsdId, PoolId, RecordKey};
 
 /// Sub-trees under the prefix that an election name must not shadow.
-pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors", "osdconfig", "maintenance"];
+pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors", "osdconfig", "maintenance", "events"];
 
 /// Builds keys under one `etcd_prefix`.
 #[derive(Debug, Clone)]
@@ -116,6 +116,24 @@ impl KeyLayout {
         let id = rest.parse::<u32>().ok()?;
         let parsed = BlobKey::OsdConfig(OsdId(id));
         (self.blob(&parsed) == key).then_some(parsed)
+    }
+
+    /// `<prefix>/events/`: the event log, one key per transaction's events.
+    pub fn events_prefix(&self) -> String {
+        format!("{}/events/", self.prefix)
+    }
+
+    /// `<prefix>/events/<first id, 20 digits>`: the events of one transaction (ids sort as
+    /// keys do).
+    pub fn event_batch(&self, first: u64) -> String {
+        format!("{}{first:020}", self.events_prefix())
+    }
+
+    /// The first event id of a batch key (canonical spelling only).
+    pub fn parse_event_batch(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(&self.events_prefix())?;
+        let id = rest.parse::<u64>().ok()?;
+        (self.event_batch(id) == key).then_some(id)
     }
 
     /// `<prefix>/maintenance`: present while an import or a restore writes the cluster state;

@@ -2,10 +2,12 @@
 
 pub mod embedded;
 pub mod endpoints;
+pub mod events;
 pub mod keys;
 pub mod raft_leader;
 pub mod store;
 
 pub use endpoints::{Etcd, EtcdFailure, FailureKind};
+pub use events::{EventPage, EventReadError, EventStore};
 pub use keys::KeyLayout;
 pub use store::{EncodedOp, Fence, Store, StoreError};

@@ -307,6 +307,33 @@ impl Store {
         self.fenced_txn(fence, ops).await.map(|_| ())
     }
 
+    /// Deletes the keys in `[from, to)` in one fenced transaction; returns how many there were.
+    pub async fn delete_range(
+        &self,
+        fence: &Fence,
+        from: &str,
+        to: &str,
+    ) -> Result<u64, StoreError> {
+        let op = TxnOp::delete(
+            from.to_string(),
+            Some(DeleteOptions::new().with_range(to.to_string())),
+        );
+        let resp = self.fenced_txn(fence, vec![op]).await?;
+        Ok(resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Delete(d) => d.deleted().max(0) as u64,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// The event log's reads, through the same etcd clients.
+    pub fn events(&self) -> super::EventStore {
+        super::EventStore::new(self.etcd.clone(), self.keys.clone())
+    }
+
     /// Sends `ops` in one transaction under the fence.
     async fn fenced_txn(&self, fence: &Fence, ops: Vec<TxnOp>) -> Result<TxnResponse, StoreError> {
         let txn = Txn::new().when([fence.compare()]).and_then(ops);

@@ -151,6 +151,15 @@ pub struct Args {
     /// backup-verify: the backup file to check.
     #[arg(long = "in", value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// events: how many of the most recent events (default 20, at most 10000).
+    #[arg(long)]
+    pub last: Option<u32>,
+    /// events, watchevents: the first event id to show (default: the last N / from now).
+    #[arg(long, value_name = "ID")]
+    pub from: Option<u64>,
+    /// events, watchevents: event type prefixes, comma-separated (e.g. osd.,health.).
+    #[arg(long = "type", value_delimiter = ',', value_name = "PREFIXES")]
+    pub types: Vec<String>,
     /// getosdmap: also print every shard's core, port and raw port.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_name = "BOOL",
@@ -233,6 +242,9 @@ impl Args {
             "detail" => self.detail,
             "out" => self.out.is_some(),
             "in" => self.input.is_some(),
+            "last" => self.last.is_some(),
+            "from" => self.from.is_some(),
+            "type" => !self.types.is_empty(),
             _ => return None,
         })
     }

@@ -7,12 +7,14 @@
 //! One file per concern: `args` (flags), `ops` (the op table: each op with its handler),
 //! `output` (tables, sizes, names),
 //! `json` (the `--json` shapes), `cluster` (leader, status, health, flags, osdtree), `osds`,
-//! `pools`, `images`, `maps` (the map reads), `watch` (the map watches) and `fake` (the fake
+//! `pools`, `images`, `maps` (the map reads), `watch` (the map watches), `events` (the event
+//! log) and `fake` (the fake
 //! OSD fleet).
 
 mod args;
 mod backup;
 mod cluster;
+mod events;
 mod fake;
 mod images;
 mod json;
@@ -224,5 +226,22 @@ pub(crate) async fn stopped(duration: Option<Duration>) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
         _ = timer => {}
+    }
+}
+
+/// The first item of a watch that retries for ever: it must come within `timeout` (else "no
+/// WHO reachable"); None when stopped first.
+pub(crate) async fn first_within<T>(
+    timeout: Duration,
+    who: &str,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    first: impl std::future::Future<Output = Result<T, crate::client::ClientError>>,
+) -> Result<Option<T>, Failure> {
+    tokio::select! {
+        _ = stop.as_mut() => Ok(None),
+        r = tokio::time::timeout(timeout, first) => match r {
+            Ok(item) => Ok(Some(item?)),
+            Err(_) => Err(Failure::Failed(format!("no {who} reachable within {timeout:?}"))),
+        },
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::output::Output;
-use super::{Ctx, Failure, backup, cluster, fake, images, maps, osds, pools, watch};
+use super::{Ctx, Failure, backup, cluster, events, fake, images, maps, osds, pools, watch};
 use crate::client::Scope;
 
 /// What an op's run returns: the output to print, or None when it printed as it went.
@@ -112,6 +112,12 @@ pub const OPS: &[OpSpec] = &[
        &[], &["duration"], "print every pgmap change as it happens (PG states, pools)"),
     op("watchclustermap", |c| printed(watch::watch(c, Scope::All)),
        &[], &["duration"], "print every osdmap and pgmap change as it happens"),
+    op("events", |c| shown(events::list(c)),
+       &[], &["last", "from", "type"],
+       "past events: the last N (default 20), or from an id on; -type=osd.,health. filters"),
+    op("watchevents", |c| printed(events::watch(c)),
+       &[], &["from", "type", "duration"],
+       "print events as they are committed (from now, or from an id on); resumes across failover"),
     op("createimage", |c| shown(images::create(c)),
        &["poolname", "imagename", "imagesize"], &["objectsize"], "create a block-device image"),
     op("removeimage", |c| shown(images::remove(c)),

@@ -28,15 +28,10 @@ pub async fn watch(ctx: &Ctx, scope: Scope) -> Result<(), Failure> {
     let stop = super::stopped(ctx.args.duration);
     tokio::pin!(stop);
     // The watcher retries for ever; the first connection must come within --timeout.
-    let timeout = ctx.args.timeout;
-    let first = tokio::select! {
-        _ = &mut stop => return Ok(()),
-        r = tokio::time::timeout(timeout, watcher.next()) => match r {
-            Ok(event) => event?,
-            Err(_) => {
-                return Err(Failure::Failed(format!("no leader reachable within {timeout:?}")));
-            }
-        },
+    let Some(first) =
+        super::first_within(ctx.args.timeout, "leader", &mut stop, watcher.next()).await?
+    else {
+        return Ok(());
     };
     view.report(&first, watcher.maps())?;
     loop {

@@ -61,16 +61,19 @@ pub enum TermTask {
     Reconcile,
     /// The mover of etcd's raft leadership.
     RaftLeader,
+    /// The election's event and the event log's retention.
+    Events,
 }
 
 impl TermTask {
     /// Every task, for pre-created series.
-    pub const ALL: [TermTask; 5] = [
+    pub const ALL: [TermTask; 6] = [
         TermTask::Pipeline,
         TermTask::Heartbeats,
         TermTask::FailureCheck,
         TermTask::Reconcile,
         TermTask::RaftLeader,
+        TermTask::Events,
     ];
 
     /// The label value.
@@ -81,6 +84,7 @@ impl TermTask {
             TermTask::FailureCheck => "failure_check",
             TermTask::Reconcile => "reconcile",
             TermTask::RaftLeader => "raft_leader",
+            TermTask::Events => "events",
         }
     }
 }
@@ -101,6 +105,12 @@ pub struct Metrics {
     pub etcd_txn_failures: IntCounterVec,
     /// Commands per commit batch.
     pub commit_batch_commands: Histogram,
+    /// Events written to the event log (with the changes they describe).
+    pub events_written: IntCounter,
+    /// Events deleted by the log's retention.
+    pub events_compacted: IntCounter,
+    /// Open WatchEvents streams on this monitor.
+    pub event_watch_streams: IntGauge,
     /// 1 while the embedded etcd child runs.
     pub etcd_up: IntGauge,
     /// Restarts of the embedded etcd child after it died.
@@ -187,6 +197,21 @@ impl Metrics {
             .buckets(vec![
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
             ]),
+        )
+        .expect("valid metric");
+        let events_written = IntCounter::new(
+            "fastblock_events_written_total",
+            "Events written to the event log, in the transactions of the changes they describe (leader)",
+        )
+        .expect("valid metric");
+        let events_compacted = IntCounter::new(
+            "fastblock_events_compacted_total",
+            "Events deleted from the event log by its retention (events_max_count, events_max_age; leader)",
+        )
+        .expect("valid metric");
+        let event_watch_streams = IntGauge::new(
+            "fastblock_event_watch_streams",
+            "Open WatchEvents streams on this monitor (leader or standby)",
         )
         .expect("valid metric");
         let etcd_up = IntGauge::new(
@@ -298,6 +323,9 @@ impl Metrics {
             Box::new(etcd_txn_seconds.clone()),
             Box::new(etcd_txn_failures.clone()),
             Box::new(commit_batch_commands.clone()),
+            Box::new(events_written.clone()),
+            Box::new(events_compacted.clone()),
+            Box::new(event_watch_streams.clone()),
             Box::new(etcd_up.clone()),
             Box::new(etcd_restarts.clone()),
             Box::new(grpc_requests.clone()),
@@ -358,6 +386,9 @@ impl Metrics {
             etcd_txn_seconds,
             etcd_txn_failures,
             commit_batch_commands,
+            events_written,
+            events_compacted,
+            event_watch_streams,
             etcd_up,
             etcd_restarts,
             grpc_requests,

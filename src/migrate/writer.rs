@@ -121,7 +121,11 @@ impl MaintenanceWriter {
             .store
             .count(
                 &self.fence,
-                &[self.keys.cluster_prefix(), self.keys.blob_prefix()],
+                &[
+                    self.keys.cluster_prefix(),
+                    self.keys.blob_prefix(),
+                    self.keys.events_prefix(),
+                ],
                 self.keys.maintenance(),
             )
             .await
@@ -132,14 +136,19 @@ impl MaintenanceWriter {
         })
     }
 
-    /// Deletes all cluster state and OSD config texts (fenced; the maintenance key is written
-    /// first so no monitor loads the empty state meanwhile).
+    /// Deletes all cluster state, OSD config texts and the event log (it describes the state
+    /// being replaced; the written state's counter numbers the events from then on). Fenced;
+    /// the maintenance key is written first so no monitor loads the empty state meanwhile.
     pub async fn wipe(&self) -> anyhow::Result<()> {
         self.mark().await?;
         self.store
             .delete_prefixes(
                 &self.fence,
-                &[self.keys.cluster_prefix(), self.keys.blob_prefix()],
+                &[
+                    self.keys.cluster_prefix(),
+                    self.keys.blob_prefix(),
+                    self.keys.events_prefix(),
+                ],
             )
             .await
             .context("deleting the target's state")

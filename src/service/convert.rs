@@ -120,6 +120,19 @@ pub fn image_info(i: &Image, pool_name: &str) -> api::ImageInfo {
     }
 }
 
+pub fn event(e: &crate::cluster::Event) -> api::Event {
+    api::Event {
+        id: e.id,
+        r#type: e.kind.clone(),
+        subject: e.subject.clone(),
+        time_unix_ms: e.time_ms,
+        osdmap_epoch: e.osdmap_epoch.map_or(0, |x| x.0),
+        pool_id: e.pool_epoch.map_or(0, |(p, _)| p.0),
+        pool_epoch: e.pool_epoch.map_or(0, |(_, x)| x.0),
+        data: e.data.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod backup;
 mod cluster;
 pub mod codec;
 mod convert;
+mod events;
 mod fields;
 pub mod limits;
 mod maps;
@@ -101,6 +102,7 @@ macro_rules! monitor_service {
             WatchClusterMap watch_cluster_map(WatchClusterMapRequest)
                 -> WatchClusterMapResponse, $limit:ident;
             Backup backup(BackupRequest) -> BackupChunk, $blimit:ident;
+            WatchEvents watch_events(WatchEventsRequest) -> WatchEventsResponse, $elimit:ident;
         }
     ) => {
         monitor_service!(@unary $($any)* $($leader)*);
@@ -144,6 +146,19 @@ macro_rules! monitor_service {
                 let started = std::time::Instant::now();
                 let result = self.backup(request.into_inner()).await;
                 self.record("backup", &result, started);
+                result.map(Response::new)
+            }
+
+            type WatchEventsStream =
+                tokio_stream::wrappers::ReceiverStream<Result<api::WatchEventsResponse, Status>>;
+
+            async fn watch_events(
+                &self,
+                request: Request<api::WatchEventsRequest>,
+            ) -> Result<Response<Self::WatchEventsStream>, Status> {
+                let started = std::time::Instant::now();
+                let result = self.watch_events(request.into_inner()).await;
+                self.record("watch_events", &result, started);
                 result.map(Response::new)
             }
         }

@@ -344,6 +344,29 @@ fuzz_request! {
         => |r, _len| assert_eq!(r.encoded_len(), 0);
     get_cluster_status: api::GetClusterStatusRequest = vec![api::GetClusterStatusRequest {}]
         => |r, _len| assert_eq!(r.encoded_len(), 0);
+    // The event calls check their type filter before reading etcd: any filter is accepted as
+    // given or refused with INVALID_EVENT_TYPE and a short message.
+    watch_events: api::WatchEventsRequest = vec![
+        api::WatchEventsRequest {
+            start: api::EventStart::After as i32,
+            after_id: 7,
+            types: vec!["osd.".to_string(), "pool.created".to_string()],
+        },
+        api::WatchEventsRequest::default(),
+    ] => |r, len| match requests::event_types(&r.types) {
+        Ok(types) => assert_eq!(types, r.types),
+        Err(st) => {
+            check_refusal(&st, len);
+            assert_eq!(status::reason(&st).as_deref(), Some(super::reasons::INVALID_EVENT_TYPE));
+        }
+    };
+    list_events: api::ListEventsRequest = vec![api::ListEventsRequest {
+        last: 20,
+        after_id: 0,
+        types: vec!["health.".to_string()],
+    }] => |r, len| if let Err(st) = requests::event_types(&r.types) {
+        check_refusal(&st, len);
+    };
     apply_id: api::ApplyIdRequest = vec![
         api::ApplyIdRequest { uuid: uuid(1) },
         api::ApplyIdRequest { uuid: uuid(99) },

@@ -115,6 +115,14 @@ reasons! {
     DUPLICATE_PG_NAME,
     /// A watch from epochs newer than this leader's.
     CLIENT_AHEAD,
+    /// WatchEvents or ListEvents after an id older than the event log keeps;
+    /// ErrorInfo.metadata["oldest_id"] is the oldest kept.
+    EVENTS_COMPACTED,
+    /// WatchEvents after an id the event log never reached (it was restored from a backup);
+    /// ErrorInfo.metadata["latest_id"] is the newest written.
+    EVENTS_AHEAD,
+    /// A type filter of WatchEvents or ListEvents that is not a valid prefix.
+    INVALID_EVENT_TYPE,
 }
 
 #[cfg(test)]

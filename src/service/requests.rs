@@ -237,3 +237,39 @@ pub(super) fn statistics(
     });
     IoReport::check(snap, OsdId(r.osd_id), entries).map_err(|e| status::cluster_error(&e))
 }
+
+/// Event type prefixes a watch or a listing may filter by.
+pub const MAX_EVENT_TYPES: usize = 32;
+/// Longest event type prefix.
+pub const MAX_EVENT_TYPE: usize = 64;
+
+/// The type prefixes of WatchEvents / ListEvents, checked: at most 32, each 1..=64 characters
+/// of `a-z 0-9 _ .`.
+pub(super) fn event_types(types: &[String]) -> Result<Vec<String>, Status> {
+    let invalid = |why: String| {
+        status::error(
+            tonic::Code::InvalidArgument,
+            super::reasons::INVALID_EVENT_TYPE,
+            why,
+        )
+    };
+    if types.len() > MAX_EVENT_TYPES {
+        return Err(invalid(format!(
+            "{} event type prefixes given; at most {MAX_EVENT_TYPES}",
+            types.len()
+        )));
+    }
+    for t in types {
+        let valid = !t.is_empty()
+            && t.len() <= MAX_EVENT_TYPE
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if !valid {
+            return Err(invalid(format!(
+                "event type prefix {} is not 1 to {MAX_EVENT_TYPE} characters of a-z, 0-9, '_' and '.'",
+                echo(t)
+            )));
+        }
+    }
+    Ok(types.to_vec())
+}

@@ -27,7 +27,7 @@ pub fn error(code: Code, reason: &str, message: impl Into<String>) -> Status {
 }
 
 /// A status with an ErrorInfo detail carrying `metadata`.
-fn error_with_metadata(
+pub fn error_with_metadata(
     code: Code,
     reason: &str,
     message: impl Into<String>,

@@ -4,6 +4,7 @@
 //! ends. `context.rs` is what the front ends serve from; `tasks.rs` holds the term's tasks.
 
 mod context;
+mod events;
 mod tasks;
 
 pub use context::{SharedIoStats, TermContext, TermParts};
@@ -18,6 +19,7 @@ use crate::cluster::failure::FailurePolicy;
 use crate::cluster::{ClusterState, RecordKey};
 use crate::commit::{PipelineExit, TxnLimits};
 use crate::etcd::{Store, StoreError, raft_leader};
+use crate::event_log::Retention;
 use crate::leadership::{LeaderTerm, Role};
 use crate::metrics::TermTask;
 use crate::node::Node;
@@ -35,6 +37,8 @@ pub struct TermSettings {
     pub raft_leader_url: Option<String>,
     /// Largest share of all PGs one rebalance round may move.
     pub rebalance_fraction: f64,
+    /// What the event log keeps.
+    pub events: Retention,
 }
 
 /// Runs terms as the election starts them, until `stop`.
@@ -97,6 +101,18 @@ async fn run_term(
         reconcile::run(
             context.clone(),
             settings.rebalance_fraction,
+            tasks.stop_token(),
+        ),
+    );
+    tasks.spawn(
+        TermTask::Events,
+        events::run(
+            context.clone(),
+            store.clone(),
+            settings.events,
+            node.me.name.clone(),
+            node.me.grpc_address.clone(),
+            node.metrics.clone(),
             tasks.stop_token(),
         ),
     );

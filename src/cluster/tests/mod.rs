@@ -4,6 +4,7 @@
 //! refused command goes through `refuse`, which checks the exact error and that nothing moved.
 
 mod echo;
+mod events;
 mod images;
 mod iostats;
 mod osds;

@@ -398,6 +398,7 @@ pub fn convert(source: &[(String, Vec<u8>)]) -> Result<Converted, GoImportError>
         Record::Counters(Counters {
             next_pool_id: highest_pool + 1,
             next_image_id: highest_image + 1,
+            next_event_id: 1,
         }),
     ));
     for osd in osdmap.osds {

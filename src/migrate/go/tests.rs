@@ -251,6 +251,7 @@ fn small_converts_record_by_record() {
         Some(Counters {
             next_pool_id: 2,
             next_image_id: 4,
+            next_event_id: 1,
         })
     );
     assert_eq!(p.osds.len(), 7);
@@ -591,6 +592,7 @@ fn quirks_are_read_and_every_anomaly_reported() {
         Some(Counters {
             next_pool_id: 4,
             next_image_id: 9,
+            next_event_id: 1,
         })
     );
     // OSDs: key 0 dropped; key 9 (osdid 10) imported as osd.9.
