@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{EventBody, EventType, command};
 use crate::config::Config;
 use crate::etcd::embedded::{EmbeddedEtcd, EmbeddedEtcdError};
 use crate::etcd::{Etcd, Store};
@@ -26,6 +27,32 @@ use crate::proto::store::MonitorRecord;
 use crate::service::limits::{LARGEST, RequestLimits};
 use crate::service::{MonitorService, WithWatchRoute};
 use crate::{VERSION, http, legacy, observer, term, timing};
+
+/// A leader that stops records `monitor.stepped_down` before it resigns (best effort, bounded:
+/// a leader that cannot commit any more just resigns; a crash records nothing, and the next
+/// leader's `monitor.leader_elected` tells the story).
+async fn record_step_down(node: &Node) {
+    let Some(serving) = node.serving() else {
+        return;
+    };
+    let event = EventBody::monitor(
+        EventType::MonitorSteppedDown,
+        &node.me.name,
+        serde_json::json!({
+            "monitor": node.me.name,
+            "leader_epoch": serving.term.epoch.0,
+            "reason": "stopping",
+        }),
+    );
+    let recorded = tokio::time::timeout(
+        timing::STEP_DOWN_EVENT_TIMEOUT,
+        serving.propose(command::RecordEvents(vec![event])),
+    )
+    .await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        tracing::warn!("could not record the step-down event; resigning anyway");
+    }
+}
 
 /// Runs the monitor until it is told to stop. Errors are start-up failures.
 pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Result<()> {
@@ -182,6 +209,7 @@ pub async fn run(config: Config, log_file: Option<Arc<LogFile>>) -> anyhow::Resu
     tracing::info!("monitor started; campaigning for leadership");
 
     shutdown.cancelled().await;
+    record_step_down(&node).await;
     tracing::info!("stopping: resigning leadership");
     notify_systemd(sd_notify::NotifyState::Stopping);
     if tokio::time::timeout(

@@ -27,7 +27,8 @@
 //! sent again after [`COMMIT_RETRY_MIN`] doubling to [`COMMIT_RETRY_MAX`], far below `T`, so a
 //! settling etcd delays writes by milliseconds, and a fenced or expired term ends the retries.
 //!
-//! Stop budget: [`RESIGN_AND_STOP_TIMEOUT`] bounds the whole resignation, which is one resign
+//! Stop budget: a stopping leader first spends at most [`STEP_DOWN_EVENT_TIMEOUT`] recording
+//! its step-down; then [`RESIGN_AND_STOP_TIMEOUT`] bounds the whole resignation, which is one resign
 //! ([`ELECTION_RESIGN_TIMEOUT`]) and one lease revoke ([`LEASE_REVOKE_TIMEOUT`]); in-flight
 //! RPCs then get [`SHUTDOWN_DRAIN`].
 //!
@@ -112,6 +113,10 @@ pub const ELECTION_RESIGN_TIMEOUT: Duration = Duration::from_secs(1);
 pub const LEASE_REVOKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a graceful stop waits for the election to resign and stop before going on.
 pub const RESIGN_AND_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a stopping leader tries to record `monitor.stepped_down` before it resigns (one
+/// commit; it adds at most this to a stop).
+pub const STEP_DOWN_EVENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the failure detector looks.
 pub const FAILURE_CHECK_EVERY: Duration = Duration::from_secs(1);

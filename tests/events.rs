@@ -257,6 +257,34 @@ async fn each_action_produces_its_event_with_payload_and_epochs() {
     assert_eq!(all.oldest_id, 1);
     let metric = c.metric(0, "fastblock_events_written_total").unwrap();
     assert_eq!(metric as u64, all.latest_id);
+
+    // A leader that stops says so before it resigns; the next term records its election.
+    c.signal(0, nix::sys::signal::Signal::SIGTERM);
+    c.wait_exit(0, LONG);
+    c.start(0);
+    c.wait_leader(&[0], LONG);
+    let m = c.client(0);
+    let monitors = tokio::time::timeout(LONG, async {
+        loop {
+            let r = recent(&m, 10, &["monitor."]).await.unwrap();
+            if r.events.len() >= 3 {
+                return r.events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the second term's election");
+    let seen: Vec<(&str, u64)> = monitors
+        .iter()
+        .map(|e| (e.r#type.as_str(), data(e)["leader_epoch"].as_u64().unwrap()))
+        .collect();
+    let first = seen[0].1;
+    assert_eq!(seen[0], ("monitor.leader_elected", first));
+    assert_eq!(seen[1], ("monitor.stepped_down", first), "{seen:?}");
+    assert_eq!(seen[2].0, "monitor.leader_elected");
+    assert!(seen[2].1 > first);
+    assert_eq!(data(&monitors[1])["reason"], "stopping");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
