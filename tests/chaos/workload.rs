@@ -483,6 +483,9 @@ pub async fn barrier(
 /// How long the prober waits for one monitor's answer.
 const PROBE_WAIT: Duration = Duration::from_millis(400);
 
+/// How long the prober waits for the other monitors once one has refused its write.
+const PROBE_STRAGGLERS: Duration = Duration::from_millis(150);
+
 /// Grows the probe image by 1 MiB per write until `stop`. Each write is offered to every
 /// monitor at once and only a leader can accept it, so the first write a new leader accepts
 /// after a failover is seen within one round, whatever leader hints the monitors give.
@@ -529,13 +532,34 @@ pub async fn prober(
             .collect();
         let mut refusals = Vec::new();
         let mut accepted = None;
-        while let Some((m, answer)) = offers.next().await {
+        // Once a monitor has refused, the others get at most PROBE_STRAGGLERS more: a monitor
+        // whose host is down never answers, and waiting PROBE_WAIT for it every round would
+        // blur the failover time it measures by that much. An answer cut short is recorded as
+        // a failure, which the checker reads as "maybe applied".
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, offers.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        refusals.push(format!(
+                            "others silent {PROBE_STRAGGLERS:?} after a refusal"
+                        ));
+                        break;
+                    }
+                },
+                None => offers.next().await,
+            };
+            let Some((m, answer)) = next else { break };
             match answer {
                 Ok(r) => {
                     accepted = Some((m.clone(), r.into_inner()));
                     break;
                 }
-                Err(e) => refusals.push(format!("{m}: {e}")),
+                Err(e) => {
+                    refusals.push(format!("{m}: {e}"));
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + PROBE_STRAGGLERS);
+                }
             }
         }
         match accepted {
