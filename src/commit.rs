@@ -39,13 +39,6 @@ pub const QUEUE_DEPTH: usize = 16_384;
 /// What an event batch adds to a transaction besides its events: its key, the counter record.
 const EVENT_BATCH_OVERHEAD: usize = 256;
 
-/// The time events are stamped with: Unix milliseconds (the core reads no clock).
-fn event_time_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Why a proposal did not take effect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
@@ -451,7 +444,7 @@ impl Writer {
             // The events get their ids here, in commit order, and travel in the same
             // transaction as the records they describe (the counter with them).
             let first = state.take_event_ids(events.len() as u64);
-            let now = event_time_ms();
+            let now = crate::timing::unix_ms_now();
             let committed: Vec<Event> = events
                 .into_iter()
                 .zip(first..)

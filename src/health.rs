@@ -4,27 +4,59 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterState, Liveness, OsdId, OutRefusal, PgState};
+use crate::cluster::health::Observed;
+use crate::cluster::{ClusterState, Health, Liveness, OsdId, OutRefusal, PgState};
 
 /// Longest detail list of one check.
 const MAX_DETAIL: usize = 20;
 
-/// How bad a check is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Ok,
-    Warn,
-    Err,
-}
+pub use crate::cluster::Severity;
 
-impl Severity {
-    /// `HEALTH_OK`-style name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Ok => "HEALTH_OK",
-            Severity::Warn => "HEALTH_WARN",
-            Severity::Err => "HEALTH_ERR",
-        }
+/// The code of every check the monitor raises: what an operator may mute.
+pub mod codes {
+    /// Declares each code as a constant whose value is its name, and `ALL` listing them.
+    macro_rules! codes {
+        ($($(#[$doc:meta])* $name:ident,)*) => {
+            $($(#[$doc])* pub const $name: &str = stringify!($name);)*
+            /// Every code, in declaration order.
+            pub const ALL: &[&str] = &[$($name),*];
+        };
+    }
+
+    codes! {
+        /// In OSDs are down.
+        OSD_DOWN,
+        /// OSDs marked down repeatedly within the flapping window.
+        OSD_FLAPPING,
+        /// Down OSDs the auto-out guards keep in.
+        OSD_OUT_REFUSED,
+        /// Silent OSDs the min-up-ratio guard keeps up.
+        OSD_DOWN_REFUSED,
+        /// PGs without enough members up to serve.
+        PG_AVAILABILITY,
+        /// PGs with fewer members up than replicas.
+        PG_DEGRADED,
+        /// Cluster flags are set.
+        FLAGS_SET,
+        /// Fewer monitors registered than configured.
+        MON_DOWN,
+        /// Changes that cannot fit one etcd transaction.
+        TXN_TOO_LARGE,
+    }
+
+    /// The checks built on what a term learns by itself (the failure detector's findings,
+    /// changes found too large), not on the stored state: a new leader needs a while to see
+    /// them again.
+    pub const LEARNED: &[&str] = &[
+        OSD_FLAPPING,
+        OSD_OUT_REFUSED,
+        OSD_DOWN_REFUSED,
+        TXN_TOO_LARGE,
+    ];
+
+    /// Whether `code` names a check.
+    pub fn known(code: &str) -> bool {
+        ALL.contains(&code)
     }
 }
 
@@ -33,8 +65,22 @@ impl Severity {
 pub struct Check {
     pub code: &'static str,
     pub severity: Severity,
+    /// How many things fail (OSDs, PGs, flags, ...): a change is announced as an update.
+    pub count: u64,
     pub summary: String,
     pub detail: Vec<String>,
+}
+
+impl Check {
+    /// The check as the stored health's reconciliation sees it.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            code: self.code.to_string(),
+            severity: self.severity,
+            count: self.count,
+            summary: self.summary.clone(),
+        }
+    }
 }
 
 /// What health is evaluated from besides the snapshot.
@@ -64,10 +110,12 @@ pub fn pg_states(s: &ClusterState) -> BTreeMap<u32, u64> {
     states
 }
 
-/// The overall status: the worst check, OK when none fails.
-pub fn overall(checks: &[Check]) -> Severity {
+/// The overall status: the worst check that is not muted, OK when none fails. Muted checks
+/// are still listed, flagged muted, as Ceph does.
+pub fn overall(checks: &[Check], stored: &Health) -> Severity {
     checks
         .iter()
+        .filter(|c| !stored.is_muted(c.code))
         .map(|c| c.severity)
         .max()
         .unwrap_or(Severity::Ok)
@@ -76,10 +124,11 @@ pub fn overall(checks: &[Check]) -> Severity {
 /// Every failing check.
 pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let mut push = |code, severity, summary: String, detail: Vec<String>| {
+    let mut push = |code, severity, count: usize, summary: String, detail: Vec<String>| {
         checks.push(Check {
             code,
             severity,
+            count: count as u64,
             summary,
             detail: detail.into_iter().take(MAX_DETAIL).collect(),
         })
@@ -97,8 +146,9 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
         .collect();
     if !down.is_empty() {
         push(
-            "OSD_DOWN",
+            codes::OSD_DOWN,
             Severity::Warn,
+            down.len(),
             format!("{} osds down", down.len()),
             down,
         );
@@ -114,8 +164,9 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     let unavailable = count(PgState::DOWN);
     if unavailable > 0 {
         push(
-            "PG_AVAILABILITY",
+            codes::PG_AVAILABILITY,
             Severity::Err,
+            unavailable as usize,
             format!("Reduced data availability: {unavailable} pgs down"),
             Vec::new(),
         );
@@ -123,8 +174,9 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     let degraded = count(PgState::UNDERSIZE);
     if degraded > 0 {
         push(
-            "PG_DEGRADED",
+            codes::PG_DEGRADED,
             Severity::Warn,
+            degraded as usize,
             format!("Degraded data redundancy: {degraded} pgs undersized"),
             Vec::new(),
         );
@@ -132,16 +184,18 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     let flags = s.flags();
     if flags.iter().next().is_some() {
         push(
-            "FLAGS_SET",
+            codes::FLAGS_SET,
             Severity::Warn,
+            flags.iter().count(),
             format!("{flags} flag(s) set"),
             Vec::new(),
         );
     }
     if f.expected_monitors > f.monitors {
         push(
-            "MON_DOWN",
+            codes::MON_DOWN,
             Severity::Warn,
+            f.expected_monitors - f.monitors,
             format!(
                 "{}/{} monitors down",
                 f.expected_monitors - f.monitors,
@@ -167,16 +221,18 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
         .collect();
     if !refused.is_empty() {
         push(
-            "OSD_OUT_REFUSED",
+            codes::OSD_OUT_REFUSED,
             Severity::Warn,
+            refused.len(),
             format!("{} down osds not marked out automatically", refused.len()),
             refused,
         );
     }
     if !f.down_refused.is_empty() {
         push(
-            "OSD_DOWN_REFUSED",
+            codes::OSD_DOWN_REFUSED,
             Severity::Err,
+            f.down_refused.len(),
             format!(
                 "{} silent osds not marked down: too few osds would stay up \
                  (osd_min_up_ratio)",
@@ -190,8 +246,9 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     }
     if !f.too_large.is_empty() {
         push(
-            "TXN_TOO_LARGE",
+            codes::TXN_TOO_LARGE,
             Severity::Err,
+            f.too_large.len(),
             format!(
                 "{} changes cannot be committed: each exceeds one etcd transaction \
                  (raise etcd_txn_max_ops / etcd_txn_max_bytes)",
@@ -202,8 +259,9 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
     }
     if !f.flapping.is_empty() {
         push(
-            "OSD_FLAPPING",
+            codes::OSD_FLAPPING,
             Severity::Warn,
+            f.flapping.len(),
             format!("{} osds flapping", f.flapping.len()),
             f.flapping
                 .iter()

@@ -34,6 +34,10 @@ const CLUSTER_LAYERS: &[(&str, &[&str])] = &[
         &["events"],
     ),
     (
+        "health as stored: raised checks, mutes, and the events of their transitions",
+        &["health"],
+    ),
+    (
         "views over OSDs: the placement topology, the auto-out guards",
         &["topology", "out_guards"],
     ),
@@ -54,6 +58,7 @@ const CLUSTER_LAYERS: &[(&str, &[&str])] = &[
         &[
             "osd_ops",
             "pool_ops",
+            "health_ops",
             "rebalance_ops",
             "image_ops",
             "failure",

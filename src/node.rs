@@ -80,6 +80,11 @@ impl Node {
         self.view.borrow().clone()
     }
 
+    /// A receiver of the view of the monitors, for tasks that follow it.
+    pub fn view_receiver(&self) -> watch::Receiver<MonitorView> {
+        self.view.clone()
+    }
+
     /// The leader's advertised address, or "" when unknown (for NOT_LEADER hints).
     pub fn leader_hint(&self) -> String {
         self.view

@@ -49,6 +49,8 @@ macro_rules! for_each_rpc {
                 SetFlag set_flag(SetFlagRequest) -> FlagsResponse, SMALL;
                 UnsetFlag unset_flag(UnsetFlagRequest) -> FlagsResponse, SMALL;
                 GetClusterStatus get_cluster_status(GetClusterStatusRequest) -> GetClusterStatusResponse, SMALL;
+                MuteHealth mute_health(MuteHealthRequest) -> HealthMutesResponse, SMALL;
+                UnmuteHealth unmute_health(UnmuteHealthRequest) -> HealthMutesResponse, SMALL;
                 DataStatistics data_statistics(DataStatisticsRequest) -> DataStatisticsResponse, LARGE;
             }
             stream {

@@ -47,6 +47,10 @@ pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// `events_max_age`): the log may exceed its bounds by what is written in between.
 pub const EVENT_RETENTION_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the leader compares the failing health checks with the stored health (raise,
+/// update, clear, end mutes): a check is announced at most this long after it starts.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
 /// Pause between attempts when etcd cannot be reached.
 pub const ETCD_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between attempts when etcd cannot be reached.
@@ -194,3 +198,11 @@ const _: () = {
 /// heartbeat-age metrics), when heartbeats arrived since. Well under the OSDs' heartbeat
 /// period (3 s), so a published age overstates the real one by at most this.
 pub const HEARTBEAT_AGES_REFRESH: Duration = Duration::from_millis(250);
+
+/// The wall clock in Unix milliseconds: what events are stamped with and health and mutes are
+/// timed by (the core reads no clock; callers pass this in).
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

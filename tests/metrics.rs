@@ -642,7 +642,11 @@ async fn leader_and_standby_metrics_follow_the_cluster_state() {
     assert_eq!(
         s.value(
             "fastblock_health_check",
-            &[("code", "OSD_DOWN"), ("severity", "HEALTH_WARN")]
+            &[
+                ("code", "OSD_DOWN"),
+                ("severity", "HEALTH_WARN"),
+                ("muted", "false")
+            ]
         ),
         1.0
     );
@@ -658,7 +662,11 @@ async fn leader_and_standby_metrics_follow_the_cluster_state() {
     assert_eq!(
         s.value(
             "fastblock_health_check",
-            &[("code", "PG_DEGRADED"), ("severity", "HEALTH_WARN")]
+            &[
+                ("code", "PG_DEGRADED"),
+                ("severity", "HEALTH_WARN"),
+                ("muted", "false")
+            ]
         ),
         1.0
     );

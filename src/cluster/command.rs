@@ -2,13 +2,16 @@
 //! reply type ([`super::reply`]) and the handler that applies it, so the reply a caller gets is
 //! checked by the compiler. [`ClusterState::apply`] runs a command atomically.
 //!
-//! The handlers live in `osd_ops.rs`, `pool_ops.rs`, `image_ops.rs` and `rebalance_ops.rs`.
+//! The handlers live in `osd_ops.rs`, `pool_ops.rs`, `image_ops.rs`, `rebalance_ops.rs` and
+//! `health_ops.rs`.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use super::error::ClusterError;
 use super::events::EventBody;
 use super::flags::ClusterFlag;
+use super::health::{Health, Observed};
 use super::out_guards::OutGuards;
 use super::placement::PlannedMove;
 use super::reply;
@@ -170,6 +173,32 @@ pub struct UnsetFlag(pub ClusterFlag);
 /// raised): they are written like any change's events, with ids in commit order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordEvents(pub Vec<EventBody>);
+
+/// The health task: what fails now, against what was raised (see `Health::reconcile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileHealth {
+    pub observed: Vec<Observed>,
+    pub now_ms: u64,
+    /// Codes whose raised check stays raised when not observed (the term is too young for
+    /// what they are built on).
+    pub held: Vec<String>,
+}
+
+/// Mutes a health check, for `ttl_ms` or until unmuted; `sticky` outlives its clearing and
+/// worsening (and allows muting a check that is not raised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuteHealth {
+    pub code: String,
+    pub ttl_ms: Option<u64>,
+    pub sticky: bool,
+    pub now_ms: u64,
+}
+
+/// Ends the mute of a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmuteHealth {
+    pub code: String,
+}
 
 /// Reconciler: replay what a cleared `noup`/`noin` deferred for these OSDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +378,27 @@ impl Command for RecordEvents {
         let mut applied = Applied::new(());
         applied.events = self.0.clone();
         Ok(applied)
+    }
+}
+
+impl Command for ReconcileHealth {
+    type Reply = Arc<Health>;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        Ok(s.reconcile_health(&self.observed, self.now_ms, &self.held))
+    }
+}
+
+impl Command for MuteHealth {
+    type Reply = Arc<Health>;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.mute_health(&self.code, self.ttl_ms, self.sticky, self.now_ms)
+    }
+}
+
+impl Command for UnmuteHealth {
+    type Reply = Arc<Health>;
+    fn handle(&self, s: &mut ClusterState) -> Result<Applied<Self::Reply>, ClusterError> {
+        s.unmute_health(&self.code)
     }
 }
 

@@ -138,6 +138,17 @@ pub enum ClusterError {
     },
     #[error("{0} is not a PG name like <pool id>.<pg id>")]
     InvalidPgName(String),
+    #[error(
+        "health check {0} is not raised; mute it ahead of time with sticky (it then stays muted \
+         until unmuted or its ttl ends)"
+    )]
+    HealthCheckNotRaised(String),
+    #[error("health check {0} is not muted")]
+    HealthMuteNotFound(String),
+    #[error("mute ttl {0} ms is out of range 1 ms..=365 days")]
+    InvalidMuteTtl(u64),
+    #[error("{0} health checks are muted already; unmute one first")]
+    TooManyMutes(usize),
     #[error("{pool} {pg} is named twice in one report")]
     DuplicatePgName { pool: PoolId, pg: PgId },
 }

@@ -3,8 +3,9 @@
 //! Most events are *derived*: after a command changed the state, [`derive`] compares the
 //! records it touched before and after and names each change of note (an OSD went down, a pool
 //! was created, PG states changed). Nothing can change the state without its event, and no
-//! event exists for a change that was refused. A few events describe what is not in the
-//! state (a leader was elected, a health check was raised); they are recorded with the
+//! event exists for a change that was refused. Health transitions are decided by their own
+//! handlers (`health.rs` names them while it changes the stored health), and a few events
+//! describe what is not in the state (a leader was elected); those are recorded with the
 //! `RecordEvents` command. Either way an event travels in the same transaction as its change:
 //! the commit writer gives the events of a group their ids (from `Counters::next_event_id`,
 //! gap-free) and time, and writes them beside the group's records.
@@ -45,11 +46,16 @@ pub enum EventType {
     FlagUnset,
     MonitorLeaderElected,
     MonitorSteppedDown,
+    HealthCheckRaised,
+    HealthCheckUpdated,
+    HealthCheckCleared,
+    HealthMuted,
+    HealthUnmuted,
 }
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 24] = [
         EventType::OsdApplied,
         EventType::OsdBooted,
         EventType::OsdDown,
@@ -69,6 +75,11 @@ impl EventType {
         EventType::FlagUnset,
         EventType::MonitorLeaderElected,
         EventType::MonitorSteppedDown,
+        EventType::HealthCheckRaised,
+        EventType::HealthCheckUpdated,
+        EventType::HealthCheckCleared,
+        EventType::HealthMuted,
+        EventType::HealthUnmuted,
     ];
 
     /// The dotted name (`osd.down`).
@@ -93,6 +104,11 @@ impl EventType {
             EventType::FlagUnset => "flag.unset",
             EventType::MonitorLeaderElected => "monitor.leader_elected",
             EventType::MonitorSteppedDown => "monitor.stepped_down",
+            EventType::HealthCheckRaised => "health.check_raised",
+            EventType::HealthCheckUpdated => "health.check_updated",
+            EventType::HealthCheckCleared => "health.check_cleared",
+            EventType::HealthMuted => "health.muted",
+            EventType::HealthUnmuted => "health.unmuted",
         }
     }
 }
@@ -167,6 +183,11 @@ impl EventBody {
     fn pool(mut self, pool: PoolId, epoch: Epoch) -> EventBody {
         self.pool_epoch = Some((pool, epoch));
         self
+    }
+
+    /// An event about the health check `code` (`health.OSD_DOWN`).
+    pub(super) fn health(kind: EventType, code: &str, data: Value) -> EventBody {
+        EventBody::new(kind, format!("health.{code}"), data)
     }
 
     /// An event about a monitor (not derived from the state).
@@ -263,6 +284,11 @@ fn order(kind: EventType) -> u8 {
         EventType::ImageCreated | EventType::ImageRemoved | EventType::ImageResized => 5,
         EventType::FlagSet | EventType::FlagUnset => 6,
         EventType::MonitorLeaderElected | EventType::MonitorSteppedDown => 7,
+        EventType::HealthCheckRaised
+        | EventType::HealthCheckUpdated
+        | EventType::HealthCheckCleared
+        | EventType::HealthMuted
+        | EventType::HealthUnmuted => 8,
     }
 }
 

@@ -7,6 +7,8 @@ mod error;
 pub mod events;
 pub mod failure;
 mod flags;
+pub mod health;
+mod health_ops;
 mod image;
 mod image_ops;
 pub mod iostats;
@@ -31,6 +33,7 @@ pub use command::{BootArgs, Command, PoolArgs, ShardArg};
 pub use error::{ClusterError, ECHO_BYTES, clip, echo};
 pub use events::{Event, EventBody, EventType};
 pub use flags::{ClusterFlag, Flags};
+pub use health::{Health, Severity};
 pub use image::{DEFAULT_OBJECT_SIZE, Image, MAX_IMAGE_NAME};
 pub use osd::{
     DEFAULT_ROOT, DownReason, Liveness, Location, MAX_ADDRESS_TEXT, MAX_CONFIG_TEXT, MAX_LABEL,

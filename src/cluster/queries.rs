@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::command;
 use super::error::ClusterError;
 use super::flags::{ClusterFlag, Flags};
+use super::health::Health;
 use super::image::Image;
 use super::osd::{Liveness, Membership, Osd, OutReason};
 use super::placement::{self, Loads, Placement, PlannedMove, PoolSpec, PoolView, spec_of};
@@ -53,6 +54,11 @@ impl ClusterState {
     /// The cluster flags set.
     pub fn flags(&self) -> Flags {
         self.meta.flags
+    }
+
+    /// The raised health checks and the mutes.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Shards per OSD; None until the first boot.

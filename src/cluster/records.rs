@@ -8,6 +8,7 @@ use prost::Message;
 
 use super::events::{Event, EventBody};
 use super::flags::Flags;
+use super::health::{Health, Mute, Raised, Severity};
 use super::image::Image;
 use super::osd::{DownReason, Liveness, Location, Membership, Osd, OutReason, Shard};
 use super::pool::{FailureDomain, Pg, PgState, Target};
@@ -32,6 +33,8 @@ pub enum RecordKey {
     Tombstone(PoolId),
     /// The osdmap epoch at which an OSD was purged.
     PurgedOsd(OsdId),
+    /// The raised health checks and their mutes.
+    Health,
 }
 
 /// The osdmap-wide settings.
@@ -93,6 +96,7 @@ pub enum Record {
     Image(Arc<Image>),
     Tombstone(Tombstone),
     PurgedOsd(OsdId, Epoch),
+    Health(Health),
 }
 
 /// A stored value that does not decode.
@@ -208,6 +212,7 @@ pub fn encode_record(record: &Record) -> Vec<u8> {
             epoch: epoch.0,
         }
         .encode_to_vec(),
+        Record::Health(h) => health_to_pb(h).encode_to_vec(),
     }
 }
 
@@ -293,7 +298,74 @@ pub fn decode_record(key: &RecordKey, value: &[u8]) -> Result<Record, DecodeErro
             }
             Record::PurgedOsd(*id, Epoch(r.epoch))
         }
+        RecordKey::Health => {
+            Record::Health(health_from_pb(pb::HealthRecord::decode(value).map_err(pe)?))
+        }
     })
+}
+
+fn health_to_pb(h: &Health) -> pb::HealthRecord {
+    pb::HealthRecord {
+        raised: h
+            .raised
+            .iter()
+            .map(|(code, r)| pb::RaisedCheckRecord {
+                code: code.clone(),
+                severity: r.severity.to_u32(),
+                count: r.count,
+                summary: r.summary.clone(),
+                since_ms: r.since_ms,
+            })
+            .collect(),
+        mutes: h
+            .mutes
+            .iter()
+            .map(|(code, m)| pb::HealthMuteRecord {
+                code: code.clone(),
+                until_ms: m.until_ms.unwrap_or(0),
+                sticky: m.sticky,
+                severity: m.severity.to_u32(),
+                count: m.count,
+                since_ms: m.since_ms,
+            })
+            .collect(),
+    }
+}
+
+fn health_from_pb(r: pb::HealthRecord) -> Health {
+    Health {
+        raised: r
+            .raised
+            .into_iter()
+            .map(|c| {
+                (
+                    c.code,
+                    Raised {
+                        severity: Severity::from_u32(c.severity),
+                        count: c.count,
+                        summary: c.summary,
+                        since_ms: c.since_ms,
+                    },
+                )
+            })
+            .collect(),
+        mutes: r
+            .mutes
+            .into_iter()
+            .map(|m| {
+                (
+                    m.code,
+                    Mute {
+                        until_ms: (m.until_ms > 0).then_some(m.until_ms),
+                        sticky: m.sticky,
+                        severity: Severity::from_u32(m.severity),
+                        count: m.count,
+                        since_ms: m.since_ms,
+                    },
+                )
+            })
+            .collect(),
+    }
 }
 
 fn osd_to_pb(o: &Osd) -> pb::OsdRecord {

@@ -17,6 +17,7 @@ use imbl::{HashMap as PHashMap, OrdMap};
 use uuid::Uuid;
 
 use super::events::{self, EventBody};
+use super::health::Health;
 use super::image::Image;
 use super::osd::Osd;
 use super::pool::{Pg, PgTable, Pool, chunk_of};
@@ -86,6 +87,8 @@ pub struct ClusterState {
     pub(super) purged: OrdMap<OsdId, Epoch>,
     pub(super) images: OrdMap<(PoolId, ImageId), Arc<Image>>,
     pub(super) image_by_name: PHashMap<(PoolId, String), ImageId>,
+    /// Raised health checks and mutes.
+    pub(super) health: Arc<Health>,
     /// Group bookkeeping: maps whose epoch this group already bumped.
     osdmap_bumped: bool,
     pools_bumped: Vec<PoolId>,
@@ -136,6 +139,7 @@ impl ClusterState {
                 Record::PurgedOsd(id, epoch) => {
                     s.purged.insert(id, epoch);
                 }
+                Record::Health(h) => s.health = Arc::new(h),
             }
         }
         let mut garbage = Vec::new();
@@ -194,7 +198,7 @@ impl ClusterState {
 
     /// The key of every record the state consists of (what a full write of it stores), in the
     /// order a writer makes them visible: OSDs, PG chunks before their pools, images,
-    /// tombstones and purges, then the counters and the osdmap meta last.
+    /// tombstones and purges, health, then the counters and the osdmap meta last.
     pub fn record_keys(&self) -> Vec<RecordKey> {
         let mut keys: Vec<RecordKey> = self.osds.keys().map(|id| RecordKey::Osd(*id)).collect();
         for p in self.pools.values() {
@@ -204,6 +208,7 @@ impl ClusterState {
         keys.extend(self.images.keys().map(|(p, i)| RecordKey::Image(*p, *i)));
         keys.extend(self.tombstones.keys().map(|id| RecordKey::Tombstone(*id)));
         keys.extend(self.purged.keys().map(|id| RecordKey::PurgedOsd(*id)));
+        keys.push(RecordKey::Health);
         keys.push(RecordKey::Counters);
         keys.push(RecordKey::OsdMapMeta);
         keys
@@ -236,6 +241,7 @@ impl ClusterState {
             }
             RecordKey::Tombstone(id) => self.tombstones.get(id).cloned().map(Record::Tombstone),
             RecordKey::PurgedOsd(id) => self.purged.get(id).map(|e| Record::PurgedOsd(*id, *e)),
+            RecordKey::Health => Some(Record::Health(Health::clone(&self.health))),
         }
     }
 
@@ -290,7 +296,11 @@ impl ClusterState {
                         &mut out,
                     )
                 }
-                RecordKey::Counters | RecordKey::Tombstone(_) | RecordKey::PurgedOsd(_) => {}
+                // Health transitions are named by their handler (`health_ops.rs`).
+                RecordKey::Counters
+                | RecordKey::Tombstone(_)
+                | RecordKey::PurgedOsd(_)
+                | RecordKey::Health => {}
             }
         }
         for (pool, changed) in pg_changes {
@@ -469,7 +479,8 @@ pub(crate) mod tests {
         .unwrap();
         let keys = s.record_keys();
         assert_eq!(keys.last(), Some(&RecordKey::OsdMapMeta));
-        assert_eq!(keys.len(), 2 + 6 + 1 + 2 + 1, "{keys:?}");
+        // Meta and counters, 6 OSDs, the pool, its 2 chunks, the image, the health.
+        assert_eq!(keys.len(), 2 + 6 + 1 + 2 + 1 + 1, "{keys:?}");
         // An orphan chunk (an interrupted create of pool 9) is reported as garbage.
         let orphan = (
             RecordKey::PgChunk(PoolId(9), 0),

@@ -59,6 +59,7 @@ impl KeyLayout {
             RecordKey::Image(pool, id) => format!("{p}image/{:010}/{:020}", pool.0, id.0),
             RecordKey::Tombstone(id) => format!("{p}deleted-pool/{:010}", id.0),
             RecordKey::PurgedOsd(id) => format!("{p}purged-osd/{:010}", id.0),
+            RecordKey::Health => format!("{p}health"),
         }
     }
 
@@ -77,6 +78,7 @@ impl KeyLayout {
         let parsed = match (kind, a, b) {
             ("osdmap", None, None) => RecordKey::OsdMapMeta,
             ("counters", None, None) => RecordKey::Counters,
+            ("health", None, None) => RecordKey::Health,
             ("osd", Some(_), None) => RecordKey::Osd(OsdId(u32::try_from(num(a)?).ok()?)),
             ("pool", Some(_), None) => RecordKey::Pool(PoolId(u32::try_from(num(a)?).ok()?)),
             ("pg", Some(_), Some(_)) => RecordKey::PgChunk(
@@ -182,6 +184,7 @@ mod tests {
         let cases = [
             (RecordKey::OsdMapMeta, "/fastblock/cluster/osdmap"),
             (RecordKey::Counters, "/fastblock/cluster/counters"),
+            (RecordKey::Health, "/fastblock/cluster/health"),
             (
                 RecordKey::Osd(OsdId(42)),
                 "/fastblock/cluster/osd/0000000042",
@@ -267,6 +270,7 @@ mod tests {
                 RecordKey::Image(PoolId(7), ImageId(u64::MAX)),
                 RecordKey::Tombstone(PoolId(u32::MAX)),
                 RecordKey::PurgedOsd(OsdId(0)),
+                RecordKey::Health,
             ]
             .iter()
             .map(|r| k.record(r).into_bytes())

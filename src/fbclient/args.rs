@@ -160,6 +160,22 @@ pub struct Args {
     /// events, watchevents: event type prefixes, comma-separated (e.g. osd.,health.).
     #[arg(long = "type", value_delimiter = ',', value_name = "PREFIXES")]
     pub types: Vec<String>,
+    /// health: mute this check (e.g. OSD_DOWN): listed, but not counted in the overall status.
+    #[arg(long, value_name = "CODE")]
+    pub mute: Option<String>,
+    /// health: end the mute of this check.
+    #[arg(long, value_name = "CODE")]
+    pub unmute: Option<String>,
+    /// health -mute: how long the mute lasts, e.g. "1h", "30m" (default: until unmuted).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<Duration>,
+    /// health -mute: keep the mute when the check worsens or clears (and allow muting a check
+    /// that is not raised, ahead of planned work).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_name = "BOOL",
+          hide_default_value = true, hide_possible_values = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub sticky: bool,
     /// getosdmap: also print every shard's core, port and raw port.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_name = "BOOL",
@@ -245,6 +261,10 @@ impl Args {
             "last" => self.last.is_some(),
             "from" => self.from.is_some(),
             "type" => !self.types.is_empty(),
+            "mute" => self.mute.is_some(),
+            "unmute" => self.unmute.is_some(),
+            "ttl" => self.ttl.is_some(),
+            "sticky" => self.sticky,
             _ => return None,
         })
     }

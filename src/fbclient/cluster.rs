@@ -68,7 +68,8 @@ pub fn render_status(s: &api::GetClusterStatusResponse) -> String {
     put!(out, "  cluster:");
     put!(out, "    health: {}", health_name(s.health));
     for c in &s.checks {
-        put!(out, "            {}: {}", c.code, c.summary);
+        let muted = if c.muted { " (muted)" } else { "" };
+        put!(out, "            {}: {}{muted}", c.code, c.summary);
     }
     put!(out);
     put!(out, "  services:");
@@ -142,7 +143,34 @@ pub fn render_status(s: &api::GetClusterStatusResponse) -> String {
 }
 
 /// `health`: the status and every check with its details. Succeeds whatever the health.
+/// With `-mute=CODE` (`-ttl`, `-sticky`) or `-unmute=CODE` it changes the mute first and says
+/// so above the status.
 pub async fn health(ctx: &Ctx) -> Result<Output, Failure> {
+    let mut done = Vec::new();
+    if let Some(code) = &ctx.args.mute {
+        let ttl_ms = ctx.args.ttl.map_or(0, |t| t.as_millis().max(1) as u64);
+        ctx.client
+            .mute_health(api::MuteHealthRequest {
+                code: code.clone(),
+                ttl_ms,
+                sticky: ctx.args.sticky,
+            })
+            .await?;
+        let how_long = match ctx.args.ttl {
+            Some(t) => format!("for {}", humantime::format_duration(t)),
+            None => "until unmuted".to_string(),
+        };
+        let sticky = if ctx.args.sticky { ", sticky" } else { "" };
+        done.push(format!("muted {code} {how_long}{sticky}"));
+    } else if ctx.args.ttl.is_some() || ctx.args.sticky {
+        return Err(Failure::Usage("-ttl and -sticky go with -mute=CODE".into()));
+    }
+    if let Some(code) = &ctx.args.unmute {
+        ctx.client
+            .unmute_health(api::UnmuteHealthRequest { code: code.clone() })
+            .await?;
+        done.push(format!("unmuted {code}"));
+    }
     let s = ctx
         .client
         .get_cluster_status(api::GetClusterStatusRequest {})
@@ -150,12 +178,17 @@ pub async fn health(ctx: &Ctx) -> Result<Output, Failure> {
     Ok(ctx.output(
         || {
             json!({
+                "done": done,
                 "health": health_name(s.health),
                 "checks": s.checks.iter().map(json::check).collect::<Vec<_>>(),
+                "mutes": s.mutes.iter().map(json::mute).collect::<Vec<_>>(),
             })
         },
         || {
             let mut out = String::new();
+            for d in &done {
+                put!(out, "{d}");
+            }
             put!(out, "{}", health_name(s.health));
             for c in &s.checks {
                 let severity = match api::HealthStatus::try_from(c.severity) {
@@ -163,14 +196,33 @@ pub async fn health(ctx: &Ctx) -> Result<Output, Failure> {
                     Ok(api::HealthStatus::Warn) => "WRN",
                     _ => "INF",
                 };
-                put!(out, "[{severity}] {}: {}", c.code, c.summary);
+                let muted = if c.muted { " (muted)" } else { "" };
+                put!(out, "[{severity}] {}: {}{muted}", c.code, c.summary);
                 for d in &c.detail {
                     put!(out, "    {d}");
+                }
+            }
+            if !s.mutes.is_empty() {
+                put!(out, "mutes:");
+                for m in &s.mutes {
+                    let until = if m.until_ms > 0 {
+                        format!("until {}", unix_ms_text(m.until_ms))
+                    } else {
+                        "until unmuted".to_string()
+                    };
+                    let sticky = if m.sticky { ", sticky" } else { "" };
+                    put!(out, "    {} {until}{sticky}", m.code);
                 }
             }
             out
         },
     ))
+}
+
+/// A Unix time in ms as RFC 3339 (UTC, seconds).
+fn unix_ms_text(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// `-set=FLAG` / `-unset=FLAG` (both may be given: set first).

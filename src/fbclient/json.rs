@@ -124,8 +124,21 @@ pub fn check(c: &api::HealthCheck) -> Value {
     json!({
         "code": c.code,
         "severity": health_name(c.severity),
+        "count": c.count,
+        "muted": c.muted,
+        "since_ms": c.since_ms,
         "summary": c.summary,
         "detail": c.detail,
+    })
+}
+
+/// One mute of a health check (`until_ms` null: until unmuted).
+pub fn mute(m: &api::HealthMute) -> Value {
+    json!({
+        "code": m.code,
+        "until_ms": (m.until_ms > 0).then_some(m.until_ms),
+        "sticky": m.sticky,
+        "since_ms": m.since_ms,
     })
 }
 
@@ -135,6 +148,7 @@ pub fn status(s: &api::GetClusterStatusResponse) -> Value {
     json!({
         "health": health_name(s.health),
         "checks": s.checks.iter().map(check).collect::<Vec<_>>(),
+        "mutes": s.mutes.iter().map(mute).collect::<Vec<_>>(),
         "flags": flag_names(&s.flags),
         "monitors": s.monitors.iter().map(monitor).collect::<Vec<_>>(),
         "leader_epoch": s.leader_epoch,

@@ -64,7 +64,9 @@ pub const OPS: &[OpSpec] = &[
     op("status", |c| shown(cluster::status(c)),
        &[], &[], "cluster summary like `ceph -s`: health, monitors, OSDs, pools, PGs, I/O"),
     op("health", |c| shown(cluster::health(c)),
-       &[], &[], "health status and every check with its details (exit 0 even when WARN/ERR)"),
+       &[], &["mute", "ttl", "sticky", "unmute"],
+       "health status and every check with its details (exit 0 even when WARN/ERR); \
+        -mute=CODE [-ttl=1h] [-sticky] mutes a check, -unmute=CODE ends its mute"),
     op("osdtree", |c| shown(cluster::osd_tree(c)),
        &[], &[], "the topology root → rack → host → osd with weights and up/in, like `ceph osd tree`"),
     op("backup", |c| shown(backup::backup(c)),

@@ -151,26 +151,36 @@ pub fn render(node: &Node, out: &mut String) {
     );
 
     let checks = serving.health(&snap, node.view().monitors.len(), node.expected_monitors);
-    let level = match health::overall(&checks) {
+    let stored = snap.health();
+    let level = match health::overall(&checks, stored) {
         Severity::Ok => 0.0,
         Severity::Warn => 1.0,
         Severity::Err => 2.0,
     };
     w.gauge(
         "fastblock_health_status",
-        "Cluster health: 0 OK, 1 WARN, 2 ERR (leader only)",
+        "Cluster health: 0 OK, 1 WARN, 2 ERR, muted checks not counted (leader only)",
         level,
     );
     if !checks.is_empty() {
         w.family(
             "fastblock_health_check",
             "gauge",
-            "1 for every failing health check, e.g. code=\"OSD_DOWN\" (leader only)",
+            "1 for every failing health check, e.g. code=\"OSD_DOWN\"; muted=\"true\" while an operator mutes it (leader only)",
         );
         for c in &checks {
+            let muted = if stored.is_muted(c.code) {
+                "true"
+            } else {
+                "false"
+            };
             w.sample(
                 "fastblock_health_check",
-                &[("code", c.code), ("severity", c.severity.name())],
+                &[
+                    ("code", c.code),
+                    ("severity", c.severity.name()),
+                    ("muted", muted),
+                ],
                 1.0,
             );
         }

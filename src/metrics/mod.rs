@@ -63,17 +63,20 @@ pub enum TermTask {
     RaftLeader,
     /// The election's event and the event log's retention.
     Events,
+    /// Health checks raised, updated and cleared; mutes that end.
+    Health,
 }
 
 impl TermTask {
     /// Every task, for pre-created series.
-    pub const ALL: [TermTask; 6] = [
+    pub const ALL: [TermTask; 7] = [
         TermTask::Pipeline,
         TermTask::Heartbeats,
         TermTask::FailureCheck,
         TermTask::Reconcile,
         TermTask::RaftLeader,
         TermTask::Events,
+        TermTask::Health,
     ];
 
     /// The label value.
@@ -85,6 +88,7 @@ impl TermTask {
             TermTask::Reconcile => "reconcile",
             TermTask::RaftLeader => "raft_leader",
             TermTask::Events => "events",
+            TermTask::Health => "health",
         }
     }
 }

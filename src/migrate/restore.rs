@@ -153,7 +153,7 @@ pub fn raise_epochs(records: &mut [(RecordKey, Record)], jump: u64) -> Raised {
             }
             Record::Tombstone(t) => t.deleted_epoch = raise(t.deleted_epoch),
             Record::PurgedOsd(_, e) => *e = osdmap_to,
-            Record::Counters(_) | Record::Pool(_) | Record::Image(_) => {}
+            Record::Counters(_) | Record::Pool(_) | Record::Image(_) | Record::Health(_) => {}
         }
     }
     Raised {

@@ -98,6 +98,28 @@ impl MonitorService {
         self.change_flag(r.flag, false).await
     }
 
+    pub(super) async fn mute_health(
+        &self,
+        r: api::MuteHealthRequest,
+    ) -> Result<api::HealthMutesResponse, Status> {
+        let command = requests::mute_health(&r, crate::timing::unix_ms_now())?;
+        let serving = self.leader()?;
+        let health = self.propose(&serving, command).await?;
+        Ok(convert::health_mutes(&health))
+    }
+
+    pub(super) async fn unmute_health(
+        &self,
+        r: api::UnmuteHealthRequest,
+    ) -> Result<api::HealthMutesResponse, Status> {
+        let code = requests::health_code(&r.code)?;
+        let serving = self.leader()?;
+        let health = self
+            .propose(&serving, command::UnmuteHealth { code })
+            .await?;
+        Ok(convert::health_mutes(&health))
+    }
+
     pub(super) async fn get_cluster_status(
         &self,
         _r: api::GetClusterStatusRequest,
@@ -109,12 +131,16 @@ impl MonitorService {
         let states = health::pg_states(&snap);
         let pgs = states.values().sum();
         let checks = serving.health(&snap, monitors.len(), self.node.expected_monitors);
-        let health = severity(health::overall(&checks)) as i32;
+        let stored = snap.health();
+        let health = severity(health::overall(&checks, stored)) as i32;
         let checks = checks
             .into_iter()
             .map(|c| api::HealthCheck {
                 code: c.code.to_string(),
                 severity: severity(c.severity) as i32,
+                muted: stored.is_muted(c.code),
+                count: c.count,
+                since_ms: stored.raised.get(c.code).map_or(0, |r| r.since_ms),
                 summary: c.summary,
                 detail: c.detail,
             })
@@ -148,6 +174,7 @@ impl MonitorService {
             }),
             recovery_pgs_per_sec: rates.recovery_pgs_per_sec,
             images: snap.image_count() as u64,
+            mutes: convert::health_mutes(stored).mutes,
         })
     }
 

@@ -1,6 +1,6 @@
 //! Domain types → API messages.
 
-use crate::cluster::{ClusterState, Flags, Image, Liveness, Osd, Pg, Pool, Shard};
+use crate::cluster::{ClusterState, Flags, Health, Image, Liveness, Osd, Pg, Pool, Shard};
 use crate::proto::monitor as api;
 use crate::proto::wire::{OsdMapFields, PoolPgMapFields};
 
@@ -52,6 +52,22 @@ pub fn shard_table(shards: &[Shard]) -> api::ShardTable {
             count,
             ..Default::default()
         }
+    }
+}
+
+/// Every mute of the stored health.
+pub fn health_mutes(h: &Health) -> api::HealthMutesResponse {
+    api::HealthMutesResponse {
+        mutes: h
+            .mutes
+            .iter()
+            .map(|(code, m)| api::HealthMute {
+                code: code.clone(),
+                until_ms: m.until_ms.unwrap_or(0),
+                sticky: m.sticky,
+                since_ms: m.since_ms,
+            })
+            .collect(),
     }
 }
 

@@ -251,8 +251,13 @@ async fn stream(
             continue;
         }
         if log.latest() < cursor {
-            // The ids went back: the log was restored from a backup.
-            return Err(ahead(cursor, log.latest()));
+            // This monitor's copy may only lag etcd (the resume point was checked against
+            // etcd, or came from another monitor): ids went back only if etcd says so too
+            // (the log was restored from a backup).
+            let next = log.store().next_id().await.map_err(|e| read_error(&e))?;
+            if next <= cursor {
+                return Err(ahead(cursor, next - 1));
+            }
         }
         tokio::select! {
             _ = tx.closed() => return Ok(()),

@@ -462,6 +462,22 @@ fuzz_request! {
             Ok(flag) => propose(command::UnsetFlag(flag), len),
             Err(st) => check_refusal(&st, len),
         };
+    // A mute is checked (code, then the core's ttl and raised checks) and proposed.
+    mute_health: api::MuteHealthRequest = vec![
+        api::MuteHealthRequest { code: "OSD_DOWN".into(), ttl_ms: 3_600_000, sticky: false },
+        api::MuteHealthRequest { code: "PG_DEGRADED".into(), ttl_ms: 0, sticky: true },
+    ] => |r, len| match requests::mute_health(&r, 1_000) {
+        Ok(command) => propose(command, len),
+        Err(st) => {
+            check_refusal(&st, len);
+            assert_eq!(status::reason(&st).as_deref(), Some(super::reasons::INVALID_HEALTH_CHECK));
+        }
+    };
+    unmute_health: api::UnmuteHealthRequest = vec![api::UnmuteHealthRequest { code: "OSD_DOWN".into() }]
+        => |r, len| match requests::health_code(&r.code) {
+            Ok(code) => propose(command::UnmuteHealth { code }, len),
+            Err(st) => check_refusal(&st, len),
+        };
     data_statistics: api::DataStatisticsRequest = statistics_seeds()
         => |r, len| serve_statistics(r, len);
     watch_cluster_map: api::WatchClusterMapRequest = watch_seeds()

@@ -123,6 +123,16 @@ reasons! {
     EVENTS_AHEAD,
     /// A type filter of WatchEvents or ListEvents that is not a valid prefix.
     INVALID_EVENT_TYPE,
+    /// A health check code that is malformed or names no check the monitor has.
+    INVALID_HEALTH_CHECK,
+    /// A mute of a check that is not raised, without sticky.
+    HEALTH_CHECK_NOT_RAISED,
+    /// An unmute of a check that is not muted.
+    HEALTH_MUTE_NOT_FOUND,
+    /// A mute ttl of 0 or longer than a year.
+    INVALID_MUTE_TTL,
+    /// A mute past the most mutes kept at once.
+    TOO_MANY_MUTES,
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 use tonic::Status;
 
 use super::{convert, status};
+use crate::cluster::health::MAX_CHECK_CODE;
 use crate::cluster::iostats::{IoCounters, IoReport};
 use crate::cluster::{
     BootArgs, BootInstance, ClusterError, ClusterFlag, ClusterState, OsdId, PgId, PoolArgs, PoolId,
     ShardArg, command, echo,
 };
+use crate::health;
 use crate::proto::monitor as api;
 
 fn osds(ids: &[u32]) -> Vec<OsdId> {
@@ -245,6 +247,49 @@ pub const MAX_EVENT_TYPE: usize = 64;
 
 /// The type prefixes of WatchEvents / ListEvents, checked: at most 32, each 1..=64 characters
 /// of `a-z 0-9 _ .`.
+/// A health check code: 1..=64 characters of `A-Z 0-9 _`, naming one of the monitor's checks.
+pub(super) fn health_code(code: &str) -> Result<String, Status> {
+    let invalid = |why: String| {
+        status::error(
+            tonic::Code::InvalidArgument,
+            super::reasons::INVALID_HEALTH_CHECK,
+            why,
+        )
+    };
+    let well_formed = !code.is_empty()
+        && code.len() <= MAX_CHECK_CODE
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !well_formed {
+        return Err(invalid(format!(
+            "health check code {} is not 1 to {MAX_CHECK_CODE} characters of A-Z, 0-9 and '_'",
+            echo(code)
+        )));
+    }
+    if !health::codes::known(code) {
+        return Err(invalid(format!(
+            "no health check is named {}; the checks are {}",
+            echo(code),
+            health::codes::ALL.join(", ")
+        )));
+    }
+    Ok(code.to_string())
+}
+
+/// MuteHealth as a command at `now_ms` (the ttl's range is the core's check).
+pub(super) fn mute_health(
+    r: &api::MuteHealthRequest,
+    now_ms: u64,
+) -> Result<command::MuteHealth, Status> {
+    Ok(command::MuteHealth {
+        code: health_code(&r.code)?,
+        ttl_ms: (r.ttl_ms > 0).then_some(r.ttl_ms),
+        sticky: r.sticky,
+        now_ms,
+    })
+}
+
 pub(super) fn event_types(types: &[String]) -> Result<Vec<String>, Status> {
     let invalid = |why: String| {
         status::error(

@@ -136,6 +136,10 @@ pub fn cluster_error_code(e: &ClusterError) -> (Code, &'static str) {
         E::ReporterMissing => (C::InvalidArgument, R::PG_REPORTER_MISSING),
         E::ReporterNotUp(_) => (C::FailedPrecondition, R::PG_REPORTER_NOT_UP),
         E::InvalidPgName(_) => (C::InvalidArgument, R::INVALID_PG_NAME),
+        E::HealthCheckNotRaised(_) => (C::FailedPrecondition, R::HEALTH_CHECK_NOT_RAISED),
+        E::HealthMuteNotFound(_) => (C::NotFound, R::HEALTH_MUTE_NOT_FOUND),
+        E::InvalidMuteTtl(_) => (C::InvalidArgument, R::INVALID_MUTE_TTL),
+        E::TooManyMutes(_) => (C::ResourceExhausted, R::TOO_MANY_MUTES),
         E::DuplicatePgName { .. } => (C::InvalidArgument, R::DUPLICATE_PG_NAME),
     }
 }

@@ -1,10 +1,11 @@
 //! Runs each leadership term: load the state (fenced, consistent), serve it through the commit
-//! pipeline with the term's tasks (heartbeat actor, failure check, reconciler, raft leader
-//! placement), end the term when one of them fails, and stop serving the moment the term
+//! pipeline with the term's tasks (heartbeat actor, failure check, reconciler, events, health,
+//! raft leader placement), end the term when one of them fails, and stop serving the moment the term
 //! ends. `context.rs` is what the front ends serve from; `tasks.rs` holds the term's tasks.
 
 mod context;
 mod events;
+mod health;
 mod tasks;
 
 pub use context::{SharedIoStats, TermContext, TermParts};
@@ -113,6 +114,16 @@ async fn run_term(
             node.me.name.clone(),
             node.me.grpc_address.clone(),
             node.metrics.clone(),
+            tasks.stop_token(),
+        ),
+    );
+    tasks.spawn_infallible(
+        TermTask::Health,
+        health::run(
+            context.clone(),
+            node.view_receiver(),
+            node.expected_monitors,
+            settings.failure.down_after,
             tasks.stop_token(),
         ),
     );

@@ -5,6 +5,7 @@
 
 mod echo;
 mod events;
+mod health;
 mod images;
 mod iostats;
 mod osds;
@@ -232,6 +233,16 @@ pub(super) struct Store {
 }
 
 impl Store {
+    /// A store holding every record of `s` (as an import writes it).
+    pub fn holding(s: &ClusterState) -> Store {
+        let mut store = Store::default();
+        for key in s.record_keys() {
+            let record = s.record(&key).expect("a key of the state has its record");
+            store.values.insert(key, encode_record(&record));
+        }
+        store
+    }
+
     /// Writes the prelude and the touched records (None: delete), then does the cleanup.
     pub fn persist<R>(&mut self, s: &ClusterState, a: &Applied<R>) {
         for key in a.prelude.iter().chain(&a.touched) {
