@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::cluster::failure::Late;
 use crate::cluster::health::Observed;
 use crate::cluster::{ClusterState, Health, Liveness, OsdId, OutRefusal, PgState};
 
@@ -28,6 +29,8 @@ pub mod codes {
         OSD_DOWN,
         /// OSDs marked down repeatedly within the flapping window.
         OSD_FLAPPING,
+        /// Up OSDs silent for three of their usual heartbeat intervals, not yet marked down.
+        OSD_HEARTBEAT_LATE,
         /// Down OSDs the auto-out guards keep in.
         OSD_OUT_REFUSED,
         /// Silent OSDs the min-up-ratio guard keeps up.
@@ -92,6 +95,8 @@ pub struct Findings<'a> {
     pub down_refused: &'a [OsdId],
     /// OSDs marked down repeatedly, with how often.
     pub flapping: &'a [(OsdId, usize)],
+    /// Up OSDs late with their heartbeats.
+    pub late: &'a [Late],
     /// Changes that cannot be committed under the transaction limits, one line each.
     pub too_large: &'a [String],
     /// Monitors registered now, and how many the cluster is configured with (0: unknown).
@@ -266,6 +271,28 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
             f.flapping
                 .iter()
                 .map(|(id, n)| format!("{id} marked down {n} times recently"))
+                .collect(),
+        );
+    }
+    if !f.late.is_empty() {
+        push(
+            codes::OSD_HEARTBEAT_LATE,
+            Severity::Warn,
+            f.late.len(),
+            format!(
+                "{} osds late with heartbeats (not marked down yet)",
+                f.late.len()
+            ),
+            f.late
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} silent for {:.1}s (usually every {:.1}s)",
+                        l.id,
+                        l.silent.as_secs_f64(),
+                        l.usual.as_secs_f64()
+                    )
+                })
                 .collect(),
         );
     }

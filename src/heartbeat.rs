@@ -228,6 +228,7 @@ impl HeartbeatActor {
                         out_refused,
                         down_refused,
                         flapping,
+                        late: self.detector.late(),
                     }),
                     heard: Arc::new(self.detector.last_heard()),
                 }));

@@ -375,3 +375,89 @@ async fn a_new_leader_neither_raises_again_nor_forgets_a_mute() {
         "cleared"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_osd_late_with_its_heartbeats_is_warned_about_before_it_is_marked_down() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "osd_down_after = \"6s\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = Arc::new(c.client(0));
+    let osds = boot_osds(&m, 1, 3, 3).await;
+    // Every OSD beats every 300 ms; OSD 1 stops when told.
+    let stop_one = tokio_util::sync::CancellationToken::new();
+    let mut beats = Vec::new();
+    for (k, o) in osds.iter().enumerate() {
+        let (m, stop, id, instance) = (m.clone(), stop_one.clone(), o.id, o.instance);
+        beats.push(tokio::spawn(async move {
+            loop {
+                if k == 0 && stop.is_cancelled() {
+                    return;
+                }
+                let _ = m
+                    .heartbeat(api::HeartbeatRequest {
+                        osd_id: id,
+                        boot_instance: instance,
+                    })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }));
+    }
+    // Enough intervals for every window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = latest(&m).await;
+    let mut w = EventWatcher::new(
+        m.clone(),
+        EventStart::After(start),
+        vec!["health.".to_string(), "osd.down".to_string()],
+    );
+    stop_one.cancel();
+    let subject = format!("osd.{}", osds[0].id);
+    let mut seen = Vec::new();
+    while !seen.contains(&(
+        "health.check_cleared".to_string(),
+        "health.OSD_HEARTBEAT_LATE".to_string(),
+    )) {
+        let e = next_health(&mut w).await;
+        if e.r#type == "health.check_raised" && e.subject == "health.OSD_HEARTBEAT_LATE" {
+            let d = data(&e);
+            assert_eq!(d["count"], 1, "{d}");
+            let s = status(&m).await;
+            if let Some(late) = check(&s, "OSD_HEARTBEAT_LATE") {
+                assert!(
+                    late.detail[0].starts_with(&format!("{subject} silent for ")),
+                    "{late:?}"
+                );
+            }
+        }
+        seen.push((e.r#type, e.subject));
+    }
+    let at = |t: &str, s: &str| {
+        seen.iter()
+            .position(|(a, b)| a == t && b == s)
+            .unwrap_or_else(|| panic!("no {t} {s} in {seen:?}"))
+    };
+    let raised = at("health.check_raised", "health.OSD_HEARTBEAT_LATE");
+    let down = at("osd.down", &subject);
+    let cleared = at("health.check_cleared", "health.OSD_HEARTBEAT_LATE");
+    assert!(
+        raised < down && down < cleared,
+        "late, then down, then no longer late: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|(t, s)| t == "health.check_raised" && s == "health.OSD_HEARTBEAT_LATE")
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    for b in beats {
+        b.abort();
+    }
+}

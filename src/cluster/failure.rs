@@ -34,6 +34,53 @@ pub struct FailurePolicy {
     pub min_up_ratio: f64,
 }
 
+/// Heartbeat intervals kept per OSD: its window (the last N intervals, the way a cluster
+/// monitor keeps a window of each peer's metrics).
+pub const HEARTBEAT_WINDOW: usize = 8;
+/// Intervals an OSD's window needs before the OSD can be found late.
+const MIN_SAMPLES: usize = 3;
+/// Late: silent for longer than this many times its usual interval...
+const LATE_FACTOR: u32 = 3;
+/// ... and for longer than this (an OSD beating every 10 ms is not late after 30 ms).
+const MIN_LATE: Duration = Duration::from_secs(1);
+
+/// An up OSD silent for much longer than it usually is, not yet long enough to be marked
+/// down: the warning before the mark-down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    pub id: OsdId,
+    /// Since its last heartbeat.
+    pub silent: Duration,
+    /// The mean interval of its window.
+    pub usual: Duration,
+}
+
+/// One OSD's heartbeat window: its last heartbeat and the intervals before it.
+#[derive(Debug, Clone, Default)]
+struct Window {
+    last: Option<Instant>,
+    intervals: VecDeque<Duration>,
+}
+
+impl Window {
+    fn heard(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            if self.intervals.len() == HEARTBEAT_WINDOW {
+                self.intervals.pop_front();
+            }
+            self.intervals
+                .push_back(now.saturating_duration_since(last));
+        }
+        self.last = Some(now);
+    }
+
+    /// The mean interval, once there are enough of them.
+    fn usual(&self) -> Option<Duration> {
+        (self.intervals.len() >= MIN_SAMPLES)
+            .then(|| self.intervals.iter().sum::<Duration>() / self.intervals.len() as u32)
+    }
+}
+
 /// What the failure detector found at its last check, for health, status and metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetectorFindings {
@@ -43,6 +90,8 @@ pub struct DetectorFindings {
     pub down_refused: Vec<OsdId>,
     /// OSDs marked down repeatedly, with how often.
     pub flapping: Vec<(OsdId, usize)>,
+    /// Up OSDs late with their heartbeats, longest silent first.
+    pub late: Vec<Late>,
 }
 
 /// When each OSD was last heard from, as the detector knew it at one moment.
@@ -86,6 +135,11 @@ pub struct FailureDetector {
     down_since: HashMap<OsdId, Instant>,
     /// When the detector marked each OSD down, within the flap window.
     marked_down: HashMap<OsdId, VecDeque<Instant>>,
+    /// Each up OSD's heartbeat window (dropped while it is not up, so a restart's gap is not
+    /// an interval).
+    windows: HashMap<OsdId, Window>,
+    /// Up OSDs late with their heartbeats at the last check.
+    late: Vec<Late>,
 }
 
 impl FailureDetector {
@@ -96,6 +150,8 @@ impl FailureDetector {
             last_seen: HashMap::new(),
             down_since: HashMap::new(),
             marked_down: HashMap::new(),
+            windows: HashMap::new(),
+            late: Vec::new(),
         }
     }
 
@@ -103,6 +159,14 @@ impl FailureDetector {
     pub fn heard_from(&mut self, id: OsdId, now: Instant) {
         self.last_seen.insert(id, now);
         self.down_since.remove(&id);
+        self.windows.entry(id).or_default().heard(now);
+    }
+
+    /// Up OSDs late with their heartbeats at the last check: silent for more than
+    /// `LATE_FACTOR` times their usual interval (and at least `MIN_LATE`), not yet marked
+    /// down. Longest silent first.
+    pub fn late(&self) -> Vec<Late> {
+        self.late.clone()
     }
 
     /// When `id` was last heard from (the term start if never).
@@ -125,6 +189,7 @@ impl FailureDetector {
         let mut d = Decisions::default();
         let mut silent: Vec<(Instant, OsdId)> = Vec::new();
         let (mut up, mut counted) = (0usize, 0usize);
+        self.late.clear();
         for osd in state.osds() {
             if osd.is_up() || osd.is_in() {
                 counted += 1;
@@ -134,8 +199,17 @@ impl FailureDetector {
                     up += 1;
                     self.down_since.remove(&osd.id);
                     let seen = self.last_seen(osd.id);
-                    if now.saturating_duration_since(seen) > t.down_after {
+                    let quiet = now.saturating_duration_since(seen);
+                    if quiet > t.down_after {
                         silent.push((seen, osd.id));
+                    } else if let Some(usual) = self.windows.get(&osd.id).and_then(Window::usual)
+                        && quiet > (usual * LATE_FACTOR).max(MIN_LATE)
+                    {
+                        self.late.push(Late {
+                            id: osd.id,
+                            silent: quiet,
+                            usual,
+                        });
                     }
                 }
                 Liveness::Down { .. } if osd.is_in() => {
@@ -148,7 +222,12 @@ impl FailureDetector {
                     self.down_since.remove(&osd.id);
                 }
             }
+            if !osd.is_up() {
+                self.windows.remove(&osd.id);
+            }
         }
+        self.late
+            .sort_by(|a, b| b.silent.cmp(&a.silent).then(a.id.cmp(&b.id)));
         silent.sort();
         let allowed = downs_allowed(up, counted, t.min_up_ratio);
         let refused = silent.split_off(allowed.min(silent.len()));
@@ -156,6 +235,7 @@ impl FailureDetector {
         d.down_refused = refused.into_iter().map(|(_, id)| id).collect();
         d.down_refused.sort();
         self.last_seen.retain(|id, _| state.osd(*id).is_some());
+        self.windows.retain(|id, _| state.osd(*id).is_some());
         d
     }
 
@@ -165,6 +245,9 @@ impl FailureDetector {
         self.started = (self.started + lost).min(now);
         for seen in self.last_seen.values_mut() {
             *seen = (*seen + lost).min(now);
+        }
+        for last in self.windows.values_mut().filter_map(|w| w.last.as_mut()) {
+            *last = (*last + lost).min(now);
         }
         for since in self.down_since.values_mut() {
             *since = (*since + lost).min(now);
@@ -249,6 +332,50 @@ mod tests {
         );
         let d = fd.check(&s, seen_down + Duration::from_secs(31), T);
         assert_eq!(d.mark_out, vec![OsdId(3)]);
+    }
+
+    #[test]
+    fn an_osd_silent_for_three_of_its_intervals_is_late_before_it_is_marked_down() {
+        let mut s = cluster(3, 3);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut fd = FailureDetector::new(t0);
+        // OSD 1 beats every 500 ms until 4 s, OSD 2 every second until 4 s, OSD 3 only twice
+        // (too few intervals).
+        for k in 0..=8u64 {
+            fd.heard_from(OsdId(1), at(500 * k));
+        }
+        for k in 0..=4u64 {
+            fd.heard_from(OsdId(2), at(1000 * k));
+        }
+        fd.heard_from(OsdId(3), at(0));
+        fd.heard_from(OsdId(3), at(1000));
+        // At 5.4 s: OSD 1 silent 1.4 s (< 3 × 500 ms), OSD 2 silent 1.4 s.
+        assert!(fd.check(&s, at(5_400), T).mark_down.is_empty());
+        assert!(fd.late().is_empty());
+        // At 5.6 s OSD 1 is late (1.6 s > 1.5 s); OSD 2 not until 7 s.
+        fd.check(&s, at(5_600), T);
+        assert_eq!(
+            fd.late(),
+            [Late {
+                id: OsdId(1),
+                silent: Duration::from_millis(1_600),
+                usual: Duration::from_millis(500),
+            }]
+        );
+        fd.check(&s, at(10_100), T);
+        let late: Vec<OsdId> = fd.late().iter().map(|l| l.id).collect();
+        assert_eq!(late, [OsdId(1), OsdId(2)], "OSD 3 has too few intervals");
+        // A beat ends the warning; past down_after a silent OSD is marked down, not late.
+        fd.heard_from(OsdId(2), at(10_100));
+        fd.heard_from(OsdId(3), at(10_100));
+        let d = fd.check(&s, at(14_100), T);
+        assert_eq!(d.mark_down, [OsdId(1)]);
+        assert!(fd.late().is_empty(), "{:?}", fd.late());
+        s.apply(&command::MarkDown { ids: d.mark_down }).unwrap();
+        fd.check(&s, at(14_200), T);
+        // A down OSD's window is dropped: its restart's gap is not an interval.
+        assert!(!fd.windows.contains_key(&OsdId(1)));
     }
 
     #[test]

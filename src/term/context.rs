@@ -83,6 +83,7 @@ impl TermContext {
                 out_refused: &findings.check.out_refused,
                 down_refused: &findings.check.down_refused,
                 flapping: &findings.check.flapping,
+                late: &findings.check.late,
                 too_large: &self.too_large.all(),
                 monitors,
                 expected_monitors,
