@@ -13,11 +13,13 @@
 //! its own just before; the cleanup is deleted right after. A leader that dies in between
 //! leaves only unreferenced records, which the next leader's load finds and deletes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::{
@@ -175,9 +177,68 @@ pub struct Pipeline {
     /// map watchers step through them to see every epoch. Replaced whole on every publish, so
     /// thousands of watchers read it without a lock.
     history: ArcSwap<Vec<(u64, Arc<ClusterState>)>>,
+    /// How the recent etcd transactions went (for the ETCD_SLOW and ETCD_UNREACHABLE checks).
+    etcd: Mutex<EtcdRecord>,
+}
+
+/// The etcd transactions of the last [`timing::ETCD_HEALTH_WINDOW`]: when each succeeded and
+/// how long it took, and when attempts failed (unreachable, timed out).
+#[derive(Debug, Default)]
+struct EtcdRecord {
+    took: VecDeque<(Instant, Duration)>,
+    failed: VecDeque<Instant>,
+}
+
+impl EtcdRecord {
+    fn trim(&mut self, now: Instant) {
+        let old = |t: &Instant| now.saturating_duration_since(*t) > timing::ETCD_HEALTH_WINDOW;
+        while self.took.front().is_some_and(|(t, _)| old(t)) || self.took.len() > 4096 {
+            self.took.pop_front();
+        }
+        while self.failed.front().is_some_and(old) || self.failed.len() > 4096 {
+            self.failed.pop_front();
+        }
+    }
+}
+
+/// The etcd transactions of the last [`timing::ETCD_HEALTH_WINDOW`], as the writer saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EtcdCommits {
+    /// Transactions that succeeded, and the median of how long they took.
+    pub succeeded: usize,
+    pub median: Option<Duration>,
+    /// Attempts that failed (etcd unreachable, timed out, refused); each was retried.
+    pub failed: usize,
 }
 
 impl Pipeline {
+    /// How the etcd transactions of the last [`timing::ETCD_HEALTH_WINDOW`] went.
+    pub fn etcd_commits(&self) -> EtcdCommits {
+        let mut r = self.etcd.lock();
+        r.trim(Instant::now());
+        let mut took: Vec<Duration> = r.took.iter().map(|(_, d)| *d).collect();
+        took.sort_unstable();
+        EtcdCommits {
+            succeeded: took.len(),
+            median: took.get(took.len() / 2).copied(),
+            failed: r.failed.len(),
+        }
+    }
+
+    fn etcd_took(&self, took: Duration) {
+        let now = Instant::now();
+        let mut r = self.etcd.lock();
+        r.took.push_back((now, took));
+        r.trim(now);
+    }
+
+    fn etcd_failed(&self) {
+        let now = Instant::now();
+        let mut r = self.etcd.lock();
+        r.failed.push_back(now);
+        r.trim(now);
+    }
+
     /// The last committed state. Readers never wait on the writer.
     pub fn snapshot(&self) -> Arc<ClusterState> {
         self.state.load_full()
@@ -279,6 +340,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> (Arc<Pipeline>, Writer) {
         proposals: tx,
         commits,
         history: ArcSwap::from_pointee(vec![(0, initial)]),
+        etcd: Mutex::new(EtcdRecord::default()),
     });
     (
         pipeline.clone(),
@@ -537,11 +599,16 @@ impl Writer {
                     },
                 });
             }
+            // Timed as the writer waits for it (a failpoint's pause included).
+            let sent = Instant::now();
             if !uncertain {
                 failpoint::hit(failpoint::COMMIT_BEFORE_TXN).await;
             }
             match store.commit(&term.fence, ops).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.pipeline.etcd_took(sent.elapsed());
+                    return Ok(());
+                }
                 Err(StoreError::Fenced) => {
                     tracing::error!(epoch = %term.epoch, "commit rejected by the leader fence; stepping down");
                     return Err(Failed {
@@ -558,6 +625,7 @@ impl Writer {
                 }
                 Err(e) => {
                     uncertain = true;
+                    self.pipeline.etcd_failed();
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "commit failed; retrying the same transaction");
                     tokio::select! {
                         _ = term.ended().cancelled() => {}

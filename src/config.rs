@@ -131,8 +131,15 @@ pub const EVENTS_MAX_AGE: DurationKey = DurationKey {
     min: Duration::from_secs(HOUR),
     max: Duration::from_secs(365 * DAY),
 };
+/// Ceph's `mon_pg_stuck_threshold`: a PG not active this long is reported stuck.
+pub const PG_STUCK_INACTIVE_AFTER: DurationKey = DurationKey {
+    name: "pg_stuck_inactive_after",
+    default: "60s",
+    min: Duration::from_secs(5),
+    max: Duration::from_secs(DAY),
+};
 /// Every duration key.
-pub const DURATION_KEYS: [DurationKey; 9] = [
+pub const DURATION_KEYS: [DurationKey; 10] = [
     ELECTION_LEASE_TTL,
     ETCD_START_TIMEOUT,
     ETCD_AUTO_COMPACTION_RETENTION,
@@ -142,6 +149,7 @@ pub const DURATION_KEYS: [DurationKey; 9] = [
     WATCH_PROGRESS_EVERY,
     CONNECTION_IDLE_TIMEOUT,
     EVENTS_MAX_AGE,
+    PG_STUCK_INACTIVE_AFTER,
 ];
 
 /// A configuration error: one line, naming where and what.
@@ -237,6 +245,7 @@ struct RawConfig {
     rebalance_max_fraction: Option<f64>,
     events_max_count: Option<i64>,
     events_max_age: Option<String>,
+    pg_stuck_inactive_after: Option<String>,
     osd_min_in_ratio: Option<f64>,
     osd_min_up_ratio: Option<f64>,
     auto_out_subtree_limit: Option<String>,
@@ -842,6 +851,11 @@ impl RawConfig {
                 raft_leader_url,
                 rebalance_fraction: rebalance_max_fraction,
                 events,
+                pg_stuck_inactive_after: duration(
+                    src,
+                    PG_STUCK_INACTIVE_AFTER,
+                    self.pg_stuck_inactive_after.as_deref(),
+                )?,
             },
             watch: WatchSettings {
                 history_epochs: watch_history_epochs,
@@ -1136,6 +1150,7 @@ const KNOWN_KEYS: &[&str] = &[
     "rebalance_max_fraction",
     "events_max_count",
     "events_max_age",
+    "pg_stuck_inactive_after",
     "osd_min_in_ratio",
     "osd_min_up_ratio",
     "auto_out_subtree_limit",
@@ -1434,6 +1449,7 @@ mod tests {
             "watch_progress_every" => c.watch.progress_every,
             "connection_idle_timeout" => c.listener.idle_timeout,
             "events_max_age" => c.term.events.max_age,
+            "pg_stuck_inactive_after" => c.term.pg_stuck_inactive_after,
             other => panic!("no duration key {other}"),
         }
     }

@@ -100,6 +100,18 @@ impl EventLog {
         Ok(page.events.into_iter().take(limit).map(Arc::new).collect())
     }
 
+    /// How many events of type `kind` the newest events in memory hold from `since_ms` (Unix
+    /// ms) on. Only what memory holds is counted (the newest 16,384 events).
+    pub fn count_recent(&self, kind: &str, since_ms: u64) -> usize {
+        self.recent
+            .read()
+            .iter()
+            .rev()
+            .take_while(|e| e.time_ms >= since_ms)
+            .filter(|e| e.kind == kind)
+            .count()
+    }
+
     /// Follows the log until `stop`: reads the newest events, then watches for more; starts
     /// again on any failure.
     pub fn spawn(self: &Arc<Self>, stop: CancellationToken) {

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use crate::cluster::failure::Late;
 use crate::cluster::health::Observed;
-use crate::cluster::{ClusterState, Health, Liveness, OsdId, OutRefusal, PgState};
+use crate::cluster::{ClusterState, Health, Liveness, OsdId, OutRefusal, PgId, PgState};
+use crate::commit::EtcdCommits;
+use crate::timing;
 
 /// Longest detail list of one check.
-const MAX_DETAIL: usize = 20;
+pub const MAX_DETAIL: usize = 20;
 
 pub use crate::cluster::Severity;
 
@@ -45,6 +49,14 @@ pub mod codes {
         MON_DOWN,
         /// Changes that cannot fit one etcd transaction.
         TXN_TOO_LARGE,
+        /// PGs not active for longer than `pg_stuck_inactive_after`.
+        PG_STUCK_INACTIVE,
+        /// Several leader elections within ten minutes.
+        MON_LEADER_FLAPPING,
+        /// The leader's etcd transactions are slow.
+        ETCD_SLOW,
+        /// The leader's etcd transactions failed (unreachable, timed out) and were retried.
+        ETCD_UNREACHABLE,
     }
 
     /// The checks built on what a term learns by itself (the failure detector's findings,
@@ -87,7 +99,7 @@ impl Check {
 }
 
 /// What health is evaluated from besides the snapshot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Findings<'a> {
     /// Automatic outs the guards refused.
     pub out_refused: &'a [(OsdId, OutRefusal)],
@@ -97,11 +109,32 @@ pub struct Findings<'a> {
     pub flapping: &'a [(OsdId, usize)],
     /// Up OSDs late with their heartbeats.
     pub late: &'a [Late],
+    /// PGs not active for longer than `pg_stuck_inactive_after`.
+    pub stuck_inactive: &'a StuckPgs,
+    /// How the leader's etcd transactions went lately.
+    pub etcd: EtcdCommits,
     /// Changes that cannot be committed under the transaction limits, one line each.
     pub too_large: &'a [String],
+    /// What the monitors know of themselves.
+    pub monitors: MonitorFacts,
+}
+
+/// PGs not active for longer than `pg_stuck_inactive_after`: how many, and the longest stuck
+/// (at most the detail list's length) with their pool's name and how long.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StuckPgs {
+    pub count: usize,
+    pub longest: Vec<(String, PgId, Duration)>,
+}
+
+/// What the monitors know of themselves, for the MON_* checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonitorFacts {
     /// Monitors registered now, and how many the cluster is configured with (0: unknown).
-    pub monitors: usize,
-    pub expected_monitors: usize,
+    pub registered: usize,
+    pub expected: usize,
+    /// Leader elections within [`timing::LEADER_FLAP_WINDOW`] (from the event log).
+    pub recent_elections: usize,
 }
 
 /// PG counts by state bits, over every pool.
@@ -196,15 +229,15 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
             Vec::new(),
         );
     }
-    if f.expected_monitors > f.monitors {
+    if f.monitors.expected > f.monitors.registered {
         push(
             codes::MON_DOWN,
             Severity::Warn,
-            f.expected_monitors - f.monitors,
+            f.monitors.expected - f.monitors.registered,
             format!(
                 "{}/{} monitors down",
-                f.expected_monitors - f.monitors,
-                f.expected_monitors
+                f.monitors.expected - f.monitors.registered,
+                f.monitors.expected
             ),
             Vec::new(),
         );
@@ -274,6 +307,65 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
                 .collect(),
         );
     }
+    if f.stuck_inactive.count > 0 {
+        push(
+            codes::PG_STUCK_INACTIVE,
+            Severity::Err,
+            f.stuck_inactive.count,
+            format!(
+                "{} pgs stuck inactive (not active for longer than pg_stuck_inactive_after)",
+                f.stuck_inactive.count
+            ),
+            f.stuck_inactive
+                .longest
+                .iter()
+                .map(|(pool, pg, d)| format!("pg {pool}.{} inactive for {}s", pg.0, d.as_secs()))
+                .collect(),
+        );
+    }
+    if f.monitors.recent_elections >= timing::LEADER_FLAP_COUNT {
+        push(
+            codes::MON_LEADER_FLAPPING,
+            Severity::Warn,
+            f.monitors.recent_elections,
+            format!(
+                "{} leader elections in the last {} minutes",
+                f.monitors.recent_elections,
+                timing::LEADER_FLAP_WINDOW.as_secs() / 60
+            ),
+            Vec::new(),
+        );
+    }
+    if let Some(median) = f.etcd.median
+        && f.etcd.succeeded >= timing::ETCD_SLOW_MIN_SAMPLES
+        && median > timing::ETCD_SLOW
+    {
+        push(
+            codes::ETCD_SLOW,
+            Severity::Warn,
+            1,
+            format!(
+                "etcd transactions take {} ms (median of {} in the last {} s)",
+                median.as_millis(),
+                f.etcd.succeeded,
+                timing::ETCD_HEALTH_WINDOW.as_secs()
+            ),
+            Vec::new(),
+        );
+    }
+    if f.etcd.failed > 0 {
+        push(
+            codes::ETCD_UNREACHABLE,
+            Severity::Warn,
+            1,
+            format!(
+                "{} etcd transaction attempts failed in the last {} s (retried)",
+                f.etcd.failed,
+                timing::ETCD_HEALTH_WINDOW.as_secs()
+            ),
+            Vec::new(),
+        );
+    }
     if !f.late.is_empty() {
         push(
             codes::OSD_HEARTBEAT_LATE,
@@ -297,4 +389,86 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
         );
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_cluster;
+
+    fn codes_of(f: &Findings<'_>) -> Vec<&'static str> {
+        evaluate(&test_cluster(3, 3), f)
+            .iter()
+            .map(|c| c.code)
+            .collect()
+    }
+
+    fn quiet<'a>(stuck: &'a StuckPgs) -> Findings<'a> {
+        Findings {
+            out_refused: &[],
+            down_refused: &[],
+            flapping: &[],
+            too_large: &[],
+            late: &[],
+            stuck_inactive: stuck,
+            monitors: MonitorFacts::default(),
+            etcd: EtcdCommits::default(),
+        }
+    }
+
+    #[test]
+    fn etcd_checks_follow_the_leader_s_recent_transactions() {
+        let stuck = StuckPgs::default();
+        assert!(codes_of(&quiet(&stuck)).is_empty());
+        let slow = |succeeded, ms| Findings {
+            etcd: EtcdCommits {
+                succeeded,
+                median: Some(Duration::from_millis(ms)),
+                failed: 0,
+            },
+            ..quiet(&stuck)
+        };
+        assert_eq!(codes_of(&slow(5, 600)), [codes::ETCD_SLOW]);
+        assert!(codes_of(&slow(4, 600)).is_empty(), "too few to judge");
+        assert!(codes_of(&slow(50, 400)).is_empty());
+        let failing = Findings {
+            etcd: EtcdCommits {
+                succeeded: 0,
+                median: None,
+                failed: 2,
+            },
+            ..quiet(&stuck)
+        };
+        let checks = evaluate(&test_cluster(3, 3), &failing);
+        assert_eq!(checks[0].code, codes::ETCD_UNREACHABLE);
+        assert_eq!(
+            checks[0].count, 1,
+            "a state, not a tally: no update per failure"
+        );
+    }
+
+    #[test]
+    fn leader_elections_flap_from_three_within_the_window() {
+        let stuck = StuckPgs::default();
+        let elections = |n| Findings {
+            monitors: MonitorFacts {
+                registered: 3,
+                expected: 3,
+                recent_elections: n,
+            },
+            ..quiet(&stuck)
+        };
+        assert!(codes_of(&elections(2)).is_empty());
+        assert_eq!(codes_of(&elections(3)), [codes::MON_LEADER_FLAPPING]);
+    }
+
+    #[test]
+    fn every_code_is_known_and_learned_ones_are_codes() {
+        assert!(codes::LEARNED.iter().all(|c| codes::known(c)));
+        assert!(!codes::known("osd_down"));
+        let mut sorted = codes::ALL.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), codes::ALL.len());
+    }
 }

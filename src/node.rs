@@ -80,6 +80,20 @@ impl Node {
         self.view.borrow().clone()
     }
 
+    /// What the monitors know of themselves, for the MON_* health checks.
+    pub fn monitor_facts(&self) -> crate::health::MonitorFacts {
+        let window = crate::timing::LEADER_FLAP_WINDOW.as_millis() as u64;
+        let since = crate::timing::unix_ms_now().saturating_sub(window);
+        crate::health::MonitorFacts {
+            registered: self.view.borrow().monitors.len(),
+            expected: self.expected_monitors,
+            recent_elections: self.events.count_recent(
+                crate::cluster::EventType::MonitorLeaderElected.name(),
+                since,
+            ),
+        }
+    }
+
     /// A receiver of the view of the monitors, for tasks that follow it.
     pub fn view_receiver(&self) -> watch::Receiver<MonitorView> {
         self.view.clone()

@@ -133,12 +133,12 @@ async fn repair(
 /// Runs a pure computation over a snapshot on the blocking pool: at a million PGs a scan or a
 /// rebalance plan takes seconds, which on a runtime worker would hold up the calls the monitor
 /// serves. A panic in it is the task's panic (it ends the term).
-async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
         Ok(v) => v,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("a reconciler computation was cancelled: {e}"),
+            Err(e) => panic!("a computation on the blocking pool was cancelled: {e}"),
         },
     }
 }

@@ -51,6 +51,20 @@ pub const EVENT_RETENTION_EVERY: Duration = Duration::from_secs(30);
 /// update, clear, end mutes): a check is announced at most this long after it starts.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
+/// The window the leader judges etcd over for health: ETCD_SLOW when the median of its
+/// transactions in the window (at least [`ETCD_SLOW_MIN_SAMPLES`]) is above [`ETCD_SLOW`],
+/// ETCD_UNREACHABLE when an attempt failed in it.
+pub const ETCD_HEALTH_WINDOW: Duration = Duration::from_secs(30);
+/// A median transaction time this long is slow (etcd on a healthy disk commits in
+/// milliseconds; a commit of this long delays every change and every heartbeat answer).
+pub const ETCD_SLOW: Duration = Duration::from_millis(500);
+pub const ETCD_SLOW_MIN_SAMPLES: usize = 5;
+
+/// MON_LEADER_FLAPPING: this many elections within [`LEADER_FLAP_WINDOW`] (read from the
+/// event log, so every term sees its predecessors').
+pub const LEADER_FLAP_COUNT: usize = 3;
+pub const LEADER_FLAP_WINDOW: Duration = Duration::from_secs(600);
+
 /// Pause between attempts when etcd cannot be reached.
 pub const ETCD_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between attempts when etcd cannot be reached.

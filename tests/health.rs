@@ -461,3 +461,107 @@ async fn an_osd_late_with_its_heartbeats_is_warned_about_before_it_is_marked_dow
         b.abort();
     }
 }
+
+/// Waits (up to `LONG`) until `code` fails, and returns it.
+async fn wait_check(m: &MonitorClient, code: &str) -> api::HealthCheck {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        if let Ok(s) = m.get_cluster_status(api::GetClusterStatusRequest {}).await
+            && let Some(c) = check(&s, code)
+            && c.since_ms > 0
+        {
+            return c.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{code} was not raised within {LONG:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_pgs_and_a_flapping_leadership_are_raised_and_cleared() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            extra_config: "pg_stuck_inactive_after = \"5s\"\nosd_down_after = \"1h\"".to_string(),
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = Arc::new(c.client(0));
+    let start = latest(&m).await;
+    boot_osds(&m, 1, 3, 3).await;
+    // Nobody reports for the PGs: they stay creating, and are stuck after 5 s.
+    m.create_pool(api::CreatePoolRequest {
+        name: "rbd".into(),
+        pg_size: 3,
+        pg_count: 8,
+        failure_domain: "host".into(),
+        root: String::new(),
+    })
+    .await
+    .unwrap();
+    let stuck = wait_check(&m, "PG_STUCK_INACTIVE").await;
+    assert_eq!(stuck.count, 8);
+    assert_eq!(stuck.severity, api::HealthStatus::Err as i32);
+    assert!(stuck.detail[0].starts_with("pg rbd."), "{stuck:?}");
+    m.delete_pool(api::DeletePoolRequest { name: "rbd".into() })
+        .await
+        .unwrap();
+    let mut w = EventWatcher::new(
+        m.clone(),
+        EventStart::After(start),
+        vec!["health.".to_string()],
+    );
+    expect_next_of(&mut w, "health.check_raised", "PG_STUCK_INACTIVE").await;
+    expect_next_of(&mut w, "health.check_cleared", "PG_STUCK_INACTIVE").await;
+
+    // Two restarts: three elections within ten minutes.
+    for _ in 0..2 {
+        c.signal(0, nix::sys::signal::Signal::SIGTERM);
+        c.wait_exit(0, LONG);
+        c.start(0);
+        c.wait_leader(&[0], LONG);
+    }
+    let m = Arc::new(c.client(0));
+    let flapping = wait_check(&m, "MON_LEADER_FLAPPING").await;
+    assert_eq!(flapping.count, 3, "{flapping:?}");
+    let events = health_events_after(&m, start).await;
+    let raised: Vec<&api::Event> = events
+        .iter()
+        .filter(|e| e.subject == "health.MON_LEADER_FLAPPING")
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:#?}");
+    assert_eq!(raised[0].r#type, "health.check_raised");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_etcd_transactions_raise_etcd_slow() {
+    let mut c = TestCluster::new(
+        1,
+        ClusterOptions {
+            // Every commit waits 700 ms before its transaction: as the leader sees it, etcd
+            // takes that long.
+            env: vec![(
+                "FASTBLOCK_FAILPOINTS".to_string(),
+                "commit.before_txn=sleep(700)".to_string(),
+            )],
+            ..ClusterOptions::default()
+        },
+    );
+    c.start_all();
+    c.wait_leader(&[0], LONG);
+    let m = Arc::new(c.client(0));
+    for k in 0..6 {
+        flag(&m, api::ClusterFlag::Noout, k % 2 == 0).await;
+    }
+    let slow = wait_check(&m, "ETCD_SLOW").await;
+    assert!(
+        slow.summary.starts_with("etcd transactions take "),
+        "{slow:?}"
+    );
+    assert!(c.log(0).contains("ETCD_SLOW") || slow.count == 1);
+}

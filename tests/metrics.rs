@@ -878,7 +878,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         None,
     );
     assert!(ok, "promtool check rules: {out}");
-    assert!(out.contains("SUCCESS: 14 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 15 rules found"), "{out}");
     let (ok, out) = tool(
         "promtool",
         &[

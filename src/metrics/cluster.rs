@@ -150,7 +150,7 @@ pub fn render(node: &Node, out: &mut String) {
         snap.image_count() as f64,
     );
 
-    let checks = serving.health(&snap, node.view().monitors.len(), node.expected_monitors);
+    let checks = serving.health(&snap, node.monitor_facts());
     let stored = snap.health();
     let level = match health::overall(&checks, stored) {
         Severity::Ok => 0.0,

@@ -130,7 +130,7 @@ impl MonitorService {
         let rates = serving.iostats.with(|io| io.rates(Instant::now()));
         let states = health::pg_states(&snap);
         let pgs = states.values().sum();
-        let checks = serving.health(&snap, monitors.len(), self.node.expected_monitors);
+        let checks = serving.health(&snap, self.node.monitor_facts());
         let stored = snap.health();
         let health = severity(health::overall(&checks, stored)) as i32;
         let checks = checks

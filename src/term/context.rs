@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::batches::TooLarge;
@@ -30,6 +31,9 @@ pub struct TermContext {
     pub iostats: SharedIoStats,
     /// Changes the term's tasks cannot commit under the transaction limits (for health).
     pub too_large: TooLarge,
+    /// PGs not active for longer than `pg_stuck_inactive_after`, as the health task last found
+    /// them.
+    pub stuck_inactive: ArcSwap<health::StuckPgs>,
 }
 
 /// The parts of a term that run as tasks, returned by [`start`] for the term to run.
@@ -49,6 +53,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> TermParts {
         heartbeats,
         iostats: SharedIoStats::new(timing::IO_RATE_WINDOW),
         too_large: TooLarge::default(),
+        stuck_inactive: ArcSwap::from_pointee(health::StuckPgs::default()),
     });
     TermParts {
         context,
@@ -68,15 +73,15 @@ impl TermContext {
         self.pipeline.propose(command).await
     }
 
-    /// The failing health checks of `snap`, with what this term's tasks found.
-    /// `monitors` are registered now, of `expected_monitors` configured (0: unknown).
+    /// The failing health checks of `snap`, with what this term's tasks found and what the
+    /// monitors know of themselves (`Node::monitor_facts`).
     pub fn health(
         &self,
         snap: &ClusterState,
-        monitors: usize,
-        expected_monitors: usize,
+        monitors: health::MonitorFacts,
     ) -> Vec<health::Check> {
         let findings = self.heartbeats.findings();
+        let stuck = self.stuck_inactive.load();
         health::evaluate(
             snap,
             &health::Findings {
@@ -85,8 +90,9 @@ impl TermContext {
                 flapping: &findings.check.flapping,
                 late: &findings.check.late,
                 too_large: &self.too_large.all(),
+                stuck_inactive: &stuck,
                 monitors,
-                expected_monitors,
+                etcd: self.pipeline.etcd_commits(),
             },
         )
     }

@@ -40,6 +40,8 @@ pub struct TermSettings {
     pub rebalance_fraction: f64,
     /// What the event log keeps.
     pub events: Retention,
+    /// A PG not active this long is reported stuck (PG_STUCK_INACTIVE).
+    pub pg_stuck_inactive_after: std::time::Duration,
 }
 
 /// Runs terms as the election starts them, until `stop`.
@@ -74,7 +76,7 @@ pub async fn run_terms(
 }
 
 async fn run_term(
-    node: &Node,
+    node: &Arc<Node>,
     store: &Store,
     settings: &TermSettings,
     term: &LeaderTerm,
@@ -121,9 +123,11 @@ async fn run_term(
         TermTask::Health,
         health::run(
             context.clone(),
-            node.view_receiver(),
-            node.expected_monitors,
-            settings.failure.down_after,
+            node.clone(),
+            health::Timing {
+                hold: settings.failure.down_after,
+                stuck_after: settings.pg_stuck_inactive_after,
+            },
             tasks.stop_token(),
         ),
     );
