@@ -1051,7 +1051,7 @@ async fn a_real_prometheus_scrapes_a_monitor_and_promtool_accepts_the_scrape() {
     assert_eq!(status, 200, "{body}");
     let rules: serde_json::Value = serde_json::from_str(&body).expect("rules json");
     let group = &rules["data"]["groups"][0]["rules"];
-    assert_eq!(group.as_array().map(Vec::len), Some(14), "{rules}");
+    assert_eq!(group.as_array().map(Vec::len), Some(15), "{rules}");
     wait_until(LONG, "every rule evaluated once", || {
         let (_, body) = common::http_get(&prom.address, "/api/v1/rules").unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
