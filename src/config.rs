@@ -138,8 +138,24 @@ pub const PG_STUCK_INACTIVE_AFTER: DurationKey = DurationKey {
     min: Duration::from_secs(5),
     max: Duration::from_secs(DAY),
 };
+/// One webhook attempt's bound (the Standard Webhooks convention is 15–30 s; a receiver that
+/// needs longer should answer at once and work afterwards).
+pub const WEBHOOK_TIMEOUT: DurationKey = DurationKey {
+    name: "webhook_timeout",
+    default: "10s",
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(120),
+};
+/// An event at the head of an endpoint's queue older than this, after a failed attempt, goes to
+/// the dead letters so one dead receiver does not hold its endpoint forever.
+pub const WEBHOOK_MAX_EVENT_AGE: DurationKey = DurationKey {
+    name: "webhook_max_event_age",
+    default: "1h",
+    min: Duration::from_secs(5),
+    max: Duration::from_secs(30 * DAY),
+};
 /// Every duration key.
-pub const DURATION_KEYS: [DurationKey; 10] = [
+pub const DURATION_KEYS: [DurationKey; 12] = [
     ELECTION_LEASE_TTL,
     ETCD_START_TIMEOUT,
     ETCD_AUTO_COMPACTION_RETENTION,
@@ -150,6 +166,8 @@ pub const DURATION_KEYS: [DurationKey; 10] = [
     CONNECTION_IDLE_TIMEOUT,
     EVENTS_MAX_AGE,
     PG_STUCK_INACTIVE_AFTER,
+    WEBHOOK_TIMEOUT,
+    WEBHOOK_MAX_EVENT_AGE,
 ];
 
 /// A configuration error: one line, naming where and what.
@@ -246,6 +264,9 @@ struct RawConfig {
     events_max_count: Option<i64>,
     events_max_age: Option<String>,
     pg_stuck_inactive_after: Option<String>,
+    webhook_timeout: Option<String>,
+    webhook_max_event_age: Option<String>,
+    webhook_allow_http: Option<bool>,
     osd_min_in_ratio: Option<f64>,
     osd_min_up_ratio: Option<f64>,
     auto_out_subtree_limit: Option<String>,
@@ -495,6 +516,8 @@ impl RawConfig {
         }
         let etcd_prefix = normalize_prefix(self.etcd_prefix.as_deref().unwrap_or("/fastblock"))
             .map_err(|m| src.error("etcd_prefix", m))?;
+        // The CloudEvents source of this cluster's webhooks.
+        let webhook_source = format!("urn:fastblock:{}", etcd_prefix.trim_start_matches('/'));
         let lease_text = self.election_lease_ttl.as_deref();
         let election_lease_ttl = duration(src, ELECTION_LEASE_TTL, lease_text)?;
         if election_lease_ttl.subsec_nanos() != 0 {
@@ -856,6 +879,16 @@ impl RawConfig {
                     PG_STUCK_INACTIVE_AFTER,
                     self.pg_stuck_inactive_after.as_deref(),
                 )?,
+                webhooks: crate::webhook::deliver::Settings {
+                    timeout: duration(src, WEBHOOK_TIMEOUT, self.webhook_timeout.as_deref())?,
+                    max_event_age: duration(
+                        src,
+                        WEBHOOK_MAX_EVENT_AGE,
+                        self.webhook_max_event_age.as_deref(),
+                    )?,
+                    allow_http: self.webhook_allow_http.unwrap_or(false),
+                    source: webhook_source,
+                },
             },
             watch: WatchSettings {
                 history_epochs: watch_history_epochs,
@@ -1151,6 +1184,9 @@ const KNOWN_KEYS: &[&str] = &[
     "events_max_count",
     "events_max_age",
     "pg_stuck_inactive_after",
+    "webhook_timeout",
+    "webhook_max_event_age",
+    "webhook_allow_http",
     "osd_min_in_ratio",
     "osd_min_up_ratio",
     "auto_out_subtree_limit",
@@ -1450,6 +1486,8 @@ mod tests {
             "connection_idle_timeout" => c.listener.idle_timeout,
             "events_max_age" => c.term.events.max_age,
             "pg_stuck_inactive_after" => c.term.pg_stuck_inactive_after,
+            "webhook_timeout" => c.term.webhooks.timeout,
+            "webhook_max_event_age" => c.term.webhooks.max_event_age,
             other => panic!("no duration key {other}"),
         }
     }

@@ -11,6 +11,7 @@ use crate::cluster::health::Observed;
 use crate::cluster::{ClusterState, Health, Liveness, OsdId, OutRefusal, PgId, PgState};
 use crate::commit::EtcdCommits;
 use crate::timing;
+use crate::webhook::supervisor::WebhookHealth;
 
 /// Longest detail list of one check.
 pub const MAX_DETAIL: usize = 20;
@@ -57,6 +58,10 @@ pub mod codes {
         ETCD_SLOW,
         /// The leader's etcd transactions failed (unreachable, timed out) and were retried.
         ETCD_UNREACHABLE,
+        /// Webhook events were given up on (dead letters kept).
+        WEBHOOK_DEAD_LETTERS,
+        /// Webhooks disabled because their receiver answered 410 Gone.
+        WEBHOOK_DISABLED,
     }
 
     /// The checks built on what a term learns by itself (the failure detector's findings,
@@ -113,6 +118,8 @@ pub struct Findings<'a> {
     pub stuck_inactive: &'a StuckPgs,
     /// How the leader's etcd transactions went lately.
     pub etcd: EtcdCommits,
+    /// Dead letters and disabled endpoints of the webhooks.
+    pub webhooks: &'a WebhookHealth,
     /// Changes that cannot be committed under the transaction limits, one line each.
     pub too_large: &'a [String],
     /// What the monitors know of themselves.
@@ -366,6 +373,34 @@ pub fn evaluate(s: &ClusterState, f: &Findings<'_>) -> Vec<Check> {
             Vec::new(),
         );
     }
+    if f.webhooks.dead_letters > 0 {
+        push(
+            codes::WEBHOOK_DEAD_LETTERS,
+            Severity::Warn,
+            f.webhooks.dead_letters as usize,
+            format!(
+                "{} webhook events given up on (fbclient -op=webhook-deadletters; replay with -op=webhook-replay)",
+                f.webhooks.dead_letters
+            ),
+            Vec::new(),
+        );
+    }
+    if !f.webhooks.disabled.is_empty() {
+        push(
+            codes::WEBHOOK_DISABLED,
+            Severity::Warn,
+            f.webhooks.disabled.len(),
+            format!(
+                "{} webhooks disabled: their receiver answered 410 Gone",
+                f.webhooks.disabled.len()
+            ),
+            f.webhooks
+                .disabled
+                .iter()
+                .map(|id| format!("webhook {id} is disabled"))
+                .collect(),
+        );
+    }
     if !f.late.is_empty() {
         push(
             codes::OSD_HEARTBEAT_LATE,
@@ -404,7 +439,9 @@ mod tests {
     }
 
     fn quiet<'a>(stuck: &'a StuckPgs) -> Findings<'a> {
+        static NO_WEBHOOKS: std::sync::OnceLock<WebhookHealth> = std::sync::OnceLock::new();
         Findings {
+            webhooks: NO_WEBHOOKS.get_or_init(WebhookHealth::default),
             out_refused: &[],
             down_refused: &[],
             flapping: &[],

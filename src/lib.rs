@@ -40,6 +40,7 @@ pub mod sim;
 pub mod term;
 pub mod text;
 pub mod timing;
+pub mod webhook;
 pub mod wire;
 
 /// The version of this build.

@@ -50,6 +50,12 @@ macro_rules! for_each_rpc {
                 UnsetFlag unset_flag(UnsetFlagRequest) -> FlagsResponse, SMALL;
                 GetClusterStatus get_cluster_status(GetClusterStatusRequest) -> GetClusterStatusResponse, SMALL;
                 MuteHealth mute_health(MuteHealthRequest) -> HealthMutesResponse, SMALL;
+                AddWebhook add_webhook(AddWebhookRequest) -> AddWebhookResponse, SMALL;
+                ListWebhooks list_webhooks(ListWebhooksRequest) -> ListWebhooksResponse, SMALL;
+                RemoveWebhook remove_webhook(RemoveWebhookRequest) -> WebhookResponse, SMALL;
+                TestWebhook test_webhook(TestWebhookRequest) -> TestWebhookResponse, SMALL;
+                ReplayWebhook replay_webhook(ReplayWebhookRequest) -> WebhookResponse, SMALL;
+                WebhookDeadLetters webhook_dead_letters(WebhookDeadLettersRequest) -> WebhookDeadLettersResponse, SMALL;
                 UnmuteHealth unmute_health(UnmuteHealthRequest) -> HealthMutesResponse, SMALL;
                 DataStatistics data_statistics(DataStatisticsRequest) -> DataStatisticsResponse, LARGE;
             }

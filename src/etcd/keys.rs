@@ -4,7 +4,14 @@
 use crate::cluster::{BlobKey, ImageId, OsdId, PoolId, RecordKey};
 
 /// Sub-trees under the prefix that an election name must not shadow.
-pub const RESERVED_NAMES: &[&str] = &["cluster", "monitors", "osdconfig", "maintenance", "events"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "cluster",
+    "monitors",
+    "osdconfig",
+    "maintenance",
+    "events",
+    "webhooks",
+];
 
 /// Builds keys under one `etcd_prefix`.
 #[derive(Debug, Clone)]
@@ -136,6 +143,48 @@ impl KeyLayout {
         let rest = key.strip_prefix(&self.events_prefix())?;
         let id = rest.parse::<u64>().ok()?;
         (self.event_batch(id) == key).then_some(id)
+    }
+
+    /// `<prefix>/webhooks/`: the registered webhooks, their delivery cursors and dead letters
+    /// (docs/webhooks.md); not cluster state, written under the leader fence.
+    pub fn webhooks_prefix(&self) -> String {
+        format!("{}/webhooks/", self.prefix)
+    }
+
+    /// `<prefix>/webhooks/endpoint/<id, 10 digits>`.
+    pub fn webhook_endpoints(&self) -> String {
+        format!("{}endpoint/", self.webhooks_prefix())
+    }
+
+    pub fn webhook_endpoint(&self, id: u32) -> String {
+        format!("{}{id:010}", self.webhook_endpoints())
+    }
+
+    /// `<prefix>/webhooks/url/<sha-256 of the url, hex>`: the id registered for a url (so two
+    /// concurrent adds of one url cannot both succeed).
+    pub fn webhook_url(&self, url_hash: &str) -> String {
+        format!("{}url/{url_hash}", self.webhooks_prefix())
+    }
+
+    /// `<prefix>/webhooks/cursor/<id, 10 digits>`: the last event id delivered (or
+    /// dead-lettered) to an endpoint.
+    pub fn webhook_cursor(&self, id: u32) -> String {
+        format!("{}cursor/{id:010}", self.webhooks_prefix())
+    }
+
+    /// `<prefix>/webhooks/dead/<id, 10 digits>/`: an endpoint's dead letters.
+    pub fn webhook_dead_prefix(&self, id: u32) -> String {
+        format!("{}dead/{id:010}/", self.webhooks_prefix())
+    }
+
+    /// `<prefix>/webhooks/dead/<id, 10 digits>/<event id, 20 digits>`.
+    pub fn webhook_dead(&self, id: u32, event: u64) -> String {
+        format!("{}{event:020}", self.webhook_dead_prefix(id))
+    }
+
+    /// `<prefix>/webhooks/next-id`: the id the next registration gets.
+    pub fn webhook_next_id(&self) -> String {
+        format!("{}next-id", self.webhooks_prefix())
     }
 
     /// `<prefix>/maintenance`: present while an import or a restore writes the cluster state;

@@ -28,7 +28,7 @@ pub struct Fence {
 }
 
 impl Fence {
-    fn compare(&self) -> Compare {
+    pub(super) fn compare(&self) -> Compare {
         Compare::create_revision(
             self.election_key.clone(),
             CompareOp::Equal,
@@ -332,6 +332,11 @@ impl Store {
     /// The event log's reads, through the same etcd clients.
     pub fn events(&self) -> super::EventStore {
         super::EventStore::new(self.etcd.clone(), self.keys.clone())
+    }
+
+    /// The registered webhooks' reads and fenced writes, through the same etcd clients.
+    pub fn webhooks(&self) -> super::WebhookStore {
+        super::WebhookStore::new(self.etcd.clone(), self.keys.clone())
     }
 
     /// Sends `ops` in one transaction under the fence.

@@ -157,9 +157,39 @@ pub struct Args {
     /// events, watchevents: the first event id to show (default: the last N / from now).
     #[arg(long, value_name = "ID")]
     pub from: Option<u64>,
-    /// events, watchevents: event type prefixes, comma-separated (e.g. osd.,health.).
-    #[arg(long = "type", value_delimiter = ',', value_name = "PREFIXES")]
+    /// events, watchevents, webhook-add: event type prefixes, comma-separated (e.g.
+    /// osd.,health.).
+    #[arg(
+        long = "type",
+        alias = "types",
+        value_delimiter = ',',
+        value_name = "PREFIXES"
+    )]
     pub types: Vec<String>,
+    /// webhook-add: the endpoint's url (https://...).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// webhook ops: the webhook's id.
+    #[arg(long)]
+    pub id: Option<u32>,
+    /// webhook-add: signing secrets (whsec_...), comma-separated; default: one is generated.
+    #[arg(long, value_delimiter = ',', value_name = "SECRETS")]
+    pub secret: Vec<String>,
+    /// webhook-add: a bearer token sent with every delivery.
+    #[arg(long, env = "FASTBLOCK_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// webhook-add: register without checking that the host accepts a connection.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_name = "BOOL",
+          hide_default_value = true, hide_possible_values = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub force: bool,
+    /// webhook-deadletters: delete the dead letters after listing them.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_name = "BOOL",
+          hide_default_value = true, hide_possible_values = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub purge: bool,
     /// health: mute this check (e.g. OSD_DOWN): listed, but not counted in the overall status.
     #[arg(long, value_name = "CODE")]
     pub mute: Option<String>,
@@ -265,6 +295,12 @@ impl Args {
             "unmute" => self.unmute.is_some(),
             "ttl" => self.ttl.is_some(),
             "sticky" => self.sticky,
+            "url" => self.url.is_some(),
+            "id" => self.id.is_some(),
+            "secret" => !self.secret.is_empty(),
+            "token" => self.token.is_some(),
+            "force" => self.force,
+            "purge" => self.purge,
             _ => return None,
         })
     }

@@ -24,6 +24,7 @@ mod osds;
 mod output;
 mod pools;
 mod watch;
+mod webhooks;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

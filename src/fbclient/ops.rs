@@ -6,7 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::output::Output;
-use super::{Ctx, Failure, backup, cluster, events, fake, images, maps, osds, pools, watch};
+use super::{
+    Ctx, Failure, backup, cluster, events, fake, images, maps, osds, pools, watch, webhooks,
+};
 use crate::client::Scope;
 
 /// What an op's run returns: the output to print, or None when it printed as it went.
@@ -120,6 +122,20 @@ pub const OPS: &[OpSpec] = &[
     op("watchevents", |c| printed(events::watch(c)),
        &[], &["from", "type", "duration"],
        "print events as they are committed (from now, or from an id on); resumes across failover"),
+    op("webhook-add", |c| shown(webhooks::add(c)),
+       &["url"], &["type", "secret", "token", "force"],
+       "register a webhook: every event (of -type prefixes) POSTed to -url as a signed CloudEvent; \
+        a signing secret is generated and shown once unless -secret=whsec_... is given"),
+    op("webhook-list", |c| shown(webhooks::list(c)),
+       &[], &[], "every webhook: id, state, last event delivered, dead letters, types, url"),
+    op("webhook-remove", |c| shown(webhooks::remove(c)),
+       &["id"], &[], "remove a webhook with its cursor and dead letters"),
+    op("webhook-test", |c| shown(webhooks::test(c)),
+       &["id"], &[], "send one test event now and say how it went (exit 1 if not delivered)"),
+    op("webhook-replay", |c| shown(webhooks::replay(c)),
+       &["id", "from"], &[], "deliver again from event -from on (also enables a disabled webhook)"),
+    op("webhook-deadletters", |c| shown(webhooks::dead_letters(c)),
+       &["id"], &["last", "purge"], "the events a webhook gave up on; -purge deletes them"),
     op("createimage", |c| shown(images::create(c)),
        &["poolname", "imagename", "imagesize"], &["objectsize"], "create a block-device image"),
     op("removeimage", |c| shown(images::remove(c)),

@@ -9,7 +9,7 @@ mod cluster;
 pub use cluster::render as render_cluster;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -65,11 +65,13 @@ pub enum TermTask {
     Events,
     /// Health checks raised, updated and cleared; mutes that end.
     Health,
+    /// Webhook delivery.
+    Webhooks,
 }
 
 impl TermTask {
     /// Every task, for pre-created series.
-    pub const ALL: [TermTask; 7] = [
+    pub const ALL: [TermTask; 8] = [
         TermTask::Pipeline,
         TermTask::Heartbeats,
         TermTask::FailureCheck,
@@ -77,6 +79,7 @@ impl TermTask {
         TermTask::RaftLeader,
         TermTask::Events,
         TermTask::Health,
+        TermTask::Webhooks,
     ];
 
     /// The label value.
@@ -89,6 +92,7 @@ impl TermTask {
             TermTask::RaftLeader => "raft_leader",
             TermTask::Events => "events",
             TermTask::Health => "health",
+            TermTask::Webhooks => "webhooks",
         }
     }
 }
@@ -115,6 +119,16 @@ pub struct Metrics {
     pub events_compacted: IntCounter,
     /// Open WatchEvents streams on this monitor.
     pub event_watch_streams: IntGauge,
+    /// Webhook delivery attempts, by endpoint id and outcome.
+    pub webhook_deliveries: IntCounterVec,
+    /// Commit → received latency of delivered webhooks.
+    pub webhook_delivery_seconds: Histogram,
+    /// Events after each endpoint's cursor (not yet delivered or skipped).
+    pub webhook_queue_depth: IntGaugeVec,
+    /// Age of the event each endpoint is trying (0 when caught up).
+    pub webhook_oldest_undelivered: GaugeVec,
+    /// Events given up on (dead letters), by endpoint id.
+    pub webhook_dead_letters: IntCounterVec,
     /// 1 while the embedded etcd child runs.
     pub etcd_up: IntGauge,
     /// Restarts of the embedded etcd child after it died.
@@ -216,6 +230,48 @@ impl Metrics {
         let event_watch_streams = IntGauge::new(
             "fastblock_event_watch_streams",
             "Open WatchEvents streams on this monitor (leader or standby)",
+        )
+        .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "fastblock_webhook_deliveries_total",
+                "Webhook delivery attempts by endpoint id and outcome (delivered, failed, retry_after, gone; leader)",
+            ),
+            &["endpoint", "outcome"],
+        )
+        .expect("valid metric");
+        let webhook_delivery_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "fastblock_webhook_delivery_seconds",
+                "From an event's commit to its webhook's successful delivery (leader)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )
+        .expect("valid metric");
+        let webhook_queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "fastblock_webhook_queue_depth",
+                "Events after an endpoint's cursor, not yet delivered (leader)",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let webhook_oldest_undelivered = GaugeVec::new(
+            Opts::new(
+                "fastblock_webhook_oldest_undelivered_seconds",
+                "Age of the event an endpoint is being tried with; 0 when caught up (leader)",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let webhook_dead_letters = IntCounterVec::new(
+            Opts::new(
+                "fastblock_webhook_dead_letters_total",
+                "Events given up on after webhook_max_event_age, by endpoint id (leader)",
+            ),
+            &["endpoint"],
         )
         .expect("valid metric");
         let etcd_up = IntGauge::new(
@@ -330,6 +386,11 @@ impl Metrics {
             Box::new(events_written.clone()),
             Box::new(events_compacted.clone()),
             Box::new(event_watch_streams.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_delivery_seconds.clone()),
+            Box::new(webhook_queue_depth.clone()),
+            Box::new(webhook_oldest_undelivered.clone()),
+            Box::new(webhook_dead_letters.clone()),
             Box::new(etcd_up.clone()),
             Box::new(etcd_restarts.clone()),
             Box::new(grpc_requests.clone()),
@@ -393,6 +454,11 @@ impl Metrics {
             events_written,
             events_compacted,
             event_watch_streams,
+            webhook_deliveries,
+            webhook_delivery_seconds,
+            webhook_queue_depth,
+            webhook_oldest_undelivered,
+            webhook_dead_letters,
             etcd_up,
             etcd_restarts,
             grpc_requests,

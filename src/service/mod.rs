@@ -22,6 +22,7 @@ mod requests;
 pub mod status;
 mod watch;
 mod watch_route;
+mod webhooks;
 
 pub use watch_route::{WatchBudget, WithWatchRoute};
 

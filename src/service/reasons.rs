@@ -133,6 +133,21 @@ reasons! {
     INVALID_MUTE_TTL,
     /// A mute past the most mutes kept at once.
     TOO_MANY_MUTES,
+    /// A webhook url that is malformed, too long, not https (http only when allowed), or
+    /// carries credentials.
+    INVALID_WEBHOOK_URL,
+    /// A webhook secret that is not whsec_ + base64 of 24..=64 bytes, or more than 4 of them.
+    INVALID_WEBHOOK_SECRET,
+    /// A bearer token longer than 4096 bytes or with characters outside visible ASCII.
+    INVALID_BEARER_TOKEN,
+    /// AddWebhook: the endpoint's host does not accept a connection.
+    WEBHOOK_UNREACHABLE,
+    /// AddWebhook of a url registered already.
+    WEBHOOK_EXISTS,
+    /// A webhook id that is not registered.
+    WEBHOOK_NOT_FOUND,
+    /// A stored value that does not decode (the message names its key).
+    STORED_VALUE_CORRUPT,
 }
 
 #[cfg(test)]

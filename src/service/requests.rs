@@ -290,6 +290,100 @@ pub(super) fn mute_health(
     })
 }
 
+/// Most secrets of one webhook (two during a rotation is the usual case).
+pub const MAX_WEBHOOK_SECRETS: usize = 4;
+/// Longest bearer token.
+pub const MAX_BEARER_TOKEN: usize = 4096;
+
+/// An AddWebhook request, checked.
+#[derive(Debug)]
+pub(super) struct CheckedWebhook {
+    pub url: url::Url,
+    pub types: Vec<String>,
+    pub secrets: Vec<crate::webhook::sign::Secret>,
+}
+
+/// Checks AddWebhook: the url, the type prefixes, the secrets and the bearer token.
+pub(super) fn add_webhook(
+    r: &api::AddWebhookRequest,
+    allow_http: bool,
+) -> Result<CheckedWebhook, Status> {
+    let url = crate::webhook::envelope::check_url(&r.url, allow_http).map_err(|e| {
+        status::error(
+            tonic::Code::InvalidArgument,
+            super::reasons::INVALID_WEBHOOK_URL,
+            e.to_string(),
+        )
+    })?;
+    let types = event_types(&r.types)?;
+    let bad_secret = |why: String| {
+        status::error(
+            tonic::Code::InvalidArgument,
+            super::reasons::INVALID_WEBHOOK_SECRET,
+            why,
+        )
+    };
+    if r.secrets.len() > MAX_WEBHOOK_SECRETS {
+        return Err(bad_secret(format!(
+            "{} secrets given; at most {MAX_WEBHOOK_SECRETS}",
+            r.secrets.len()
+        )));
+    }
+    let secrets = r
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            crate::webhook::sign::Secret::parse(s)
+                .map_err(|e| bad_secret(format!("secret {}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let token_ok = r.bearer_token.len() <= MAX_BEARER_TOKEN
+        && r.bearer_token.bytes().all(|b| b.is_ascii_graphic());
+    if !token_ok {
+        return Err(status::error(
+            tonic::Code::InvalidArgument,
+            super::reasons::INVALID_BEARER_TOKEN,
+            format!(
+                "the bearer token ({} bytes) must be at most {MAX_BEARER_TOKEN} bytes of visible ASCII",
+                r.bearer_token.len()
+            ),
+        ));
+    }
+    Ok(CheckedWebhook {
+        url,
+        types,
+        secrets,
+    })
+}
+
+/// Checks a replay's first id against the log: kept (`oldest`, None when nothing is kept)
+/// and written (`next` is the id the next event gets).
+pub(super) fn replay_from(from: u64, oldest: Option<u64>, next: u64) -> Result<(), Status> {
+    let out_of_range =
+        |reason: &str, why: String| status::error(tonic::Code::OutOfRange, reason, why);
+    if from == 0 || from >= next {
+        return Err(out_of_range(
+            super::reasons::EVENTS_AHEAD,
+            format!(
+                "event {from} was never written; the newest is {}",
+                next.saturating_sub(1)
+            ),
+        ));
+    }
+    match oldest {
+        Some(o) if from < o => Err(out_of_range(
+            super::reasons::EVENTS_COMPACTED,
+            format!("event {from} is no longer kept; the oldest kept is {o}"),
+        )),
+        None => Err(out_of_range(
+            super::reasons::EVENTS_COMPACTED,
+            format!("event {from} is no longer kept; the log keeps none"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn event_types(types: &[String]) -> Result<Vec<String>, Status> {
     let invalid = |why: String| {
         status::error(

@@ -18,6 +18,7 @@ use crate::health;
 use crate::heartbeat::{self, HeartbeatActor, Heartbeats};
 use crate::leadership::LeaderTerm;
 use crate::timing;
+use crate::webhook::supervisor::WebhookHandle;
 
 /// The serving state of one leadership term.
 pub struct TermContext {
@@ -34,6 +35,8 @@ pub struct TermContext {
     /// PGs not active for longer than `pg_stuck_inactive_after`, as the health task last found
     /// them.
     pub stuck_inactive: ArcSwap<health::StuckPgs>,
+    /// What the service shares with the term's webhook task (reload now, health findings).
+    pub webhooks: Arc<WebhookHandle>,
 }
 
 /// The parts of a term that run as tasks, returned by [`start`] for the term to run.
@@ -44,7 +47,11 @@ pub struct TermParts {
 }
 
 /// Creates the context of `term` serving `state`, and the tasks that will run it.
-pub fn start(term: LeaderTerm, state: ClusterState) -> TermParts {
+pub fn start(
+    term: LeaderTerm,
+    state: ClusterState,
+    webhooks: crate::webhook::deliver::Settings,
+) -> TermParts {
     let (pipeline, writer) = commit::start(term.clone(), state);
     let (heartbeats, heartbeat_actor) = heartbeat::start(Instant::now());
     let context = Arc::new(TermContext {
@@ -54,6 +61,7 @@ pub fn start(term: LeaderTerm, state: ClusterState) -> TermParts {
         iostats: SharedIoStats::new(timing::IO_RATE_WINDOW),
         too_large: TooLarge::default(),
         stuck_inactive: ArcSwap::from_pointee(health::StuckPgs::default()),
+        webhooks: Arc::new(WebhookHandle::new(webhooks)),
     });
     TermParts {
         context,
@@ -82,6 +90,7 @@ impl TermContext {
     ) -> Vec<health::Check> {
         let findings = self.heartbeats.findings();
         let stuck = self.stuck_inactive.load();
+        let webhooks = self.webhooks.health.load();
         health::evaluate(
             snap,
             &health::Findings {
@@ -93,6 +102,7 @@ impl TermContext {
                 stuck_inactive: &stuck,
                 monitors,
                 etcd: self.pipeline.etcd_commits(),
+                webhooks: &webhooks,
             },
         )
     }

@@ -42,6 +42,8 @@ pub struct TermSettings {
     pub events: Retention,
     /// A PG not active this long is reported stuck (PG_STUCK_INACTIVE).
     pub pg_stuck_inactive_after: std::time::Duration,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhook::deliver::Settings,
 }
 
 /// Runs terms as the election starts them, until `stop`.
@@ -89,7 +91,7 @@ async fn run_term(
         context,
         writer,
         heartbeat_actor,
-    } = context::start(term.clone(), state);
+    } = context::start(term.clone(), state, settings.webhooks.clone());
     let mut tasks = TermTasks::new(term.ended().child_token(), node.metrics.clone());
     tasks.spawn_infallible(
         TermTask::Heartbeats,
@@ -131,6 +133,27 @@ async fn run_term(
             tasks.stop_token(),
         ),
     );
+    match crate::webhook::deliver::Sender::new(settings.webhooks.timeout) {
+        Ok(sender) => {
+            let deliverer = Arc::new(crate::webhook::deliver::Deliverer {
+                log: node.events.clone(),
+                store: store.webhooks(),
+                fence: term.fence.clone(),
+                sender,
+                settings: settings.webhooks.clone(),
+                metrics: node.metrics.clone(),
+            });
+            tasks.spawn(
+                TermTask::Webhooks,
+                crate::webhook::supervisor::run(
+                    deliverer,
+                    context.webhooks.clone(),
+                    tasks.stop_token(),
+                ),
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "no HTTP client for webhooks; none are delivered"),
+    }
     // Only after the load: moving etcd's raft leadership makes etcd answer "leader changed"
     // for a moment, which would fail a page of the load.
     if let Some(url) = &settings.raft_leader_url {
