@@ -88,6 +88,7 @@ bench: deps ## Run the benchmarks (figures in docs/benchmarks.md)
 	$(CARGO) bench --bench connections
 	$(CARGO) bench --bench heartbeat_flood
 	$(CARGO) bench --bench events
+	$(CARGO) bench --bench webhooks
 	$(CARGO) bench --bench legacy_polls
 	$(CARGO) bench --bench migrate
 

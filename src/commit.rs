@@ -501,7 +501,10 @@ impl Writer {
                 value: v.clone(),
             })
             .collect();
-        let events = events::merge(group.events);
+        let mut events = events::merge(group.events);
+        if crate::failpoint::on(crate::failpoint::EVENTS_OFF) {
+            events.clear();
+        }
         if !events.is_empty() {
             // The events get their ids here, in commit order, and travel in the same
             // transaction as the records they describe (the counter with them).

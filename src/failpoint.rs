@@ -4,7 +4,8 @@
 //! `FASTBLOCK_FAILPOINTS="commit.before_txn=sleep(4000);failure_check.check=panic(1)"`
 //! (several entries are separated by `;`). Actions: `sleep(MS)` pauses for MS milliseconds at
 //! every hit; `panic` panics at every hit and `panic(N)` at the first N hits only (later hits
-//! pass). Unset, every point is a no-op. See docs/testing.md for the list of points.
+//! pass); `on` turns on a switch read with [`on`] (benchmarks' baselines). Unset, every point
+//! is a no-op. See docs/testing.md for the list of points.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -20,10 +21,16 @@ pub const COMMIT_BEFORE_TXN: &str = "commit.before_txn";
 /// Hit at the start of every failure check (a term task).
 pub const FAILURE_CHECK: &str = "failure_check.check";
 
+/// A switch (`events.off=on`): the commit writer writes no events, so a benchmark can measure
+/// a baseline without the event log in the same run. Never for a real cluster.
+pub const EVENTS_OFF: &str = "events.off";
+
 /// What a configured failpoint does when hit.
 #[derive(Debug)]
 enum Action {
     Sleep(Duration),
+    /// A switch, read with [`on`].
+    On,
     /// Panics while `left` is above zero (`u64::MAX`: always).
     Panic {
         left: AtomicU64,
@@ -36,6 +43,9 @@ fn table() -> &'static HashMap<String, Action> {
 }
 
 fn parse_action(action: &str) -> Option<Action> {
+    if action == "on" {
+        return Some(Action::On);
+    }
     if action == "panic" {
         return Some(Action::Panic {
             left: AtomicU64::new(u64::MAX),
@@ -62,7 +72,7 @@ fn parse(spec: &str) -> HashMap<String, Action> {
                 out.insert(name, action);
             }
             None => eprintln!(
-                "{ENV}: ignoring malformed entry '{entry}' (want name=sleep(ms), name=panic or name=panic(n))"
+                "{ENV}: ignoring malformed entry '{entry}' (want name=sleep(ms), name=panic, name=panic(n) or name=on)"
             ),
         }
     }
@@ -79,10 +89,15 @@ fn panics(left: &AtomicU64) -> bool {
     .is_ok()
 }
 
+/// Whether the switch `name` is configured `on`.
+pub fn on(name: &str) -> bool {
+    matches!(table().get(name), Some(Action::On))
+}
+
 /// Runs the failpoint `name` if it is configured: pauses, or panics.
 pub async fn hit(name: &str) {
     match table().get(name) {
-        None => {}
+        None | Some(Action::On) => {}
         Some(Action::Sleep(d)) => {
             tracing::warn!(
                 failpoint = name,
@@ -105,8 +120,10 @@ mod tests {
 
     #[test]
     fn parses_entries_and_skips_bad_ones() {
-        let t = parse("a=sleep(5); b=sleep(x) ;c=panic;d=sleep(10);e=panic(2);f=panic(x);g=boom");
-        assert_eq!(t.len(), 4);
+        let t =
+            parse("a=sleep(5); b=sleep(x) ;c=panic;d=sleep(10);e=panic(2);f=panic(x);g=boom;h=on");
+        assert_eq!(t.len(), 5);
+        assert!(matches!(t["h"], Action::On));
         assert!(matches!(t["a"], Action::Sleep(d) if d == Duration::from_millis(5)));
         assert!(matches!(t["d"], Action::Sleep(d) if d == Duration::from_millis(10)));
         assert!(

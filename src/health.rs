@@ -69,9 +69,15 @@ pub mod codes {
     /// them again.
     pub const LEARNED: &[&str] = &[
         OSD_FLAPPING,
+        OSD_HEARTBEAT_LATE,
         OSD_OUT_REFUSED,
         OSD_DOWN_REFUSED,
         TXN_TOO_LARGE,
+        PG_STUCK_INACTIVE,
+        ETCD_SLOW,
+        ETCD_UNREACHABLE,
+        WEBHOOK_DEAD_LETTERS,
+        WEBHOOK_DISABLED,
     ];
 
     /// Whether `code` names a check.

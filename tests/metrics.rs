@@ -878,7 +878,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         None,
     );
     assert!(ok, "promtool check rules: {out}");
-    assert!(out.contains("SUCCESS: 15 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 16 rules found"), "{out}");
     let (ok, out) = tool(
         "promtool",
         &[
@@ -919,14 +919,15 @@ async fn a_real_prometheus_scrapes_a_monitor_and_promtool_accepts_the_scrape() {
     let mut c = TestCluster::new(
         1,
         ClusterOptions {
-            extra_config: "osd_down_after = \"1h\"".to_string(),
+            extra_config: "osd_down_after = \"1h\"\nwebhook_allow_http = true".to_string(),
             ..ClusterOptions::default()
         },
     );
     c.start_all();
     c.wait_leader(&[0], LONG);
     let m = c.client(0);
-    // Something in every family: OSDs, a pool, I/O, a flag (a failing health check), an error.
+    // Something in every family: OSDs, a pool, I/O, a flag (a failing health check), an error,
+    // a webhook (to a port nobody listens on: its deliveries fail and queue up).
     let alive = Mutex::new(BTreeMap::new());
     let mut ids = Vec::new();
     for k in 0..3 {
@@ -969,6 +970,31 @@ async fn a_real_prometheus_scrapes_a_monitor_and_promtool_accepts_the_scrape() {
         })
         .await
         .expect_err("no such image");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", closed.local_addr().expect("address"));
+    drop(closed);
+    m.add_webhook(api::AddWebhookRequest {
+        url,
+        skip_reachability_check: true,
+        ..Default::default()
+    })
+    .await
+    .expect("webhook");
+    m.create_image(api::CreateImageRequest {
+        pool_name: "rbd".to_string(),
+        image_name: "vm".to_string(),
+        size: 1 << 30,
+        object_size: 0,
+    })
+    .await
+    .expect("an image: an event for the webhook");
+    wait_until(LONG, "a failed webhook delivery to be counted", || {
+        scrape(&c, 0)
+            .samples
+            .get("fastblock_webhook_deliveries_total")
+            .is_some_and(|v| v.iter().any(|(l, x)| l["outcome"] == "failed" && *x > 0.0))
+    });
 
     // promtool lints the live exposition.
     let s = scrape(&c, 0);
@@ -1051,7 +1077,7 @@ async fn a_real_prometheus_scrapes_a_monitor_and_promtool_accepts_the_scrape() {
     assert_eq!(status, 200, "{body}");
     let rules: serde_json::Value = serde_json::from_str(&body).expect("rules json");
     let group = &rules["data"]["groups"][0]["rules"];
-    assert_eq!(group.as_array().map(Vec::len), Some(15), "{rules}");
+    assert_eq!(group.as_array().map(Vec::len), Some(16), "{rules}");
     wait_until(LONG, "every rule evaluated once", || {
         let (_, body) = common::http_get(&prom.address, "/api/v1/rules").unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

@@ -169,7 +169,7 @@ async fn flag(m: &MonitorClient, on: bool) {
 /// The ids of every `flag.` event after `after`.
 async fn flag_events(m: &MonitorClient, after: u64) -> Vec<u64> {
     m.list_events(api::ListEventsRequest {
-        last: 0,
+        last: 10_000,
         after_id: after,
         types: vec!["flag.".to_string()],
     })
@@ -297,7 +297,12 @@ async fn gone_disables_a_dead_receiver_gets_dead_letters_and_a_replay_delivers_t
     c.start_all();
     c.wait_leader(&[0], LONG);
     let m = c.client(0);
-    let gone = Receiver::start(Box::new(|_| (410, None)), Duration::ZERO).await;
+    // 410 once; after the replay below it takes events again.
+    let gone = Receiver::start(
+        Box::new(|n| if n == 0 { (410, None) } else { (200, None) }),
+        Duration::ZERO,
+    )
+    .await;
     let dead = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let alive = dead.clone();
     let flaky = Receiver::start(
@@ -423,7 +428,7 @@ async fn gone_disables_a_dead_receiver_gets_dead_letters_and_a_replay_delivers_t
         .await
         .unwrap();
     assert!(left.letters.is_empty());
-    // A replay also enables the disabled endpoint.
+    // A replay also enables the disabled endpoint, which then gets both events.
     m.replay_webhook(api::ReplayWebhookRequest {
         id: g.id,
         from_id: expected[0],
@@ -432,6 +437,40 @@ async fn gone_disables_a_dead_receiver_gets_dead_letters_and_a_replay_delivers_t
     .unwrap();
     let list = m.list_webhooks(api::ListWebhooksRequest {}).await.unwrap();
     assert!(list.webhooks.iter().all(|w| w.disabled_reason.is_empty()));
+    wait_for("the enabled endpoint got the replay", || {
+        gone.acknowledged().len() >= 2
+    })
+    .await;
+    assert_eq!(gone.acknowledged(), expected);
+    // Both checks clear once nothing is dead or disabled.
+    wait_for_status(
+        &m,
+        "WEBHOOK_DEAD_LETTERS and WEBHOOK_DISABLED to clear",
+        |s| !s.checks.iter().any(|c| c.code.starts_with("WEBHOOK_")),
+    )
+    .await;
+}
+
+async fn wait_for_status(
+    m: &MonitorClient,
+    what: &str,
+    done: impl Fn(&api::GetClusterStatusResponse) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let s = m
+            .get_cluster_status(api::GetClusterStatusRequest {})
+            .await
+            .unwrap();
+        if done(&s) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {LONG:?}: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,6 +491,11 @@ async fn a_kill_9_of_the_leader_in_the_middle_of_delivery_loses_nothing() {
     assert_eq!(expected.len(), 100);
     wait_for("some delivered", || rx.acknowledged().len() >= 20).await;
     c.kill9(leader);
+    let at_kill = rx.acknowledged().len();
+    assert!(
+        at_kill < 100,
+        "the leader died in the middle of delivery ({at_kill} of 100 delivered)"
+    );
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     c.wait_leader(&others, LONG);
     let want = expected.clone();

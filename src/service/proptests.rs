@@ -478,6 +478,40 @@ fuzz_request! {
             Ok(code) => propose(command::UnmuteHealth { code }, len),
             Err(st) => check_refusal(&st, len),
         };
+    // A registration is checked whole (url, types, secrets, token); what passes is what the
+    // delivery uses: an https url with a host and no credentials, secrets that sign.
+    add_webhook: api::AddWebhookRequest = vec![
+        api::AddWebhookRequest {
+            url: "https://hooks.example.com/fastblock".into(),
+            types: vec!["osd.".into(), "health.".into()],
+            secrets: vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+            bearer_token: "t0ken".into(),
+            skip_reachability_check: true,
+        },
+        api::AddWebhookRequest { url: "http://10.0.0.1:8080/x".into(), ..Default::default() },
+    ] => |r, len| match requests::add_webhook(&r, false) {
+        Ok(checked) => {
+            assert_eq!(checked.url.scheme(), "https");
+            assert!(checked.url.host_str().is_some_and(|h| !h.is_empty()));
+            assert!(checked.url.username().is_empty() && checked.url.password().is_none());
+            assert!(checked.secrets.len() <= requests::MAX_WEBHOOK_SECRETS);
+            for secret in &checked.secrets {
+                assert!(secret.entry("1", 2, b"{}").starts_with("v1,"));
+            }
+        }
+        Err(st) => check_refusal(&st, len),
+    };
+    // A replay's first id is checked against what the log keeps and has written.
+    replay_webhook: api::ReplayWebhookRequest = vec![
+        api::ReplayWebhookRequest { id: 1, from_id: 50 },
+        api::ReplayWebhookRequest { id: 1, from_id: 5 },
+    ] => |r, len| match requests::replay_from(r.from_id, Some(10), 100) {
+        Ok(()) => assert!((10..100).contains(&r.from_id)),
+        Err(st) => {
+            check_refusal(&st, len);
+            assert!(r.from_id < 10 || r.from_id >= 100);
+        }
+    };
     data_statistics: api::DataStatisticsRequest = statistics_seeds()
         => |r, len| serve_statistics(r, len);
     watch_cluster_map: api::WatchClusterMapRequest = watch_seeds()

@@ -71,14 +71,7 @@ pub async fn run(
             .map(|c| c.observed())
             .collect();
         let now_ms = timing::unix_ms_now();
-        let held: Vec<String> = if started.elapsed() < timing.hold {
-            health::codes::LEARNED
-                .iter()
-                .map(|c| c.to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let held = held_codes(started.elapsed(), timing, !inactive.since.is_empty());
         if snap.health().reconcile(&observed, now_ms, &held).is_none() {
             continue;
         }
@@ -93,6 +86,24 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "storing health changes failed; trying again"),
         }
     }
+}
+
+/// The checks whose clears are held `elapsed` into a term: the learned ones for `hold`;
+/// `PG_STUCK_INACTIVE` for `stuck_after` while some PG is not active (the new leader needs that
+/// long to find a PG stuck again, so a PG still inactive keeps the raised check instead of
+/// clearing it and raising it again a minute later; with every PG active it clears at once).
+fn held_codes(elapsed: Duration, timing: Timing, any_inactive: bool) -> Vec<String> {
+    health::codes::LEARNED
+        .iter()
+        .filter(|&&code| {
+            if code == health::codes::PG_STUCK_INACTIVE {
+                elapsed < timing.hold || (any_inactive && elapsed < timing.stuck_after)
+            } else {
+                elapsed < timing.hold
+            }
+        })
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// Since when each PG of the term has not been active (as this term saw it).
@@ -142,6 +153,39 @@ mod tests {
     use super::*;
     use crate::cluster::test_cluster;
     use crate::cluster::{PoolArgs, command};
+
+    #[test]
+    fn a_new_term_holds_the_clears_of_what_it_has_not_learned_yet() {
+        let timing = Timing {
+            hold: Duration::from_secs(10),
+            stuck_after: Duration::from_secs(60),
+        };
+        let secs = Duration::from_secs;
+        let every_learned = held_codes(secs(1), timing, true);
+        assert_eq!(every_learned.len(), health::codes::LEARNED.len());
+        for code in [
+            "OSD_HEARTBEAT_LATE",
+            "PG_STUCK_INACTIVE",
+            "ETCD_SLOW",
+            "WEBHOOK_DISABLED",
+        ] {
+            assert!(every_learned.iter().any(|c| c == code), "{code} held");
+        }
+        // After the hold only a stuck check with PGs still inactive is kept, until a PG could
+        // have been found stuck again.
+        assert_eq!(
+            held_codes(secs(11), timing, true),
+            vec!["PG_STUCK_INACTIVE"]
+        );
+        assert!(held_codes(secs(11), timing, false).is_empty());
+        assert!(held_codes(secs(61), timing, true).is_empty());
+        // Checks read from the stored state are never held.
+        assert!(
+            !every_learned
+                .iter()
+                .any(|c| c == "OSD_DOWN" || c == "PG_DEGRADED")
+        );
+    }
 
     #[test]
     fn a_pg_not_active_for_longer_than_the_threshold_is_stuck_until_it_is_active() {

@@ -197,8 +197,39 @@ impl Deliverer {
         }
     }
 
-    /// Runs the delivery of `endpoint` from its stored cursor until `stop` or an end.
+    /// Runs the delivery of `endpoint` from its stored cursor until `stop` or an end. The
+    /// endpoint's series exist (at zero) while its loop runs; its gauges go with the loop, so a
+    /// monitor that stopped leading exports none.
     pub async fn run(&self, endpoint: Endpoint, stop: CancellationToken) -> Ended {
+        let label = endpoint.id.to_string();
+        for outcome in Outcome::LABELS {
+            self.metrics
+                .webhook_deliveries
+                .with_label_values(&[&label, outcome]);
+        }
+        self.metrics
+            .webhook_dead_letters
+            .with_label_values(&[&label]);
+        self.metrics
+            .webhook_queue_depth
+            .with_label_values(&[&label]);
+        self.metrics
+            .webhook_oldest_undelivered
+            .with_label_values(&[&label])
+            .set(0.0);
+        let end = self.deliver_from_cursor(endpoint, stop).await;
+        let _ = self
+            .metrics
+            .webhook_queue_depth
+            .remove_label_values(&[&label]);
+        let _ = self
+            .metrics
+            .webhook_oldest_undelivered
+            .remove_label_values(&[&label]);
+        end
+    }
+
+    async fn deliver_from_cursor(&self, endpoint: Endpoint, stop: CancellationToken) -> Ended {
         let id = endpoint.id;
         let label = id.to_string();
         let secrets = secrets_of(&endpoint);

@@ -32,6 +32,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every value of [`Outcome::label`].
+    pub const LABELS: [&'static str; 4] = ["delivered", "gone", "retry_after", "failed"];
+
     /// A stable label for metrics (`delivered`, `gone`, `retry_after`, `failed`).
     pub fn label(self) -> &'static str {
         match self {

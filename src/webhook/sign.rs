@@ -72,7 +72,7 @@ impl Secret {
     }
 
     /// `v1,<base64 signature>` of one message.
-    fn entry(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+    pub fn entry(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");
