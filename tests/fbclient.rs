@@ -1,7 +1,8 @@
 //! fbclient against real monitors: every op in both flag styles (Go-style `-flag=value` and
 //! `--flag value`), `--json` output parsed back, exit codes and one-line errors, the watch ops
 //! printing changes as they happen and in order, and `fakestartcluster` whose fleet heals the
-//! cluster after one of its OSDs is killed through stdin.
+//! cluster after one of its OSDs is killed through stdin, and the webhook ops against a receiver
+//! in the test.
 
 mod common;
 
@@ -723,4 +724,81 @@ async fn health_op_mutes_and_unmutes_a_check() {
     assert_eq!(v["mutes"][0]["code"], "OSD_DOWN");
     assert_eq!(v["mutes"][0]["sticky"], true);
     assert_eq!(v["mutes"][0]["until_ms"], Value::Null);
+}
+
+/// A receiver that answers 200 to every POST and counts them.
+async fn counting_receiver() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let counted = count.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (count, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_ops_register_test_replay_and_remove() {
+    use std::sync::atomic::Ordering;
+    let c = start_monitor("webhook_allow_http = true");
+    let mon = c.monitors[0].grpc.clone();
+    let fb = Fb::go(&mon);
+    let (count, url) = counting_receiver().await;
+    fb.script("-op=webhook-list => no webhooks\n");
+    let out = fb.ok(&format!("-op=webhook-add -url={url} -type=flag."));
+    starts(
+        &out,
+        &format!("webhook 1 added: {url}\nsigning secret (shown only now): whsec_"),
+    );
+    let v = fb.json("-op=webhook-list");
+    subset(
+        &v,
+        json!({"webhooks": [{"id": 1, "url": url, "types": ["flag."], "secrets": 1,
+                             "bearer_token": false, "enabled": true, "dead_letters": 0}]}),
+    );
+    assert!(!v.to_string().contains("whsec_"), "no secret listed: {v}");
+    // An event reaches the receiver; a test event too.
+    fb.ok("-set=noout");
+    let deadline = Instant::now() + LONG;
+    while count.load(Ordering::SeqCst) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the flag event was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fb.script(
+        "-op=webhook-test -id=1 => webhook 1: test event delivered (HTTP 200)\n\
+         -op=webhook-deadletters -id=1 => no dead letters\n\
+         -op=webhook-replay -id=1 -from=1 => webhook 1: delivering again from event 1\n",
+    );
+    // Bad input: one line each, exit 1 for refusals, 2 for usage; nothing changed.
+    let err = fb.fails(&format!("-op=webhook-add -url={url}"), 1);
+    assert!(err.contains("registered already as webhook 1"), "{err}");
+    let err = fb.fails("-op=webhook-add -url=ftp://example.com/x", 1);
+    assert!(
+        err.contains("the url's scheme is ftp; webhooks are sent over https"),
+        "{err}"
+    );
+    let err = fb.fails("-op=webhook-remove -id=9", 1);
+    assert!(err.contains("no webhook 9"), "{err}");
+    fb.fails("-op=webhook-add", 2);
+    fb.fails("-op=webhook-replay -id=1", 2);
+    assert_eq!(len(&fb.json("-op=webhook-list")["webhooks"]), 1);
+    fb.script(&format!(
+        "-op=webhook-remove -id=1 => webhook 1 removed: {url}\n-op=webhook-list => no webhooks\n"
+    ));
 }
