@@ -371,6 +371,16 @@ async fn gone_disables_a_dead_receiver_gets_dead_letters_and_a_replay_delivers_t
     assert_eq!(dead_ids, expected);
     assert!(letters[0].attempts >= 1);
     assert!(letters[0].last_error.contains("503"), "{letters:?}");
+    // The receiver was known to be failing and the next event was already too old: given up
+    // on without being tried, so a backlog behind a dead receiver drains at once.
+    assert_eq!(letters[1].attempts, 0, "{letters:?}");
+    assert!(
+        letters[1]
+            .last_error
+            .starts_with("not tried: the receiver was failing (")
+            && letters[1].last_error.contains("503"),
+        "{letters:?}"
+    );
     let mut s = m
         .get_cluster_status(api::GetClusterStatusRequest {})
         .await

@@ -7,12 +7,11 @@
 //! It also keeps since when each PG has not been active (PG_STUCK_INACTIVE after
 //! `pg_stuck_inactive_after`), scanning the snapshot on the blocking pool.
 //!
-//! For the first `hold` of a term (the failure detector's grace, during which it has not yet
-//! heard from every OSD), the checks built on what the term learns by itself
-//! ([`health::codes::LEARNED`]: the failure detector's findings, stuck PGs, etcd's recent
-//! transactions) are not cleared when not observed: a new leader does not clear what its
-//! predecessor raised only because it has not learned it yet. Checks read from the state are
-//! complete from the start.
+//! At the start of a term the checks built on what the term learns by itself
+//! ([`health::codes::LEARNED`]) are not cleared when not observed, each until the term can have
+//! learned it again (`held_codes`): a new leader does not clear what its predecessor raised
+//! only because it has not learned it yet. Checks read from the state are complete from the
+//! start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,7 +70,12 @@ pub async fn run(
             .map(|c| c.observed())
             .collect();
         let now_ms = timing::unix_ms_now();
-        let held = held_codes(started.elapsed(), timing, !inactive.since.is_empty());
+        let held = held_codes(
+            started.elapsed(),
+            timing,
+            !inactive.since.is_empty(),
+            context.webhooks.health.load().loaded,
+        );
         if snap.health().reconcile(&observed, now_ms, &held).is_none() {
             continue;
         }
@@ -88,19 +92,30 @@ pub async fn run(
     }
 }
 
-/// The checks whose clears are held `elapsed` into a term: the learned ones for `hold`;
-/// `PG_STUCK_INACTIVE` for `stuck_after` while some PG is not active (the new leader needs that
-/// long to find a PG stuck again, so a PG still inactive keeps the raised check instead of
-/// clearing it and raising it again a minute later; with every PG active it clears at once).
-fn held_codes(elapsed: Duration, timing: Timing, any_inactive: bool) -> Vec<String> {
+/// The checks whose clears are held `elapsed` into a term, each until the term can have
+/// learned it again:
+/// - the failure detector's (flapping, late heartbeats, refused outs and downs) and changes too
+///   large: for `hold` (`osd_down_after`, by when every live OSD has been heard from);
+/// - `PG_STUCK_INACTIVE`: while some PG is not active, for `stuck_after` (a new leader needs
+///   that long to find a PG stuck again; with every PG active it clears at once);
+/// - `ETCD_SLOW`, `ETCD_UNREACHABLE`: for the window of transactions they are judged on;
+/// - the webhook checks: until the term's webhook task has read the registrations.
+fn held_codes(
+    elapsed: Duration,
+    timing: Timing,
+    any_inactive: bool,
+    webhooks_loaded: bool,
+) -> Vec<String> {
+    use health::codes;
     health::codes::LEARNED
         .iter()
-        .filter(|&&code| {
-            if code == health::codes::PG_STUCK_INACTIVE {
-                elapsed < timing.hold || (any_inactive && elapsed < timing.stuck_after)
-            } else {
-                elapsed < timing.hold
+        .filter(|&&code| match code {
+            codes::PG_STUCK_INACTIVE => any_inactive && elapsed < timing.stuck_after,
+            codes::ETCD_SLOW | codes::ETCD_UNREACHABLE => {
+                elapsed < crate::timing::ETCD_HEALTH_WINDOW
             }
+            codes::WEBHOOK_DEAD_LETTERS | codes::WEBHOOK_DISABLED => !webhooks_loaded,
+            _ => elapsed < timing.hold,
         })
         .map(|c| c.to_string())
         .collect()
@@ -161,7 +176,7 @@ mod tests {
             stuck_after: Duration::from_secs(60),
         };
         let secs = Duration::from_secs;
-        let every_learned = held_codes(secs(1), timing, true);
+        let every_learned = held_codes(secs(1), timing, true, false);
         assert_eq!(every_learned.len(), health::codes::LEARNED.len());
         for code in [
             "OSD_HEARTBEAT_LATE",
@@ -171,19 +186,35 @@ mod tests {
         ] {
             assert!(every_learned.iter().any(|c| c == code), "{code} held");
         }
-        // After the hold only a stuck check with PGs still inactive is kept, until a PG could
-        // have been found stuck again.
-        assert_eq!(
-            held_codes(secs(11), timing, true),
-            vec!["PG_STUCK_INACTIVE"]
-        );
-        assert!(held_codes(secs(11), timing, false).is_empty());
-        assert!(held_codes(secs(61), timing, true).is_empty());
         // Checks read from the stored state are never held.
         assert!(
             !every_learned
                 .iter()
                 .any(|c| c == "OSD_DOWN" || c == "PG_DEGRADED")
+        );
+        // Each kind for as long as it takes to learn it again.
+        assert_eq!(
+            held_codes(secs(11), timing, true, true),
+            vec!["PG_STUCK_INACTIVE", "ETCD_SLOW", "ETCD_UNREACHABLE"]
+        );
+        assert_eq!(
+            held_codes(secs(11), timing, false, true),
+            vec!["ETCD_SLOW", "ETCD_UNREACHABLE"]
+        );
+        assert_eq!(
+            held_codes(secs(31), timing, true, false),
+            vec![
+                "PG_STUCK_INACTIVE",
+                "WEBHOOK_DEAD_LETTERS",
+                "WEBHOOK_DISABLED"
+            ]
+        );
+        assert!(held_codes(secs(61), timing, true, true).is_empty());
+        // No PG inactive: a raised PG_STUCK_INACTIVE clears at once.
+        assert!(
+            !held_codes(secs(1), timing, false, true)
+                .iter()
+                .any(|c| c == "PG_STUCK_INACTIVE")
         );
     }
 

@@ -269,6 +269,8 @@ impl Deliverer {
         };
         let mut persisted = cursor;
         let mut last_persist = Instant::now();
+        // Set when an event was given up on, to its last error; cleared by a delivery.
+        let mut failing: Option<String> = None;
         let mut latest = self.log.subscribe();
         loop {
             let events = match self.log.after(cursor, BATCH).await {
@@ -313,7 +315,10 @@ impl Deliverer {
             }
             for event in events {
                 if event.matches(&endpoint.types) {
-                    match self.deliver_one(&endpoint, &secrets, &event, &stop).await {
+                    match self
+                        .deliver_one(&endpoint, &secrets, &event, &mut failing, &stop)
+                        .await
+                    {
                         Ok(()) => {}
                         Err(Ended::Stopped) => {
                             if persisted != cursor {
@@ -336,15 +341,37 @@ impl Deliverer {
         }
     }
 
-    /// Delivers one event to `endpoint`, trying again until done; Err when the loop must end.
+    /// Delivers one event to `endpoint`, trying again until done or given up on; Err when the
+    /// loop must end.
+    ///
+    /// `failing` holds the last error while the receiver is known to be failing (an earlier
+    /// event was given up on and nothing was delivered since). Then an event already older
+    /// than `webhook_max_event_age` is given up on without being tried: a receiver that hangs
+    /// until `webhook_timeout` would otherwise take that long per queued event, and an endpoint
+    /// behind by an hour of events would never catch up. The first event younger than the limit
+    /// is tried as usual; `webhook-replay` sends the skipped ones again.
     async fn deliver_one(
         &self,
         endpoint: &Endpoint,
         secrets: &[Secret],
         event: &Event,
+        failing: &mut Option<String>,
         stop: &CancellationToken,
     ) -> Result<(), Ended> {
         let label = endpoint.id.to_string();
+        if let Some(last) = failing.as_deref() {
+            let age = Duration::from_millis(timing::unix_ms_now().saturating_sub(event.time_ms));
+            if age > self.settings.max_event_age {
+                let letter = DeadLetter {
+                    event_id: event.id,
+                    event_type: event.kind.clone(),
+                    attempts: 0,
+                    last_error: format!("not tried: the receiver was failing ({last})"),
+                    dead_ms: timing::unix_ms_now(),
+                };
+                return self.bury(endpoint, &letter, stop).await;
+            }
+        }
         let body = envelope::body(event, &self.settings.source);
         let mut attempt = 0u32;
         loop {
@@ -367,6 +394,7 @@ impl Deliverer {
                 .inc();
             let wait = match result.outcome {
                 Outcome::Delivered => {
+                    *failing = None;
                     let took = timing::unix_ms_now().saturating_sub(event.time_ms);
                     self.metrics
                         .webhook_delivery_seconds
@@ -401,29 +429,47 @@ impl Deliverer {
                     dead_ms: timing::unix_ms_now(),
                 };
                 tracing::warn!(webhook = endpoint.id, event = event.id, attempts = attempt, error = %error, "webhook event given up: dead letter");
-                return match self
-                    .store
-                    .dead_letter(&self.fence, endpoint.id, &letter)
-                    .await
-                {
-                    Ok(()) => {
-                        self.metrics
-                            .webhook_dead_letters
-                            .with_label_values(&[&label])
-                            .inc();
-                        Ok(())
-                    }
-                    Err(WebhookStoreError::Fenced) => Err(Ended::Fenced),
-                    Err(e) => {
-                        // Not recorded: keep trying the event rather than lose it.
-                        tracing::warn!(webhook = endpoint.id, error = %e, "recording a dead letter failed");
-                        self.pause(policy::backoff(attempt, jitter()), stop).await
-                    }
-                };
+                let buried = self.bury(endpoint, &letter, stop).await;
+                if buried.is_ok() {
+                    *failing = Some(error);
+                }
+                return buried;
             }
             let pause = wait.unwrap_or_else(|| policy::backoff(attempt, jitter()));
             tracing::debug!(webhook = endpoint.id, event = event.id, attempt, error = %error, retry_in_ms = pause.as_millis() as u64, "webhook attempt failed");
             self.pause(pause, stop).await?;
+        }
+    }
+
+    /// Stores `letter` (and moves the cursor past its event). Until it is stored the event is
+    /// not lost: a failed write is tried again after a pause; Err when the loop must end.
+    async fn bury(
+        &self,
+        endpoint: &Endpoint,
+        letter: &DeadLetter,
+        stop: &CancellationToken,
+    ) -> Result<(), Ended> {
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            match self
+                .store
+                .dead_letter(&self.fence, endpoint.id, letter)
+                .await
+            {
+                Ok(()) => {
+                    self.metrics
+                        .webhook_dead_letters
+                        .with_label_values(&[&endpoint.id.to_string()])
+                        .inc();
+                    return Ok(());
+                }
+                Err(WebhookStoreError::Fenced) => return Err(Ended::Fenced),
+                Err(e) => {
+                    tracing::warn!(webhook = endpoint.id, error = %e, "recording a dead letter failed; trying again");
+                    self.pause(policy::backoff(tries, jitter()), stop).await?;
+                }
+            }
         }
     }
 

@@ -26,6 +26,8 @@ pub struct WebhookHealth {
     pub dead_letters: u64,
     /// Endpoints disabled (410 Gone), by id.
     pub disabled: Vec<u32>,
+    /// Whether this term has read them once (until then the checks are not cleared).
+    pub loaded: bool,
 }
 
 /// What the service shares with the term's webhook task.
@@ -139,8 +141,18 @@ async fn supervise(
                         },
                     );
                 }
-                if let Ok(n) = deliverer.store.dead_letter_count().await {
-                    health.dead_letters = n.max(0) as u64;
+                match deliverer.store.dead_letter_count().await {
+                    Ok(n) => {
+                        health.dead_letters = n.max(0) as u64;
+                        health.loaded = true;
+                    }
+                    Err(e) => {
+                        // Not known now: keep what was known, so nothing clears by mistake.
+                        tracing::warn!(error = %e, "counting the webhooks' dead letters failed");
+                        let before = handle.health.load();
+                        health.dead_letters = before.dead_letters;
+                        health.loaded = before.loaded;
+                    }
                 }
                 handle.health.store(Arc::new(health));
             }
