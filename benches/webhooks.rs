@@ -10,8 +10,10 @@
 //!   arrival time less the event's CloudEvents `time` (its commit time, ms). Also: how long
 //!   after the storm's start the last event reached every endpoint, and the delivery rate.
 //!
-//! Rounds alternate off / on (FB_BENCH_ROUNDS, default 3); the medians are compared. The
-//! goal: the storm is at most 10% slower with events (and webhooks) on. FB_BENCH_STORM_OSDS
+//! - Events on, no webhook: the storm with the event log only.
+//!
+//! Rounds run the three in turn (FB_BENCH_ROUNDS, default 3); the medians are compared. The
+//! goal: the storm is at most 10% slower with events on. FB_BENCH_STORM_OSDS
 //! sets the storm's size (default 10,000).
 //!
 //! `make bench` runs it.
@@ -207,6 +209,19 @@ async fn run_on(osds: u32) -> OnRun {
     }
 }
 
+/// The storm with events written (and followed) but no webhook registered.
+async fn run_events_only(osds: u32) -> Duration {
+    let c = monitor(true);
+    let m = c.client(0);
+    let before = latest_event(&m).await;
+    let t = storm(&c.monitors[0].grpc, osds).await;
+    assert!(
+        latest_event(&m).await >= before + u64::from(osds),
+        "events are written"
+    );
+    t
+}
+
 async fn run_off(osds: u32) -> Duration {
     let c = monitor(false);
     let m = c.client(0);
@@ -248,11 +263,18 @@ fn main() {
             "webhooks benchmark: {osds}-OSD boot storm, events off vs on ({ENDPOINTS} webhook endpoints), {rounds} rounds"
         );
         let mut off = Vec::new();
+        let mut events_only = Vec::new();
         let mut on = Vec::new();
         for round in 1..=rounds {
             let t = run_off(osds).await;
             println!("round {round}: events off: storm {:.2} s", t.as_secs_f64());
             off.push(t);
+            let t = run_events_only(osds).await;
+            println!(
+                "round {round}: events on, no webhook: storm {:.2} s",
+                t.as_secs_f64()
+            );
+            events_only.push(t);
             let r = run_on(osds).await;
             println!(
                 "round {round}: events on:  storm {:.2} s, {} events, commit → received p50 {:.1} ms p99 {:.1} ms max {:.1} ms, all delivered after {:.2} s ({:.0} deliveries/s over {ENDPOINTS} endpoints), {} duplicates",
@@ -268,6 +290,7 @@ fn main() {
             on.push(r);
         }
         let off_median = median(off);
+        let events_only_median = median(events_only);
         let on_median = median(on.iter().map(|r| r.storm).collect());
         let mut all: Vec<Duration> = on.iter().flat_map(|r| r.latencies.clone()).collect();
         all.sort();
@@ -277,6 +300,11 @@ fn main() {
         println!(
             "| events off (baseline) | {:.2} s | 1.00 |",
             off_median.as_secs_f64()
+        );
+        println!(
+            "| events on, no webhook | {:.2} s | {:.2} |",
+            events_only_median.as_secs_f64(),
+            events_only_median.as_secs_f64() / off_median.as_secs_f64()
         );
         println!(
             "| events on, {ENDPOINTS} webhooks | {:.2} s | {:.2} |",
