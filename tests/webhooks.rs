@@ -620,4 +620,15 @@ async fn bad_registrations_are_refused_and_change_nothing() {
         .unwrap();
     let again = add(&m, &https, &[]).await.unwrap().webhook.unwrap();
     assert!(again.id > w.id);
+    // At most 64 registered: the 65th is refused and nothing is added.
+    for k in 1..64 {
+        add(&m, &format!("{https}/{k}"), &[]).await.unwrap();
+    }
+    expect_err(
+        add(&m, &format!("{https}/65"), &[]).await,
+        Code::ResourceExhausted,
+        "TOO_MANY_WEBHOOKS",
+    );
+    let list = m.list_webhooks(api::ListWebhooksRequest {}).await.unwrap();
+    assert_eq!(list.webhooks.len(), 64);
 }

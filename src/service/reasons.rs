@@ -146,6 +146,8 @@ reasons! {
     WEBHOOK_EXISTS,
     /// A webhook id that is not registered.
     WEBHOOK_NOT_FOUND,
+    /// AddWebhook past the most webhooks registered at once.
+    TOO_MANY_WEBHOOKS,
     /// A stored value that does not decode (the message names its key).
     STORED_VALUE_CORRUPT,
 }

@@ -290,6 +290,8 @@ pub(super) fn mute_health(
     })
 }
 
+/// Most webhooks registered at once (each has a delivery loop on the leader).
+pub const MAX_WEBHOOKS: usize = 64;
 /// Most secrets of one webhook (two during a rotation is the usual case).
 pub const MAX_WEBHOOK_SECRETS: usize = 4;
 /// Longest bearer token.

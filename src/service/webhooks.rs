@@ -88,6 +88,25 @@ impl MonitorService {
         let serving = self.leader()?;
         let settings = &serving.webhooks.settings;
         let checked = requests::add_webhook(&r, settings.allow_http)?;
+        // Checked before the add, not in its transaction: adds racing at the limit may pass it
+        // by a few, never without bound.
+        let registered = self
+            .node
+            .store
+            .webhooks()
+            .list()
+            .await
+            .map_err(|e| self.webhook_error(e))?
+            .len();
+        if registered >= requests::MAX_WEBHOOKS {
+            return Err(status::error(
+                Code::ResourceExhausted,
+                reasons::TOO_MANY_WEBHOOKS,
+                format!(
+                    "{registered} webhooks are registered, the most there may be; remove one first"
+                ),
+            ));
+        }
         if !r.skip_reachability_check {
             reachable(&checked.url).await?;
         }
