@@ -294,6 +294,36 @@ impl Etcd {
         Err(last.unwrap_or_else(|| EtcdFailure::timed_out(timeout)))
     }
 
+    /// A read of `key` (with `options`) through [`Etcd::request`], bounded by
+    /// [`timing::ETCD_REQUEST_TIMEOUT`].
+    pub async fn get(
+        &self,
+        key: String,
+        options: Option<etcd_client::GetOptions>,
+    ) -> Result<etcd_client::GetResponse, EtcdFailure> {
+        self.request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+            let (key, options) = (key.clone(), options.clone());
+            let mut kv = c.kv_client();
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    /// A transaction through [`Etcd::request`], bounded by [`timing::ETCD_REQUEST_TIMEOUT`]
+    /// (sent again on another endpoint only when the first was at fault: give it compares that
+    /// make a second send harmless, such as the leader fence with absolute values).
+    pub async fn txn(
+        &self,
+        txn: etcd_client::Txn,
+    ) -> Result<etcd_client::TxnResponse, EtcdFailure> {
+        self.request(timing::ETCD_REQUEST_TIMEOUT, |c| {
+            let txn = txn.clone();
+            let mut kv = c.kv_client();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
     /// The configured endpoints in preference order, with whether each is healthy.
     pub fn health(&self) -> Vec<(String, bool)> {
         self.inner

@@ -51,13 +51,7 @@ impl EventStore {
         key: String,
         options: GetOptions,
     ) -> Result<etcd_client::GetResponse, EtcdFailure> {
-        self.etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let (key, options) = (key.clone(), options.clone());
-                let mut kv = c.kv_client();
-                async move { kv.get(key, Some(options)).await }
-            })
-            .await
+        self.etcd.get(key, Some(options)).await
     }
 
     fn decode(&self, resp: &etcd_client::GetResponse) -> Result<EventPage, EventReadError> {

@@ -341,14 +341,9 @@ impl Store {
 
     /// Sends `ops` in one transaction under the fence.
     async fn fenced_txn(&self, fence: &Fence, ops: Vec<TxnOp>) -> Result<TxnResponse, StoreError> {
-        let txn = Txn::new().when([fence.compare()]).and_then(ops);
         let resp = self
             .etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let txn = txn.clone();
-                let mut kv = c.kv_client();
-                async move { kv.txn(txn).await }
-            })
+            .txn(Txn::new().when([fence.compare()]).and_then(ops))
             .await?;
         if !resp.succeeded() {
             return Err(StoreError::Fenced);
@@ -359,14 +354,7 @@ impl Store {
     /// The config text an OSD reported at boot (kept outside the cluster state).
     pub async fn osd_config(&self, id: OsdId) -> Result<Option<String>, StoreError> {
         let key = self.keys.blob(&BlobKey::OsdConfig(id));
-        let resp = self
-            .etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let key = key.clone();
-                let mut kv = c.kv_client();
-                async move { kv.get(key, None).await }
-            })
-            .await?;
+        let resp = self.etcd.get(key, None).await?;
         Ok(resp
             .kvs()
             .first()

@@ -10,7 +10,6 @@ use super::endpoints::{Etcd, EtcdFailure};
 use super::keys::{KeyLayout, prefix_end};
 use super::store::Fence;
 use crate::proto::store as pb;
-use crate::timing;
 
 /// Why a webhook store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,30 +50,6 @@ impl WebhookStore {
         WebhookStore { etcd, keys }
     }
 
-    async fn get(
-        &self,
-        key: String,
-        options: Option<GetOptions>,
-    ) -> Result<etcd_client::GetResponse, EtcdFailure> {
-        self.etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let (key, options) = (key.clone(), options.clone());
-                let mut kv = c.kv_client();
-                async move { kv.get(key, options).await }
-            })
-            .await
-    }
-
-    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, EtcdFailure> {
-        self.etcd
-            .request(timing::ETCD_REQUEST_TIMEOUT, |c| {
-                let txn = txn.clone();
-                let mut kv = c.kv_client();
-                async move { kv.txn(txn).await }
-            })
-            .await
-    }
-
     fn decode<M: Message + Default>(key: &[u8], value: &[u8]) -> Result<M, WebhookStoreError> {
         M::decode(value).map_err(|e| WebhookStoreError::Corrupt {
             key: crate::text::shown(&String::from_utf8_lossy(key)),
@@ -86,6 +61,7 @@ impl WebhookStore {
     pub async fn list(&self) -> Result<Vec<Endpoint>, WebhookStoreError> {
         let prefix = self.keys.webhook_endpoints();
         let resp = self
+            .etcd
             .get(
                 prefix.clone(),
                 Some(GetOptions::new().with_range(prefix_end(&prefix))),
@@ -99,7 +75,7 @@ impl WebhookStore {
 
     /// The endpoint `id`.
     pub async fn endpoint(&self, id: u32) -> Result<Endpoint, WebhookStoreError> {
-        let resp = self.get(self.keys.webhook_endpoint(id), None).await?;
+        let resp = self.etcd.get(self.keys.webhook_endpoint(id), None).await?;
         match resp.kvs().first() {
             Some(kv) => Self::decode(kv.key(), kv.value()),
             None => Err(WebhookStoreError::NotFound(id)),
@@ -118,7 +94,7 @@ impl WebhookStore {
         let next_key = self.keys.webhook_next_id();
         // A concurrent add may take the id first: read again and retry a few times.
         for _ in 0..8 {
-            let next = self.get(next_key.clone(), None).await?;
+            let next = self.etcd.get(next_key.clone(), None).await?;
             let (id, id_compare) = match next.kvs().first() {
                 Some(kv) => (
                     String::from_utf8_lossy(kv.value())
@@ -152,10 +128,10 @@ impl WebhookStore {
                         None,
                     ),
                 ]);
-            if self.txn(txn).await?.succeeded() {
+            if self.etcd.txn(txn).await?.succeeded() {
                 return Ok(endpoint);
             }
-            let existing = self.get(url_key.clone(), None).await?;
+            let existing = self.etcd.get(url_key.clone(), None).await?;
             if let Some(kv) = existing.kvs().first() {
                 let id = String::from_utf8_lossy(kv.value()).parse().unwrap_or(0);
                 return Err(WebhookStoreError::Duplicate(id));
@@ -169,6 +145,7 @@ impl WebhookStore {
 
     async fn fence_holds(&self, fence: &Fence) -> Result<bool, WebhookStoreError> {
         let resp = self
+            .etcd
             .txn(Txn::new().when([fence.compare()]).and_then([]))
             .await?;
         Ok(resp.succeeded())
@@ -176,6 +153,7 @@ impl WebhookStore {
 
     async fn fenced(&self, fence: &Fence, ops: Vec<TxnOp>) -> Result<(), WebhookStoreError> {
         let resp = self
+            .etcd
             .txn(Txn::new().when([fence.compare()]).and_then(ops))
             .await?;
         if resp.succeeded() {
@@ -213,6 +191,7 @@ impl WebhookStore {
     ) -> Result<(), WebhookStoreError> {
         let key = self.keys.webhook_endpoint(endpoint.id);
         let resp = self
+            .etcd
             .txn(
                 Txn::new()
                     .when([
@@ -233,7 +212,7 @@ impl WebhookStore {
 
     /// The last event id delivered to `id` (0 when it has no cursor).
     pub async fn cursor(&self, id: u32) -> Result<u64, WebhookStoreError> {
-        let resp = self.get(self.keys.webhook_cursor(id), None).await?;
+        let resp = self.etcd.get(self.keys.webhook_cursor(id), None).await?;
         match resp.kvs().first() {
             Some(kv) => Ok(Self::decode::<pb::WebhookCursor>(kv.key(), kv.value())?.delivered),
             None => Ok(0),
@@ -249,6 +228,7 @@ impl WebhookStore {
     ) -> Result<(), WebhookStoreError> {
         let endpoint = self.keys.webhook_endpoint(id);
         let resp = self
+            .etcd
             .txn(
                 Txn::new()
                     .when([
@@ -307,6 +287,7 @@ impl WebhookStore {
     ) -> Result<Vec<DeadLetter>, WebhookStoreError> {
         let prefix = self.keys.webhook_dead_prefix(id);
         let resp = self
+            .etcd
             .get(
                 prefix.clone(),
                 Some(
@@ -326,6 +307,7 @@ impl WebhookStore {
     pub async fn dead_letter_count(&self) -> Result<i64, WebhookStoreError> {
         let prefix = format!("{}dead/", self.keys.webhooks_prefix());
         let resp = self
+            .etcd
             .get(
                 prefix.clone(),
                 Some(
