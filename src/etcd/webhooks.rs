@@ -303,9 +303,13 @@ impl WebhookStore {
             .collect()
     }
 
-    /// How many dead letters every endpoint has (for the health check).
-    pub async fn dead_letter_count(&self) -> Result<i64, WebhookStoreError> {
-        let prefix = format!("{}dead/", self.keys.webhooks_prefix());
+    /// How many dead letters endpoint `id` has, or every endpoint together (`None`, for the
+    /// health check); counted by etcd, no value read.
+    pub async fn dead_letter_count(&self, id: Option<u32>) -> Result<i64, WebhookStoreError> {
+        let prefix = match id {
+            Some(id) => self.keys.webhook_dead_prefix(id),
+            None => format!("{}dead/", self.keys.webhooks_prefix()),
+        };
         let resp = self
             .etcd
             .get(

@@ -74,10 +74,10 @@ impl MonitorService {
             .await
             .map_err(|e| self.webhook_error(e))?;
         let dead = store
-            .dead_letters(e.id, i64::from(MAX_LETTERS))
+            .dead_letter_count(Some(e.id))
             .await
             .map_err(|e| self.webhook_error(e))?
-            .len() as u64;
+            .max(0) as u64;
         Ok(info(e, cursor, dead))
     }
 

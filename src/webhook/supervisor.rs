@@ -141,7 +141,7 @@ async fn supervise(
                         },
                     );
                 }
-                match deliverer.store.dead_letter_count().await {
+                match deliverer.store.dead_letter_count(None).await {
                     Ok(n) => {
                         health.dead_letters = n.max(0) as u64;
                         health.loaded = true;
