@@ -631,4 +631,42 @@ async fn bad_registrations_are_refused_and_change_nothing() {
     );
     let list = m.list_webhooks(api::ListWebhooksRequest {}).await.unwrap();
     assert_eq!(list.webhooks.len(), 64);
+    // The other calls: an unknown id, a replay from an event never written.
+    let unknown = again.id + 1000;
+    expect_err(
+        m.replay_webhook(api::ReplayWebhookRequest {
+            id: again.id,
+            from_id: 1_000_000,
+        })
+        .await,
+        Code::OutOfRange,
+        "EVENTS_AHEAD",
+    );
+    expect_err(
+        m.replay_webhook(api::ReplayWebhookRequest {
+            id: unknown,
+            from_id: 1,
+        })
+        .await,
+        Code::NotFound,
+        "WEBHOOK_NOT_FOUND",
+    );
+    expect_err(
+        m.test_webhook(api::TestWebhookRequest { id: unknown })
+            .await,
+        Code::NotFound,
+        "WEBHOOK_NOT_FOUND",
+    );
+    expect_err(
+        m.webhook_dead_letters(api::WebhookDeadLettersRequest {
+            id: unknown,
+            limit: 0,
+            purge: true,
+        })
+        .await,
+        Code::NotFound,
+        "WEBHOOK_NOT_FOUND",
+    );
+    let after = m.list_webhooks(api::ListWebhooksRequest {}).await.unwrap();
+    assert_eq!(after, list, "refused calls change nothing");
 }
